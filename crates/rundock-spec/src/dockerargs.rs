@@ -1,0 +1,392 @@
+//! `args`: docker-run style flags, split like a shell would split words but never
+//! expanded or executed, then parsed into structured container options.
+//!
+//! Only `$PRIVATE_IP` and `$PUBLIC_IP` have a meaning (kept as tokens, resolved on the
+//! host at container start); every other `$`, backtick or `;` is plain text, and text
+//! that is not a known flag or its value is refused.
+
+use crate::error::{Result, SpecError};
+use crate::spec::{PortMapping, Protocol, PRIVATE_IP_TOKEN, PUBLIC_IP_TOKEN};
+use crate::validate::{self, quoted};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+const FIELD: &str = "args";
+
+/// What `args` contributed; merged with the structured options by `params`.
+#[derive(Debug, Default, PartialEq)]
+pub struct DockerArgs {
+    pub env: BTreeMap<String, String>,
+    pub ports: Vec<PortMapping>,
+    pub volumes: Vec<String>,
+    pub volumes_from: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub hostname: Option<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub network: Option<String>,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub memory: Option<u64>,
+    pub nano_cpus: Option<u64>,
+}
+
+const SUPPORTED: &str = "-e/--env, -p/--publish, -v/--volume, --volumes-from, -h/--hostname, \
+    -u/--user, -w/--workdir, --entrypoint, --network/--net, -l/--label, --privileged, \
+    --cap-add, --cap-drop, -m/--memory, --cpus";
+
+/// Splits `text` into words with shell quoting rules (single quotes, double quotes,
+/// backslash) and nothing else: no variables, globs, command substitution or operators.
+pub fn split_words(text: &str) -> Result<Vec<String>> {
+    split_words_on(text, FIELD, false)
+}
+
+/// As [`split_words`], with unquoted commas separating words too when `commas` is set
+/// (Ansible's `k=v, k2=v2` dictionaries), and errors charged to `field`.
+pub fn split_words_on(text: &str, field: &str, commas: bool) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() || (commas && c == ',') => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err(SpecError::new(field, "unterminated single quote")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => {
+                                return Err(SpecError::new(field, "unterminated double quote"))
+                            }
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err(SpecError::new(field, "unterminated double quote")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err(SpecError::new(field, "trailing backslash")),
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// Parses docker-run flags (the part of a `docker run` line before the image).
+pub fn parse(text: &str) -> Result<DockerArgs> {
+    let words = split_words(text)?;
+    let mut out = DockerArgs::default();
+    let mut i = 0;
+    while i < words.len() {
+        let word = &words[i];
+        i += 1;
+        let (flag, inline) = split_flag(word)?;
+        let canonical = canonical_flag(&flag).ok_or_else(|| {
+            SpecError::new(
+                FIELD,
+                format!(
+                    "unsupported docker run flag {}; supported: {SUPPORTED} \
+                     (the container command goes in 'command')",
+                    quoted(&flag)
+                ),
+            )
+        })?;
+        if canonical == "--privileged" {
+            if let Some(value) = inline {
+                out.privileged = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(SpecError::new(
+                            FIELD,
+                            format!("--privileged takes no value or =true/=false, not {}", quoted(&value)),
+                        ))
+                    }
+                };
+            } else {
+                out.privileged = true;
+            }
+            continue;
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                let v = words.get(i).cloned().ok_or_else(|| {
+                    SpecError::new(FIELD, format!("{flag} needs a value"))
+                })?;
+                i += 1;
+                v
+            }
+        };
+        apply(&mut out, canonical, &value)?;
+    }
+    Ok(out)
+}
+
+/// `--env=X` → (`--env`, `X`); `-eX=1` → (`-e`, `X=1`); anything not starting with `-`
+/// is a stray word.
+fn split_flag(word: &str) -> Result<(String, Option<String>)> {
+    if let Some(long) = word.strip_prefix("--") {
+        if long.is_empty() {
+            return Err(SpecError::new(
+                FIELD,
+                "'--' ends the flags in docker run; put the container command in 'command'",
+            ));
+        }
+        return Ok(match long.split_once('=') {
+            Some((name, value)) => (format!("--{name}"), Some(value.to_string())),
+            None => (word.to_string(), None),
+        });
+    }
+    if let Some(short) = word.strip_prefix('-') {
+        let mut chars = short.chars();
+        if let Some(c) = chars.next() {
+            let rest: String = chars.collect();
+            let rest = rest.strip_prefix('=').map(str::to_string).unwrap_or(rest);
+            return Ok((format!("-{c}"), (!rest.is_empty()).then_some(rest)));
+        }
+    }
+    Err(SpecError::new(
+        FIELD,
+        format!(
+            "unexpected word {}: args takes docker run flags only (the image goes in 'image', \
+             the container command in 'command')",
+            quoted(word)
+        ),
+    ))
+}
+
+fn canonical_flag(flag: &str) -> Option<&'static str> {
+    Some(match flag {
+        "-e" | "--env" => "--env",
+        "-p" | "--publish" => "--publish",
+        "-v" | "--volume" => "--volume",
+        "--volumes-from" => "--volumes-from",
+        "-h" | "--hostname" => "--hostname",
+        "-u" | "--user" => "--user",
+        "-w" | "--workdir" => "--workdir",
+        "--entrypoint" => "--entrypoint",
+        "--network" | "--net" => "--network",
+        "-l" | "--label" => "--label",
+        "--privileged" => "--privileged",
+        "--cap-add" => "--cap-add",
+        "--cap-drop" => "--cap-drop",
+        "-m" | "--memory" => "--memory",
+        "--cpus" => "--cpus",
+        _ => return None,
+    })
+}
+
+fn apply(out: &mut DockerArgs, flag: &str, value: &str) -> Result<()> {
+    let field = format!("{FIELD} {flag}");
+    let field = field.as_str();
+    match flag {
+        "--env" => {
+            let (name, val) = value.split_once('=').ok_or_else(|| {
+                SpecError::new(
+                    field,
+                    format!("{} must be NAME=VALUE", quoted(value.split('=').next().unwrap_or(""))),
+                )
+            })?;
+            let name = validate::env_name(field, name)?;
+            out.env
+                .insert(name, validate::no_control(field, "an environment value", val)?);
+        }
+        "--publish" => out.ports.push(parse_publish(field, value)?),
+        "--volume" => out.volumes.push(validate::volume(field, value)?),
+        "--volumes-from" => out
+            .volumes_from
+            .push(validate::volumes_from(field, value)?),
+        "--hostname" => out.hostname = Some(validate::hostname(field, value)?),
+        "--user" => out.user = Some(validate::user(field, value)?),
+        "--workdir" => {
+            out.workdir = Some(
+                validate::absolute_path(field, value)?
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        }
+        "--entrypoint" => {
+            out.entrypoint = Some(vec![validate::no_control(field, "the entrypoint", value)?])
+        }
+        "--network" => out.network = Some(validate::network(field, value)?),
+        "--label" => {
+            let (key, val) = value.split_once('=').unwrap_or((value, ""));
+            out.labels.insert(
+                validate::label_key(field, key)?,
+                validate::no_control(field, "a label value", val)?,
+            );
+        }
+        "--cap-add" => out.cap_add.push(validate::capability(field, value)?),
+        "--cap-drop" => out.cap_drop.push(validate::capability(field, value)?),
+        "--memory" => out.memory = Some(validate::memory(field, value)?),
+        "--cpus" => out.nano_cpus = Some(validate::cpus(field, value)?),
+        other => unreachable!("flag {other} is canonical but not handled"),
+    }
+    Ok(())
+}
+
+/// `[IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp]`; IP may be `$PRIVATE_IP`, `$PUBLIC_IP`,
+/// an IPv4 address or a bracketed IPv6 address.
+pub fn parse_publish(field: &str, value: &str) -> Result<PortMapping> {
+    let bad = |why: &str| {
+        SpecError::new(
+            field,
+            format!(
+                "{} {why}: the form is [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp], IP an address, \
+                 [IPv6], $PRIVATE_IP or $PUBLIC_IP",
+                quoted(value)
+            ),
+        )
+    };
+    let (spec, protocol) = match value.rsplit_once('/') {
+        Some((spec, "tcp")) => (spec, Protocol::Tcp),
+        Some((spec, "udp")) => (spec, Protocol::Udp),
+        Some(_) => return Err(bad("has an unknown protocol")),
+        None => (value, Protocol::Tcp),
+    };
+    let (host_ip, ports) = if let Some(rest) = spec.strip_prefix('[') {
+        let (ip, rest) = rest.split_once("]:").ok_or_else(|| bad("has an unclosed '['"))?;
+        (Some(ip.to_string()), rest)
+    } else {
+        let parts: Vec<&str> = spec.split(':').collect();
+        match parts.len() {
+            1 | 2 => (None, spec),
+            3 => (
+                Some(parts[0].to_string()),
+                &spec[parts[0].len() + 1..],
+            ),
+            _ => return Err(bad("has too many ':'")),
+        }
+    };
+    if let Some(ip) = &host_ip {
+        let ok = ip == PRIVATE_IP_TOKEN || ip == PUBLIC_IP_TOKEN || ip.parse::<IpAddr>().is_ok();
+        if !ok {
+            return Err(bad("has a host IP that is not an address"));
+        }
+    }
+    let parse_port = |p: &str| -> Result<u16> {
+        p.parse::<i64>()
+            .map_err(|_| bad("has a port that is not a number"))
+            .and_then(|n| validate::port(field, n).map_err(|_| bad("has a port out of range")))
+    };
+    let (host_port, container_port) = match ports.split_once(':') {
+        Some(("", c)) => (None, parse_port(c)?),
+        Some((h, c)) => (Some(parse_port(h)?), parse_port(c)?),
+        None => (None, parse_port(ports)?),
+    };
+    Ok(PortMapping {
+        host_ip: host_ip.filter(|ip| !ip.is_empty()),
+        host_port,
+        container_port,
+        protocol,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_split_without_expansion() {
+        assert_eq!(
+            split_words(r#"-e A='x y' -e "B=\$HOME `id`" C\ D $(touch /tmp/pwned);"#).unwrap(),
+            vec!["-e", "A=x y", "-e", "B=$HOME `id`", "C D", "$(touch", "/tmp/pwned);"]
+        );
+        assert!(split_words("'open").is_err());
+        assert!(split_words("\"open").is_err());
+    }
+
+    #[test]
+    fn original_module_args() {
+        let parsed = parse("--volumes-from data.influxdb -p $PRIVATE_IP:8083:8083").unwrap();
+        assert_eq!(parsed.volumes_from, vec!["data.influxdb"]);
+        assert_eq!(
+            parsed.ports,
+            vec![PortMapping {
+                host_ip: Some("$PRIVATE_IP".into()),
+                host_port: Some(8083),
+                container_port: 8083,
+                protocol: Protocol::Tcp
+            }]
+        );
+    }
+
+    #[test]
+    fn every_flag_form() {
+        let parsed = parse(
+            "-eA=1 --env=B=2 -e C=3 -p 80 -p 8080:80/udp -p [::1]:9000:90 -p 127.0.0.1::70 \
+             -v /data:/data:ro --hostname h1 -u 1000:1000 -w /srv --entrypoint /bin/sh \
+             --net host -l a=b --privileged --cap-add net_admin --cap-drop CAP_MKNOD -m 64m --cpus 0.5",
+        )
+        .unwrap();
+        assert_eq!(parsed.env.len(), 3);
+        assert_eq!(parsed.ports.len(), 4);
+        assert_eq!(parsed.ports[1].protocol, Protocol::Udp);
+        assert_eq!(parsed.ports[2].host_ip.as_deref(), Some("::1"));
+        assert_eq!(parsed.ports[3].host_port, None);
+        assert_eq!(parsed.cap_add, vec!["NET_ADMIN"]);
+        assert_eq!(parsed.cap_drop, vec!["MKNOD"]);
+        assert_eq!(parsed.memory, Some(64 << 20));
+        assert_eq!(parsed.nano_cpus, Some(500_000_000));
+        assert!(parsed.privileged);
+        assert_eq!(parsed.network.as_deref(), Some("host"));
+        assert_eq!(parsed.entrypoint, Some(vec!["/bin/sh".to_string()]));
+    }
+
+    #[test]
+    fn shell_syntax_is_refused_not_run() {
+        for bad in [
+            "-e X=1; touch /tmp/pwned",
+            "$(touch /tmp/pwned)",
+            "`touch /tmp/pwned`",
+            "-p 80 && rm -rf /",
+            "--restart always",
+            "-d",
+            "-e",
+            "-p 99999:80",
+            "-p a:b:c:d",
+            "-p $OTHER_IP:80:80",
+            "-e NOVALUE",
+            "--",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.field.starts_with("args"), "{bad}: {err}");
+        }
+    }
+}

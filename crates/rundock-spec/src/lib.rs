@@ -1,0 +1,17 @@
+//! The rundock service spec and everything that is a pure function of it.
+//!
+//! Data flows one way: module parameters → [`params::spec_from_params`] → a validated
+//! [`Spec`] → [`tree::render`] (the files of the runit service tree) and
+//! [`skydns`] (the etcd key and record the announcer writes). Nothing here talks to
+//! Docker, etcd or runit; the only I/O callers do is reading and writing `spec.json`.
+
+pub mod dockerargs;
+pub mod error;
+pub mod params;
+pub mod skydns;
+pub mod spec;
+pub mod tree;
+pub mod validate;
+
+pub use error::SpecError;
+pub use spec::*;

@@ -1,0 +1,268 @@
+//! The validated service spec: the one source of truth written to `spec.json` and read
+//! by the supervisor and the announcer.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Bumped when the meaning of `spec.json` changes incompatibly.
+pub const SPEC_FORMAT: u32 = 1;
+
+/// Substituted at container start with the host's private address (see `rundock-hostip`).
+pub const PRIVATE_IP_TOKEN: &str = "$PRIVATE_IP";
+/// Substituted at container start with the host's public address.
+pub const PUBLIC_IP_TOKEN: &str = "$PUBLIC_IP";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub format: u32,
+    /// DNS label; the service, container and DNS names derive from it.
+    pub name: String,
+    /// This host's name as a DNS label: the record's instance label, the container's
+    /// default hostname prefix and its `rundock.host` label.
+    pub host_label: String,
+    pub container: ContainerSpec,
+    pub announce: Option<AnnounceSpec>,
+    pub paths: Paths,
+    pub interfaces: Interfaces,
+    /// Seconds between withdrawing the record and stopping the container.
+    pub drain: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSpec {
+    pub container_name: String,
+    pub image: String,
+    pub pull: PullPolicy,
+    /// `None`: the image's own command.
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    /// Values may be secrets: never logged, masked in diffs.
+    pub env: BTreeMap<String, String>,
+    pub ports: Vec<PortMapping>,
+    pub volumes: Vec<String>,
+    pub volumes_from: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub hostname: Option<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub network: Option<String>,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// Bytes.
+    pub memory: Option<u64>,
+    /// Billionths of a CPU, as Docker's `NanoCpus`.
+    pub nano_cpus: Option<u64>,
+    /// Seconds `docker stop` waits before it kills.
+    pub stop_timeout: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    Always,
+    Missing,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// One `-p` mapping. `host_ip` may be an address or one of the `$PRIVATE_IP` /
+/// `$PUBLIC_IP` tokens, resolved on the host when the container is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    pub host_ip: Option<String>,
+    /// `None`: Docker picks a free port.
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceSpec {
+    /// The port written into the record (the host port clients connect to).
+    pub port: u16,
+    /// The container port it maps to.
+    pub container_port: u16,
+    pub announce_as: AnnounceAs,
+    /// e.g. `s.prod.example.com`; the record answers for `NAME.DOMAIN`.
+    pub domain: String,
+    pub etcd: EtcdSpec,
+    /// Record TTL in seconds (lease TTL and the record's own `ttl`).
+    pub ttl: u32,
+    /// Seconds between refreshes; always < ttl.
+    pub interval: u32,
+    pub health: Vec<HealthCheck>,
+    pub priority: Option<u16>,
+    pub weight: Option<u16>,
+    pub text: Option<String>,
+}
+
+/// Which address the record carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "value")]
+pub enum AnnounceAs {
+    Private,
+    Public,
+    /// The container's own address on its Docker network.
+    Container,
+    /// An interface, optionally with a family (`eth0:inet6`) or an index (`eth0[1]`).
+    Interface(String),
+    /// The first host address inside this network, e.g. `10.0.0.0/8`.
+    Cidr(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSpec {
+    pub endpoints: Vec<String>,
+    pub api: EtcdApi,
+    /// Key prefix, `/skydns` by default.
+    pub prefix: String,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub username: Option<String>,
+    /// A secret: masked in diffs, never logged.
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcdApi {
+    V3,
+    V2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub check: CheckKind,
+    /// Seconds between probes.
+    pub interval: u32,
+    /// Seconds one probe may take.
+    pub timeout: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum CheckKind {
+    /// 2xx from `http://<announced address>:<port><path>`.
+    Http { port: u16, path: String },
+    /// A TCP connect to `<announced address>:<port>`.
+    Tcp { port: u16 },
+    /// A command run inside the container (`docker exec`); exit 0 passes.
+    Exec { command: Vec<String> },
+}
+
+/// Where things live on the host. Tests point these at temp dirs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paths {
+    pub sv_dir: PathBuf,
+    pub service_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// The rundock binary the run scripts exec.
+    pub runner: PathBuf,
+}
+
+/// Interface rules for `$PRIVATE_IP` / `$PUBLIC_IP` and `announce_as: private|public`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interfaces {
+    /// Tried in order; the first that exists with an address wins.
+    pub private: Vec<String>,
+    pub public: Vec<String>,
+}
+
+impl Spec {
+    /// The runit service name: `docker-NAME`, as the original module named it.
+    pub fn service_name(&self) -> String {
+        format!("docker-{}", self.name)
+    }
+
+    pub fn tree_dir(&self) -> PathBuf {
+        self.paths.sv_dir.join(self.service_name())
+    }
+
+    pub fn link_path(&self) -> PathBuf {
+        self.paths.service_dir.join(self.service_name())
+    }
+
+    pub fn spec_path(&self) -> PathBuf {
+        self.tree_dir().join(SPEC_FILE)
+    }
+
+    /// A stable digest of what the container is made of; a container carrying another
+    /// digest in its `rundock.spec` label is stale and gets replaced.
+    pub fn container_hash(&self) -> String {
+        let bytes = serde_json::to_vec(&self.container).expect("spec serializes");
+        let digest = Sha256::digest(&bytes);
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("spec serializes");
+        text.push('\n');
+        text
+    }
+
+    pub fn from_json(text: &str) -> Result<Spec, String> {
+        let spec: Spec = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if spec.format != SPEC_FORMAT {
+            return Err(format!(
+                "spec format {} is not the {} this rundock reads",
+                spec.format, SPEC_FORMAT
+            ));
+        }
+        Ok(spec)
+    }
+
+    pub fn load(path: &Path) -> Result<Spec, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Spec::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The spec as it may be shown: secrets replaced by a marker.
+    pub fn masked(&self) -> Spec {
+        let mut shown = self.clone();
+        for value in shown.container.env.values_mut() {
+            *value = MASK.to_string();
+        }
+        if let Some(announce) = shown.announce.as_mut() {
+            if announce.etcd.password.is_some() {
+                announce.etcd.password = Some(MASK.to_string());
+            }
+        }
+        shown
+    }
+}
+
+pub const SPEC_FILE: &str = "spec.json";
+pub const MASK: &str = "********";
+
+/// Labels every rundock container carries, so leftovers can be found and removed.
+pub const LABEL_SERVICE: &str = "rundock.service";
+pub const LABEL_SPEC: &str = "rundock.spec";
+pub const LABEL_HOST: &str = "rundock.host";

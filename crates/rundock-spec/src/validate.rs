@@ -1,0 +1,611 @@
+//! Field validators: each takes the field name so its error says where the problem is
+//! and which form is allowed.
+
+use crate::error::{Result, SpecError};
+use std::path::{Path, PathBuf};
+
+pub const LABEL_FORM: &str = "a DNS label: 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit";
+
+/// `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+pub fn dns_label(field: &str, value: &str) -> Result<String> {
+    if is_dns_label(value) {
+        Ok(value.to_string())
+    } else {
+        Err(SpecError::new(
+            field,
+            format!("{} is not {LABEL_FORM}", quoted(value)),
+        ))
+    }
+}
+
+/// Lower-cases a host name and keeps its first label, so `Node-1.example.com` becomes
+/// `node-1`; anything that still is not a label is refused rather than invented.
+pub fn host_label_from_hostname(hostname: &str) -> Option<String> {
+    let first = hostname.split('.').next()?.to_ascii_lowercase();
+    is_dns_label(&first).then_some(first)
+}
+
+/// A domain of DNS labels, e.g. `s.prod.example.com` (a trailing dot is dropped).
+pub fn domain(field: &str, value: &str) -> Result<String> {
+    let lowered = value.trim_end_matches('.').to_ascii_lowercase();
+    if !lowered.is_empty() && lowered.len() <= 253 && lowered.split('.').all(is_dns_label) {
+        Ok(lowered)
+    } else {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{} is not a domain: dot-separated DNS labels such as s.prod.example.com",
+                quoted(value)
+            ),
+        ))
+    }
+}
+
+pub fn port(field: &str, value: i64) -> Result<u16> {
+    if (1..=65535).contains(&value) {
+        Ok(value as u16)
+    } else {
+        Err(SpecError::new(
+            field,
+            format!("{value} is not a port: a whole number from 1 to 65535"),
+        ))
+    }
+}
+
+pub fn seconds(field: &str, value: i64, min: i64, max: i64) -> Result<u32> {
+    if (min..=max).contains(&value) {
+        Ok(value as u32)
+    } else {
+        Err(SpecError::new(
+            field,
+            format!("{value} is out of range: whole seconds from {min} to {max}"),
+        ))
+    }
+}
+
+/// An absolute, normalised path without control characters. Paths end up quoted in run
+/// scripts; refusing odd ones as well keeps the scripts readable.
+pub fn absolute_path(field: &str, value: &str) -> Result<PathBuf> {
+    let path = Path::new(value);
+    let bad = |why: &str| {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{} {why}: an absolute path such as /etc/sv is required",
+                quoted(value)
+            ),
+        ))
+    };
+    if !path.is_absolute() {
+        return bad("is not absolute");
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return bad("contains control characters");
+    }
+    if value.split('/').any(|part| part == "." || part == "..") {
+        return bad("contains '.' or '..'");
+    }
+    let trimmed = value.trim_end_matches('/');
+    Ok(PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed }))
+}
+
+/// A Docker image reference: `[registry[:port]/]path[:tag][@algo:hex]`, as Docker's
+/// reference grammar allows (repository path in lower case).
+pub fn image(field: &str, value: &str) -> Result<String> {
+    if image_reference_ok(value) {
+        Ok(value.to_string())
+    } else {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{} is not a Docker image reference: [registry[:port]/]name[:tag][@sha256:digest], \
+                 e.g. registry:5000/influxdb:1.8 (repository in lower case)",
+                quoted(value)
+            ),
+        ))
+    }
+}
+
+fn image_reference_ok(value: &str) -> bool {
+    if value.is_empty() || value.len() > 512 {
+        return false;
+    }
+    let (rest, digest) = match value.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (value, None),
+    };
+    if let Some(digest) = digest {
+        let Some((algo, hex)) = digest.split_once(':') else {
+            return false;
+        };
+        let algo_ok = !algo.is_empty()
+            && algo.as_bytes()[0].is_ascii_alphabetic()
+            && algo
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_+.".contains(&c));
+        if !algo_ok || hex.len() < 32 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return false;
+        }
+    }
+    // A ':' after the last '/' starts the tag.
+    let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (name, tag) = match rest[last_slash..].find(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let t = tag.as_bytes();
+        if t.is_empty()
+            || t.len() > 128
+            || !(t[0].is_ascii_alphanumeric() || t[0] == b'_')
+            || !t
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+        {
+            return false;
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > 1 {
+        let first = parts[0];
+        if first.contains('.') || first.contains(':') || first == "localhost" {
+            if !registry_ok(first) {
+                return false;
+            }
+            parts.remove(0);
+        }
+    }
+    !parts.is_empty() && parts.iter().all(|p| path_component_ok(p))
+}
+
+fn registry_ok(registry: &str) -> bool {
+    let (host, port) = match registry.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (registry, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.split('.').all(|l| {
+            let b = l.as_bytes();
+            !b.is_empty()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        });
+    host_ok && port.is_none_or(|p| !p.is_empty() && p.parse::<u16>().is_ok_and(|n| n > 0))
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn path_component_ok(part: &str) -> bool {
+    let b = part.as_bytes();
+    if b.is_empty() || !is_lower_alnum(b[0]) || !is_lower_alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if is_lower_alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !is_lower_alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &part[start..i];
+        let sep_ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-');
+        if !sep_ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_lower_alnum(c: u8) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// Docker's memory sizes: a number of bytes, or with a unit b, k, m, g (powers of 1024).
+pub fn memory(field: &str, value: &str) -> Result<u64> {
+    let lowered = value.trim().to_ascii_lowercase();
+    let (digits, unit) = match lowered.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => lowered.split_at(i),
+        None => (lowered.as_str(), ""),
+    };
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => 0,
+    };
+    match digits.parse::<u64>() {
+        Ok(n) if multiplier > 0 && n > 0 => n.checked_mul(multiplier).ok_or(()),
+        _ => Err(()),
+    }
+    .ok()
+    .filter(|bytes| *bytes >= 6 << 20)
+    .ok_or_else(|| {
+        SpecError::new(
+            field,
+            format!(
+                "{} is not a memory size: a whole number with an optional unit b, k, m or g, \
+                 at least 6m (e.g. 512m)",
+                quoted(value)
+            ),
+        )
+    })
+}
+
+/// Docker's `--cpus`: a positive decimal, stored as billionths of a CPU.
+pub fn cpus(field: &str, value: &str) -> Result<u64> {
+    match value.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 && n <= 1024.0 => Ok((n * 1e9).round() as u64),
+        _ => Err(SpecError::new(
+            field,
+            format!(
+                "{} is not a CPU count: a positive decimal up to 1024, e.g. 1.5",
+                quoted(value)
+            ),
+        )),
+    }
+}
+
+/// Environment names: `[A-Za-z_][A-Za-z0-9_.-]*`.
+pub fn env_name(field: &str, value: &str) -> Result<String> {
+    let b = value.as_bytes();
+    let ok = !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{} is not an environment variable name: a letter or '_' followed by letters, digits, '_', '.' or '-'",
+                quoted(value)
+            ),
+        ))
+    }
+}
+
+pub fn no_control(field: &str, what: &str, value: &str) -> Result<String> {
+    if value.chars().any(|c| c == '\0') {
+        Err(SpecError::new(
+            field,
+            format!("{what} must not contain NUL characters"),
+        ))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+pub fn label_key(field: &str, value: &str) -> Result<String> {
+    if value.is_empty() || value.contains('=') || value.chars().any(|c| c.is_control()) {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{} is not a label key: non-empty, without '=' or control characters",
+                quoted(value)
+            ),
+        ))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+/// Container, network and volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, as Docker allows.
+pub fn docker_name(field: &str, value: &str) -> Result<String> {
+    let b = value.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 255
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{} is not a Docker name: a letter or digit followed by letters, digits, '_', '.' or '-'",
+                quoted(value)
+            ),
+        ))
+    }
+}
+
+/// `host`, `bridge`, `none`, `container:NAME` or a network name.
+pub fn network(field: &str, value: &str) -> Result<String> {
+    match value.strip_prefix("container:") {
+        Some(container) => docker_name(field, container).map(|_| value.to_string()),
+        None => docker_name(field, value),
+    }
+}
+
+/// `user`, `uid`, `user:group`, `uid:gid`.
+pub fn user(field: &str, value: &str) -> Result<String> {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 64
+            && p.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
+    };
+    let ok = match value.split_once(':') {
+        Some((u, g)) => part_ok(u) && part_ok(g),
+        None => part_ok(value),
+    };
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(SpecError::new(
+            field,
+            format!("{} is not a user: NAME|UID[:GROUP|GID]", quoted(value)),
+        ))
+    }
+}
+
+/// Host names for the container: dot-separated labels of letters, digits and '-'.
+pub fn hostname(field: &str, value: &str) -> Result<String> {
+    let ok = !value.is_empty()
+        && value.len() <= 253
+        && value.split('.').all(|l| {
+            let b = l.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        });
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{} is not a host name: dot-separated labels of letters, digits and '-'",
+                quoted(value)
+            ),
+        ))
+    }
+}
+
+/// Linux capabilities, normalised to `NAME` without the `CAP_` prefix, or `ALL`.
+pub fn capability(field: &str, value: &str) -> Result<String> {
+    let upper = value.to_ascii_uppercase();
+    let name = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    if !name.is_empty() && name.bytes().all(|c| c.is_ascii_uppercase() || c == b'_') {
+        Ok(name.to_string())
+    } else {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{} is not a capability: a name such as NET_ADMIN or CAP_NET_ADMIN, or ALL",
+                quoted(value)
+            ),
+        ))
+    }
+}
+
+/// `SOURCE:TARGET[:OPTIONS]` with an absolute target; the source is an absolute host
+/// path or a named volume.
+pub fn volume(field: &str, value: &str) -> Result<String> {
+    let bad = || {
+        SpecError::new(
+            field,
+            format!(
+                "{} is not a volume: SOURCE:TARGET[:OPTIONS] where SOURCE is an absolute host path or \
+                 a volume name, TARGET an absolute container path, OPTIONS from ro, rw, z, Z, nocopy",
+                quoted(value)
+            ),
+        )
+    };
+    let parts: Vec<&str> = value.split(':').collect();
+    let (source, target, options) = match parts.as_slice() {
+        [target] => (None, *target, None),
+        [source, target] => (Some(*source), *target, None),
+        [source, target, options] => (Some(*source), *target, Some(*options)),
+        _ => return Err(bad()),
+    };
+    absolute_path(field, target).map_err(|_| bad())?;
+    if let Some(source) = source {
+        if source.starts_with('/') {
+            absolute_path(field, source).map_err(|_| bad())?;
+        } else {
+            docker_name(field, source).map_err(|_| bad())?;
+        }
+    }
+    if let Some(options) = options {
+        let known = [
+            "ro", "rw", "z", "Z", "nocopy", "private", "rprivate", "shared", "rshared", "slave",
+            "rslave", "consistent", "cached", "delegated",
+        ];
+        if !options.split(',').all(|o| known.contains(&o)) {
+            return Err(bad());
+        }
+    }
+    Ok(value.to_string())
+}
+
+/// `NAME[:ro|:rw]`.
+pub fn volumes_from(field: &str, value: &str) -> Result<String> {
+    let (name, mode) = match value.split_once(':') {
+        Some((name, mode)) => (name, Some(mode)),
+        None => (value, None),
+    };
+    let ok = docker_name(field, name).is_ok() && mode.is_none_or(|m| m == "ro" || m == "rw");
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{} is not a container to take volumes from: NAME[:ro|:rw]",
+                quoted(value)
+            ),
+        ))
+    }
+}
+
+/// `http://host:port` or `https://host:port`.
+pub fn etcd_endpoint(field: &str, value: &str) -> Result<String> {
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"));
+    let ok = rest.is_some_and(|r| {
+        let r = r.trim_end_matches('/');
+        !r.is_empty()
+            && !r.contains('/')
+            && r.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b".-:[]".contains(&c))
+    });
+    if ok {
+        Ok(value.trim_end_matches('/').to_string())
+    } else {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{} is not an etcd endpoint: http://HOST:PORT or https://HOST:PORT",
+                quoted(value)
+            ),
+        ))
+    }
+}
+
+/// `/skydns`-style key prefixes: `/` followed by `/`-separated names of a-z, 0-9, '_', '-'.
+pub fn key_prefix(field: &str, value: &str) -> Result<String> {
+    let trimmed = value.trim_end_matches('/');
+    let ok = trimmed.starts_with('/')
+        && trimmed[1..].split('/').all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+        });
+    if ok {
+        Ok(trimmed.to_string())
+    } else {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{} is not a key prefix: '/' followed by names of a-z, 0-9, '_' and '-', e.g. /skydns",
+                quoted(value)
+            ),
+        ))
+    }
+}
+
+/// How a value is shown inside an error: JSON-quoted, so spaces and control characters
+/// are visible, and cut short when long.
+pub fn quoted(value: &str) -> String {
+    let shown: String = value.chars().take(80).collect();
+    let mut text = serde_json::to_string(&shown).expect("string serializes");
+    if shown.len() < value.len() {
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        for good in ["a", "influxdb", "node-1", "0", &"a".repeat(63)] {
+            assert!(is_dns_label(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "A", "a b", "../x", "a.b", "a_b", &"a".repeat(64)] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn images() {
+        for good in [
+            "busybox",
+            "registry:5000/influxdb:latest",
+            "localhost/x",
+            "127.0.0.1:5000/a/b:1.0",
+            "library/nginx@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "name:tag@sha256:0123456789abcdef0123456789abcdef",
+            "a__b/c.d-e",
+        ] {
+            assert!(image_reference_ok(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Busybox",
+            "a b",
+            "busybox:",
+            "busybox:-x",
+            ":tag",
+            "a//b",
+            "registry:/x",
+            "x@sha256:short",
+            "x;rm -rf /",
+            "$(touch /tmp/pwned)",
+            "-x",
+            "a/",
+        ] {
+            assert!(!image_reference_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(memory("m", "512m").unwrap(), 512 << 20);
+        assert_eq!(memory("m", "1G").unwrap(), 1 << 30);
+        assert_eq!(memory("m", "10485760").unwrap(), 10 << 20);
+        for bad in ["", "1x", "-1m", "1m2", "1k", "m"] {
+            assert!(memory("m", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cpu_counts() {
+        assert_eq!(cpus("c", "1.5").unwrap(), 1_500_000_000);
+        for bad in ["0", "-1", "nan", "inf", "x", "2000"] {
+            assert!(cpus("c", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            absolute_path("p", "/etc/sv/").unwrap(),
+            PathBuf::from("/etc/sv")
+        );
+        for bad in ["etc", "/a/../b", "/a/./b", "/a\nb", ""] {
+            assert!(absolute_path("p", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn volumes() {
+        for good in ["/data:/data", "data:/var/lib/x:ro", "/x", "/a:/b:ro,z"] {
+            assert!(volume("v", good).is_ok(), "{good}");
+        }
+        for bad in ["./rel:/x", "/a:rel", "/a:/b:bogus", "a:b:c:d", "/a/../b:/c"] {
+            assert!(volume("v", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_labels_from_hostnames() {
+        assert_eq!(
+            host_label_from_hostname("Node-1.example.com").as_deref(),
+            Some("node-1")
+        );
+        assert_eq!(host_label_from_hostname("bad_host"), None);
+    }
+}

@@ -1,0 +1,285 @@
+//! Starts and stops the real parts integration tests run against: an etcd on loopback
+//! ports of its own, a `runsvdir` on a temp service dir, Ansible from the project's venv,
+//! and the busybox test image on the shared dockerd. Everything started is stopped on drop.
+//!
+//! A missing part is a failed test, never a skipped one: `tests/run` installs them all.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Built by [`ensure_test_image`]: `FROM scratch` + Debian's busybox-static.
+pub const TEST_IMAGE: &str = "rundock-test/busybox:latest";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a command to completion; panics with its output if it cannot be started.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (tests/run installs the test parts)"))
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `docker ARGS` through the CLI, for observing what rundock did.
+pub fn docker(args: &[&str]) -> Output {
+    run("docker", args)
+}
+
+static IMAGE_BUILD: Mutex<()> = Mutex::new(());
+
+/// Builds [`TEST_IMAGE`] on the local dockerd if it is not there yet.
+pub fn ensure_test_image() {
+    let _guard = IMAGE_BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if docker(&["image", "inspect", TEST_IMAGE]).status.success() {
+        return;
+    }
+    build_image(TEST_IMAGE);
+}
+
+/// Builds a busybox image under `tag` (a distinct tag makes a distinct image id when
+/// `marker` differs, which tests of image updates need).
+pub fn build_image_with_marker(tag: &str, marker: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+        .expect("copy /bin/busybox (Debian busybox-static)");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             LABEL rundock.test.marker=\"{marker}\"\nCMD [\"/bin/sh\"]\n"
+        ),
+    )
+    .expect("write Dockerfile");
+    let out = docker(&["build", "-q", "-t", tag, &dir.path().to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "docker build {tag} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn build_image(tag: &str) {
+    build_image_with_marker(tag, "base")
+}
+
+/// An etcd 3.4 server on loopback ports of its own, v2 enabled, stopped on drop.
+pub struct Etcd {
+    child: Child,
+    pub client_port: u16,
+    peer_port: u16,
+    data: tempfile::TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let data = tempfile::tempdir().expect("etcd data dir");
+        let client_port = free_port();
+        let peer_port = free_port();
+        let mut etcd = Etcd {
+            child: Etcd::spawn(data.path(), client_port, peer_port),
+            client_port,
+            peer_port,
+            data,
+        };
+        etcd.wait_ready();
+        etcd
+    }
+
+    fn spawn(data: &Path, client_port: u16, peer_port: u16) -> Child {
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        Command::new("etcd")
+            .args([
+                "--name",
+                "test",
+                "--data-dir",
+                &data.to_string_lossy(),
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+                "--initial-cluster",
+                &format!("test={peer}"),
+                "--enable-v2=true",
+                "--log-level",
+                "error",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd (Debian etcd-server)")
+    }
+
+    fn wait_ready(&mut self) {
+        let url = format!("{}/health", self.endpoint());
+        let ready = wait_for(Duration::from_secs(20), || {
+            let out = run("curl", &["-sf", "-m", "1", &url]);
+            out.status.success().then_some(())
+        });
+        assert!(ready.is_some(), "etcd did not become healthy on {url}");
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Stops the server (SIGKILL), keeping its data for [`Etcd::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.child = Etcd::spawn(self.data.path(), self.client_port, self.peer_port);
+        self.wait_ready();
+    }
+
+    /// `etcdctl get --prefix KEY` (v3), as `key\nvalue\n...`.
+    pub fn get_prefix(&self, key: &str) -> String {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoint(), "get", "--prefix", key])
+            .output()
+            .expect("run etcdctl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `runsvdir -P` over a temp service dir; on drop every service in it is stopped
+/// (`sv force-stop`, which runs the trees' control/t) before runsvdir goes.
+pub struct Runsvdir {
+    child: Child,
+    pub service_dir: PathBuf,
+}
+
+impl Runsvdir {
+    pub fn start(service_dir: &Path) -> Runsvdir {
+        std::fs::create_dir_all(service_dir).expect("service dir");
+        let child = Command::new("runsvdir")
+            .arg("-P")
+            .arg(service_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start runsvdir (Debian runit)");
+        Runsvdir {
+            child,
+            service_dir: service_dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Runsvdir {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.service_dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let _ = Command::new("sv")
+                    .args(["-w", "30", "force-stop"])
+                    .arg(&path)
+                    .output();
+                let _ = Command::new("sv").arg("exit").arg(&path).output();
+            }
+        }
+        let _ = nix_kill(self.child.id(), "HUP");
+        let _ = self.child.wait();
+    }
+}
+
+fn nix_kill(pid: u32, signal: &str) -> Output {
+    run("kill", &[&format!("-{signal}"), &pid.to_string()])
+}
+
+/// `sv status DIR` output.
+pub fn sv_status(dir: &Path) -> String {
+    stdout(&run("sv", &["status", &dir.to_string_lossy()]))
+}
+
+/// The Ansible venv made by tests/run (override with RUNDOCK_ANSIBLE_BIN).
+pub fn ansible_bin_dir() -> PathBuf {
+    std::env::var_os("RUNDOCK_ANSIBLE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin"))
+}
+
+/// A module library dir holding the freshly built binary and its sidecar docs.
+pub fn module_library(binary: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("library dir");
+    std::fs::copy(binary, dir.path().join("rundock")).expect("copy the rundock binary");
+    std::fs::copy(
+        workspace_root().join("ansible/library/rundock.yml"),
+        dir.path().join("rundock.yml"),
+    )
+    .expect("copy ansible/library/rundock.yml");
+    dir
+}
+
+/// Runs an Ansible command from the venv with a quiet, deterministic configuration;
+/// `-o` one-line output is left to the caller.
+pub fn ansible(program: &str, args: &[&str]) -> Output {
+    let bin = ansible_bin_dir().join(program);
+    Command::new(&bin)
+        .args(args)
+        .env("ANSIBLE_HOST_KEY_CHECKING", "False")
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_FORCE_COLOR", "0")
+        .env("ANSIBLE_LOCALHOST_WARNING", "False")
+        .env("ANSIBLE_INVENTORY_UNPARSED_WARNING", "False")
+        .env("ANSIBLE_DEPRECATION_WARNINGS", "False")
+        .env("ANSIBLE_PYTHON_INTERPRETER", "/usr/bin/python3")
+        .env("ANSIBLE_STDOUT_CALLBACK", "default")
+        .env("ANSIBLE_LOAD_CALLBACK_PLUGINS", "1")
+        .env("ANSIBLE_CALLBACK_RESULT_FORMAT", "json")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (tests/run makes the venv)", bin.display()))
+}
