@@ -1,1 +1,25 @@
-//! Placeholder.
+//! The Ansible side of rundock: one module call from the args file to one JSON result.
+//!
+//! [`contract`] reads what Ansible sends and shapes what it reads back, [`plan`] works out
+//! what a call would change (pure reads), [`apply`] carries a plan out atomically, and
+//! [`runit`] talks to runsv through `sv`. Docker and etcd clean-up on `state=absent`
+//! come in through [`Hooks`], so this crate stays free of both clients.
+
+pub mod apply;
+pub mod contract;
+pub mod fsutil;
+pub mod install;
+pub mod plan;
+pub mod runit;
+
+use rundock_spec::Spec;
+
+/// What `state=absent` needs done beyond the tree: supplied by the binary.
+pub trait Hooks {
+    /// Stops and removes the service's containers; returns how many there were.
+    fn remove_containers(&self, spec: &Spec) -> anyhow::Result<usize>;
+    /// Deletes the service's record from etcd.
+    fn withdraw_record(&self, spec: &Spec) -> anyhow::Result<()>;
+}
+
+pub use contract::run_module;

@@ -1,1 +1,86 @@
-fn main() {}
+//! `rundock`: one binary for every role, so Ansible ships one file and the run scripts
+//! have a runner on any host.
+//!
+//! Called by Ansible as `rundock <args-file>` it is the module; otherwise a subcommand
+//! runs one part of a service tree (`supervise`, `announce`, `stop-tree`, `log`) or the
+//! DNS responder (`dns`).
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use rundock_spec::Spec;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "rundock", version, about = "Containers that stay up and can be found by name")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Keep the tree's container running (the tree's services/container/run).
+    Supervise { tree: PathBuf },
+    /// Publish the tree's SkyDNS record while its container is healthy.
+    Announce { tree: PathBuf },
+    /// Stop a tree in order: record, drain, container (the tree's control/t).
+    StopTree { tree: PathBuf },
+    /// Run svlogd for one stream of a tree (the siblings' log/run).
+    Log { tree: PathBuf, stream: String },
+    /// Answer DNS queries for service names from the SkyDNS records in etcd.
+    Dns(rundock_dns::DnsOptions),
+    /// Run as the Ansible module on an args file (what Ansible does).
+    Module { args_file: PathBuf },
+}
+
+struct ServiceHooks;
+
+impl rundock_module::Hooks for ServiceHooks {
+    fn remove_containers(&self, spec: &Spec) -> Result<usize> {
+        rundock_supervisor::remove_service_containers(
+            &spec.name,
+            &spec.host_label,
+            &spec.container.container_name,
+            spec.container.stop_timeout,
+        )
+    }
+
+    fn withdraw_record(&self, spec: &Spec) -> Result<()> {
+        rundock_announcer::withdraw_record(spec)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Ansible's call: exactly one argument, the path of its args file.
+    if args.len() == 2 && !args[1].to_string_lossy().starts_with('-') && Path::new(&args[1]).is_file() {
+        return module(Path::new(&args[1]));
+    }
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Module { args_file } => return module(&args_file),
+        Command::Supervise { tree } => load(&tree).and_then(rundock_supervisor::run),
+        Command::Announce { tree } => load(&tree).and_then(rundock_announcer::run),
+        Command::StopTree { tree } => rundock_module::runit::stop_tree(&tree).map(|_| 0),
+        Command::Log { tree, stream } => rundock_module::runit::exec_svlogd(&tree, &stream).map(|never| match never {}),
+        Command::Dns(options) => rundock_dns::run(options).map(|_| 0),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("rundock: {e:#}");
+            ExitCode::from(111)
+        }
+    }
+}
+
+fn load(tree: &Path) -> Result<Spec> {
+    Spec::load(&tree.join(rundock_spec::SPEC_FILE)).map_err(anyhow::Error::msg)
+}
+
+fn module(args_file: &Path) -> ExitCode {
+    let (result, code) = rundock_module::run_module(args_file, &ServiceHooks);
+    println!("{result}");
+    ExitCode::from(code as u8)
+}

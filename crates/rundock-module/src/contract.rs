@@ -1,0 +1,121 @@
+//! The Ansible binary-module contract: the args file in, exactly one JSON object out.
+//!
+//! Ansible runs `<module> <args-file>`; the file holds the task's options plus internal
+//! `_ansible_*` keys. Check mode (`_ansible_check_mode`) writes nothing and reports what
+//! would change; diff mode (`_ansible_diff`) adds before/after with secrets masked.
+
+use crate::plan::{make_plan, Plan};
+use crate::{apply, install, Hooks};
+use rundock_spec::params::{self, HostFacts, Request, State};
+use rundock_spec::skydns;
+use serde_json::{json, Map, Value};
+use std::path::Path;
+
+/// Runs one module call; returns the JSON to print and the exit code.
+pub fn run_module(args_file: &Path, hooks: &dyn Hooks) -> (Value, i32) {
+    match run(args_file, hooks) {
+        Ok(result) => (result, 0),
+        Err(msg) => (json!({ "failed": true, "changed": false, "msg": msg }), 1),
+    }
+}
+
+fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, String> {
+    let text = std::fs::read_to_string(args_file)
+        .map_err(|e| format!("cannot read the module arguments {}: {e}", args_file.display()))?;
+    let args: Map<String, Value> = match serde_json::from_str(&text) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err("the module arguments are not a JSON object".into()),
+        Err(e) => return Err(format!("the module arguments are not JSON: {e}")),
+    };
+    let check_mode = truthy(args.get("_ansible_check_mode"));
+    let diff_mode = truthy(args.get("_ansible_diff"));
+    let facts = HostFacts {
+        hostname: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let request = params::parse_request(&args, &facts).map_err(|e| e.to_string())?;
+    let source = install::own_binary().map_err(|e| format!("{e:#}"))?;
+    let plan = make_plan(&request, &source).map_err(|e| format!("{e:#}"))?;
+    let tree_dir = request.paths.sv_dir.join(format!("docker-{}", request.name));
+
+    let mut result = Map::new();
+    let changed = plan.changed();
+    if diff_mode {
+        result.insert("diff".into(), plan.diff());
+    }
+    let mut warnings = Vec::new();
+    if !check_mode && changed {
+        warnings = apply::apply(&plan, &tree_dir, request.spec.as_ref(), hooks).map_err(|e| format!("{e:#}"))?;
+    }
+    result.insert("changed".into(), Value::Bool(changed));
+    result.insert("msg".into(), Value::String(message(&request, &plan, check_mode)));
+    result.insert("service".into(), service_info(&request, &tree_dir));
+    if !warnings.is_empty() {
+        result.insert("warnings".into(), json!(warnings));
+    }
+    Ok(Value::Object(result))
+}
+
+fn truthy(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "yes" | "true" | "1" | "on"),
+        Some(Value::Number(n)) => n.as_i64() == Some(1),
+        _ => false,
+    }
+}
+
+fn message(request: &Request, plan: &Plan, check_mode: bool) -> String {
+    let name = format!("docker-{}", request.name);
+    if !plan.changed() {
+        return format!("{name} is already {}", request.state.as_str());
+    }
+    let mut parts = Vec::new();
+    if plan.install_runner.is_some() {
+        parts.push("installed the runner".to_string());
+    }
+    if !plan.writes.is_empty() {
+        parts.push(format!("wrote {} file(s)", plan.writes.len()));
+    }
+    if plan.stop {
+        parts.push("stopped it".into());
+    }
+    match &plan.link {
+        Some(crate::plan::LinkChange::Create { .. }) => parts.push("linked it (runsvdir starts it within 5 s)".into()),
+        Some(crate::plan::LinkChange::Remove { .. }) => parts.push("unlinked it".into()),
+        None => {}
+    }
+    if plan.restart {
+        parts.push("restarted it".into());
+    }
+    if plan.start {
+        parts.push("started it".into());
+    }
+    if plan.remove_tree {
+        parts.push("removed the tree, its containers and its record".into());
+    }
+    let verb = if check_mode { "would be: " } else { "" };
+    format!("{name} {}: {verb}{}", request.state.as_str(), parts.join(", "))
+}
+
+fn service_info(request: &Request, tree_dir: &Path) -> Value {
+    let mut info = json!({
+        "name": request.name,
+        "state": request.state.as_str(),
+        "tree": tree_dir,
+        "link": request.paths.service_dir.join(format!("docker-{}", request.name)),
+    });
+    if let Some(spec) = request.spec.as_ref().filter(|_| request.state != State::Absent) {
+        info["container_name"] = json!(spec.container.container_name);
+        info["image"] = json!(spec.container.image);
+        info["runner"] = json!(spec.paths.runner);
+        if let Some(a) = &spec.announce {
+            info["record_key"] = json!(skydns::instance_key(&a.etcd.prefix, &a.domain, &spec.name, &spec.host_label));
+            info["dns_name"] = json!(format!("{}.{}", spec.name, a.domain));
+            info["instance_name"] = json!(format!("{}.{}.{}", spec.host_label, spec.name, a.domain));
+        }
+    }
+    info
+}

@@ -1,0 +1,36 @@
+//! Installs the running binary as the runner the run scripts exec, so a host that has
+//! only runit and Docker gets a working tree from a plain `ansible -m rundock`.
+//!
+//! The runner lives at `<install_dir>/<version>/rundock`; a run that finds the same bytes
+//! there does nothing.
+
+use crate::fsutil;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The binary to install: the module itself (Ansible's copy in its temp dir).
+pub fn own_binary() -> Result<PathBuf> {
+    std::env::current_exe().context("cannot find the running rundock binary")
+}
+
+/// Whether `runner` differs from `source` (absent, other bytes, or not executable).
+pub fn runner_differs(source: &Path, runner: &Path) -> Result<bool> {
+    if fsutil::mode_of(runner) != Some(0o755) {
+        return Ok(true);
+    }
+    let source_len = std::fs::metadata(source)
+        .with_context(|| format!("cannot read {}", source.display()))?
+        .len();
+    let runner_len = std::fs::metadata(runner).map(|m| m.len()).unwrap_or(0);
+    if source_len != runner_len {
+        return Ok(true);
+    }
+    let ours = std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
+    let theirs = std::fs::read(runner).unwrap_or_default();
+    Ok(ours != theirs)
+}
+
+pub fn install_runner(source: &Path, runner: &Path) -> Result<()> {
+    let bytes = std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
+    fsutil::write_atomic(runner, &bytes, 0o755)
+}
