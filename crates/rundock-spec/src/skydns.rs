@@ -20,8 +20,9 @@ pub struct Record {
     pub weight: u16,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub mail: String,
+    /// SkyDNS: this record also answers MX queries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mail: bool,
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub ttl: u32,
     #[serde(default, rename = "targetstrip", skip_serializing_if = "is_zero")]

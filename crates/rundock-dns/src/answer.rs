@@ -1,0 +1,574 @@
+//! The answering logic: one DNS query + the current [`RecordSet`] → one response, with the
+//! semantics of SkyDNS (`server/server.go`) and CoreDNS's etcd plugin. Pure: no I/O, no
+//! clock, so every behaviour is unit-tested here.
+//!
+//! Decisions where SkyDNS and CoreDNS differ or are silent:
+//! - A/AAAA: a name's own addresses win; a CNAME is given only when none of its records
+//!   holds an address, and then only one (DNS allows one CNAME per owner). Chains are
+//!   followed inside our zones up to [`MAX_CNAME_CHAIN`] links; loops and in-zone targets
+//!   that resolve to nothing give NODATA (as CoreDNS). A target outside our zones is
+//!   answered with the CNAME alone, for the client's resolver to follow.
+//! - The zone apex answers SOA and NS; other types are looked up at `apex.dns.ZONE` (as
+//!   CoreDNS), so a whole-zone query is never answered with every record by accident.
+//! - `_service._proto` labels get no special treatment (neither SkyDNS nor CoreDNS's etcd
+//!   plugin strips them): they are key labels like any other.
+//! - TXT comes from every record with `text`; records without `host` serve only TXT.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+
+use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, SRV, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use rundock_spec::skydns::path_to_name;
+
+use crate::records::{Found, RecordSet};
+
+/// CNAME links followed before giving up (SkyDNS uses 8 as well).
+pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// The UDP payload size we advertise in EDNS answers (the DNS flag day 2020 value).
+pub const EDNS_PAYLOAD: u16 = 1232;
+
+/// The zones we answer for and the TTLs of synthesised data.
+#[derive(Debug, Clone)]
+pub struct Zones {
+    /// Lower-cased, fully qualified; longest first so the most specific zone wins.
+    zones: Vec<Name>,
+    /// TTL of answers from records with neither an etcd TTL nor their own `ttl`.
+    pub default_ttl: u32,
+    /// TTL of the SOA and of negative answers (the SOA `minimum`).
+    pub negative_ttl: u32,
+    /// SRV priority of records that set none (SkyDNS's default is 10).
+    pub default_priority: u16,
+}
+
+/// A `--domain` value that is not a DNS name.
+#[derive(Debug)]
+pub struct BadDomain(pub String);
+
+impl std::fmt::Display for BadDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} is not a domain name", self.0)
+    }
+}
+
+impl std::error::Error for BadDomain {}
+
+impl Zones {
+    pub fn new(domains: &[String], default_ttl: u32) -> Result<Zones, BadDomain> {
+        let mut zones = domains
+            .iter()
+            .map(|d| {
+                let mut name = Name::from_ascii(d.trim())
+                    .map_err(|_| BadDomain(d.clone()))?
+                    .to_lowercase();
+                name.set_fqdn(true);
+                if name.is_root() {
+                    return Err(BadDomain(d.clone()));
+                }
+                Ok(name)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        zones.sort_by_key(|z| std::cmp::Reverse(z.num_labels()));
+        zones.dedup();
+        Ok(Zones {
+            zones,
+            default_ttl,
+            negative_ttl: 30,
+            default_priority: 10,
+        })
+    }
+
+    /// The most specific zone `name` is in, if any.
+    pub fn find(&self, name: &Name) -> Option<&Name> {
+        self.zones.iter().find(|z| z.zone_of(name))
+    }
+
+    fn contains(&self, name: &Name) -> bool {
+        self.find(name).is_some()
+    }
+
+    pub fn zones(&self) -> &[Name] {
+        &self.zones
+    }
+}
+
+/// Answers `query` from `records`. Queries outside every zone get REFUSED (the server
+/// forwards them before calling this when a forwarder is configured).
+pub fn answer(query: &Message, records: &RecordSet, zones: &Zones) -> Message {
+    let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
+    resp.metadata.recursion_desired = query.metadata.recursion_desired;
+    resp.metadata.checking_disabled = query.metadata.checking_disabled;
+    resp.queries = query.queries.clone();
+    if query.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_PAYLOAD);
+        resp.edns = Some(edns);
+    }
+    if query.metadata.op_code != OpCode::Query {
+        resp.metadata.response_code = ResponseCode::NotImp;
+        return resp;
+    }
+    let [q] = query.queries.as_slice() else {
+        resp.metadata.response_code = ResponseCode::FormErr;
+        return resp;
+    };
+    let Some(zone) = zones.find(q.name()) else {
+        resp.metadata.response_code = ResponseCode::Refused;
+        return resp;
+    };
+    if q.query_class() != DNSClass::IN && q.query_class() != DNSClass::ANY {
+        resp.metadata.response_code = ResponseCode::Refused;
+        return resp;
+    }
+    resp.metadata.authoritative = true;
+
+    let mut lookup = Lookup {
+        records,
+        zones,
+        zone,
+    };
+    let qname = q.name().clone();
+    let owner_key = lower(&qname);
+    let apex = zone == &qname.to_lowercase();
+
+    let (answers, additionals) = match q.query_type() {
+        RecordType::SOA if apex => (vec![lookup.soa()], vec![]),
+        RecordType::NS if apex => lookup.ns_records(&qname),
+        _ => {
+            // The apex always exists; its data other than SOA/NS lives at apex.dns.ZONE.
+            let key_name = if apex {
+                format!("apex.dns.{}", zone.to_ascii())
+            } else {
+                owner_key.clone()
+            };
+            let found = group(records.lookup(&key_name));
+            if found.is_empty() && !apex {
+                resp.metadata.response_code = ResponseCode::NXDomain;
+                resp.authorities.push(lookup.soa());
+                return resp;
+            }
+            lookup.typed(&qname, &key_name, q.query_type(), &found)
+        }
+    };
+    let mut answers = dedup(answers);
+    // One TTL per answer: the smallest, as SkyDNS does, so the RRset is consistent.
+    if let Some(min) = answers.iter().map(|r| r.ttl).min() {
+        answers.iter_mut().for_each(|r| r.ttl = min);
+    }
+    resp.additionals = dedup(additionals);
+    if answers.is_empty() {
+        resp.authorities.push(lookup.soa());
+    }
+    resp.answers = answers;
+    resp
+}
+
+struct Lookup<'a> {
+    records: &'a RecordSet,
+    zones: &'a Zones,
+    zone: &'a Name,
+}
+
+impl Lookup<'_> {
+    fn ttl(&self, found: &Found<'_>) -> u32 {
+        found.entry.answer_ttl(self.zones.default_ttl)
+    }
+
+    fn soa(&self) -> Record {
+        let zone = self.zone.clone();
+        let mname = prepend(&zone, "ns.dns");
+        let rname = prepend(&zone, "hostmaster");
+        // The etcd revision changes whenever the data does: a natural serial.
+        let serial = (self.records.revision & 0xffff_ffff) as u32;
+        let soa = SOA::new(
+            mname,
+            rname,
+            serial,
+            7200,
+            1800,
+            86400,
+            self.zones.negative_ttl,
+        );
+        Record::from_rdata(zone, self.zones.negative_ttl, RData::SOA(soa))
+    }
+
+    /// NS for the apex: the records under `ns.dns.ZONE` whose host is an address (as
+    /// SkyDNS and CoreDNS), each named by its key, with its address as glue. With none,
+    /// the SOA's `ns.dns.ZONE` stands alone so the apex still has an NS set.
+    fn ns_records(&self, qname: &Name) -> (Vec<Record>, Vec<Record>) {
+        let ns_name = prepend(self.zone, "ns.dns");
+        let mut answers = Vec::new();
+        let mut extra = Vec::new();
+        for found in group(self.records.lookup(&ns_name.to_ascii())) {
+            let Ok(ip) = found.entry.record.host.parse::<IpAddr>() else {
+                continue;
+            };
+            let Some(target) = self.key_name(&found, 0) else {
+                continue;
+            };
+            let ttl = self.ttl(&found);
+            answers.push(Record::from_rdata(
+                qname.clone(),
+                ttl,
+                RData::NS(NS(target.clone())),
+            ));
+            extra.push(address(target, ttl, ip));
+        }
+        if answers.is_empty() {
+            answers.push(Record::from_rdata(
+                qname.clone(),
+                self.zones.default_ttl,
+                RData::NS(NS(ns_name)),
+            ));
+        }
+        (answers, extra)
+    }
+
+    /// Answers for an existing name (`found` non-empty unless it is the apex).
+    fn typed(
+        &mut self,
+        qname: &Name,
+        key_name: &str,
+        qtype: RecordType,
+        found: &[Found<'_>],
+    ) -> (Vec<Record>, Vec<Record>) {
+        match qtype {
+            RecordType::A | RecordType::AAAA => {
+                let mut chain = Vec::new();
+                (
+                    self.addresses(qname, key_name, found, qtype, &mut chain),
+                    vec![],
+                )
+            }
+            RecordType::SRV => self.srv(qname, found),
+            RecordType::TXT => (self.txt(qname, found), vec![]),
+            RecordType::CNAME => (self.cname(qname, found), vec![]),
+            RecordType::MX => self.mx(qname, found),
+            _ => (vec![], vec![]),
+        }
+    }
+
+    /// A or AAAA records for `owner` from `found`, following one CNAME if no record holds
+    /// an address. `chain` holds the names already visited, to refuse loops.
+    fn addresses(
+        &self,
+        owner: &Name,
+        key_name: &str,
+        found: &[Found<'_>],
+        qtype: RecordType,
+        chain: &mut Vec<String>,
+    ) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut has_address = false;
+        for f in found {
+            if let Ok(ip) = f.entry.record.host.parse::<IpAddr>() {
+                has_address = true;
+                let wanted = match ip {
+                    IpAddr::V4(_) => qtype == RecordType::A,
+                    IpAddr::V6(_) => qtype == RecordType::AAAA,
+                };
+                if wanted {
+                    out.push(address(owner.clone(), self.ttl(f), ip));
+                }
+            }
+        }
+        if has_address {
+            return out;
+        }
+        for f in found {
+            let Some(target) = host_name(&f.entry.record.host) else {
+                continue;
+            };
+            let target_key = lower(&target);
+            if target_key == key_name
+                || chain.iter().any(|c| c == &target_key)
+                || chain.len() >= MAX_CNAME_CHAIN
+            {
+                continue;
+            }
+            let cname = Record::from_rdata(
+                owner.clone(),
+                self.ttl(f),
+                RData::CNAME(CNAME(target.clone())),
+            );
+            if !self.zones.contains(&target) {
+                return vec![cname];
+            }
+            chain.push(key_name.to_string());
+            let next_found = group(self.records.lookup(&target_key));
+            let rest = self.addresses(&target, &target_key, &next_found, qtype, chain);
+            chain.pop();
+            if !rest.is_empty() {
+                let mut out = vec![cname];
+                out.extend(rest);
+                return out;
+            }
+        }
+        Vec::new()
+    }
+
+    fn cname(&self, qname: &Name, found: &[Found<'_>]) -> Vec<Record> {
+        if found
+            .iter()
+            .any(|f| f.entry.record.host.parse::<IpAddr>().is_ok())
+        {
+            return vec![];
+        }
+        found
+            .iter()
+            .find_map(|f| {
+                let target = host_name(&f.entry.record.host)?;
+                Some(Record::from_rdata(
+                    qname.clone(),
+                    self.ttl(f),
+                    RData::CNAME(CNAME(target)),
+                ))
+            })
+            .into_iter()
+            .collect()
+    }
+
+    fn txt(&self, qname: &Name, found: &[Found<'_>]) -> Vec<Record> {
+        found
+            .iter()
+            .filter(|f| !f.entry.record.text.is_empty())
+            .map(|f| {
+                Record::from_rdata(
+                    qname.clone(),
+                    self.ttl(f),
+                    RData::TXT(TXT::new(split255(&f.entry.record.text))),
+                )
+            })
+            .collect()
+    }
+
+    /// SRV as SkyDNS: weights are normalised so the records of one priority sum to ~100;
+    /// a record whose host is an address gets its own key as target and the address as
+    /// additional data; an in-zone host name gets its addresses looked up.
+    fn srv(&self, qname: &Name, found: &[Found<'_>]) -> (Vec<Record>, Vec<Record>) {
+        let services: Vec<&Found<'_>> = found
+            .iter()
+            .filter(|f| !f.entry.record.host.is_empty())
+            .collect();
+        let priority = |f: &Found<'_>| match f.entry.record.priority {
+            0 => self.zones.default_priority,
+            p => p,
+        };
+        let weight = |f: &Found<'_>| match f.entry.record.weight {
+            0 => 100u64,
+            w => u64::from(w),
+        };
+        let mut totals: BTreeMap<u16, u64> = BTreeMap::new();
+        for f in &services {
+            *totals.entry(priority(f)).or_default() += weight(f);
+        }
+        let mut answers = Vec::new();
+        let mut extra = Vec::new();
+        let mut looked_up: HashSet<String> = HashSet::new();
+        for f in services {
+            let record = &f.entry.record;
+            let prio = priority(f);
+            let total = totals[&prio] as f64;
+            let normalised = ((100.0 / total) * weight(f) as f64).floor() as u16;
+            let ttl = self.ttl(f);
+            match record.host.parse::<IpAddr>() {
+                Ok(ip) => {
+                    let Some(target) = self.key_name(f, record.target_strip) else {
+                        continue;
+                    };
+                    extra.push(address(target.clone(), ttl, ip));
+                    answers.push(srv(qname, ttl, prio, normalised, record.port, target));
+                }
+                Err(_) => {
+                    let Some(target) = host_name(&record.host) else {
+                        continue;
+                    };
+                    let target = strip_labels(target, record.target_strip);
+                    answers.push(srv(
+                        qname,
+                        ttl,
+                        prio,
+                        normalised,
+                        record.port,
+                        target.clone(),
+                    ));
+                    extra.extend(self.glue(&target, &mut looked_up));
+                }
+            }
+        }
+        (answers, extra)
+    }
+
+    /// MX from records with `mail` set, priority as preference; targets as for SRV.
+    fn mx(&self, qname: &Name, found: &[Found<'_>]) -> (Vec<Record>, Vec<Record>) {
+        let mut answers = Vec::new();
+        let mut extra = Vec::new();
+        let mut looked_up = HashSet::new();
+        for f in found {
+            let record = &f.entry.record;
+            if !record.mail || record.host.is_empty() {
+                continue;
+            }
+            let ttl = self.ttl(f);
+            let target = match record.host.parse::<IpAddr>() {
+                Ok(ip) => {
+                    let Some(target) = self.key_name(f, record.target_strip) else {
+                        continue;
+                    };
+                    extra.push(address(target.clone(), ttl, ip));
+                    target
+                }
+                Err(_) => {
+                    let Some(target) = host_name(&record.host) else {
+                        continue;
+                    };
+                    let target = strip_labels(target, record.target_strip);
+                    extra.extend(self.glue(&target, &mut looked_up));
+                    target
+                }
+            };
+            answers.push(Record::from_rdata(
+                qname.clone(),
+                ttl,
+                RData::MX(MX::new(record.priority, target)),
+            ));
+        }
+        (answers, extra)
+    }
+
+    /// A and AAAA of an in-zone target, once per target.
+    fn glue(&self, target: &Name, looked_up: &mut HashSet<String>) -> Vec<Record> {
+        let key = lower(target);
+        if !self.zones.contains(target) || !looked_up.insert(key.clone()) {
+            return vec![];
+        }
+        let found = group(self.records.lookup(&key));
+        let mut out = Vec::new();
+        for qtype in [RecordType::A, RecordType::AAAA] {
+            let mut chain = Vec::new();
+            out.extend(
+                self.addresses(target, &key, &found, qtype, &mut chain)
+                    .into_iter()
+                    .filter(|r| r.record_type() != RecordType::CNAME),
+            );
+        }
+        out
+    }
+
+    /// The record's key as a DNS name, less `strip` leading labels.
+    fn key_name(&self, found: &Found<'_>, strip: u16) -> Option<Name> {
+        let name = path_to_name(self.records.prefix(), found.key)?;
+        let name = Name::from_ascii(name).ok()?;
+        Some(strip_labels(name, strip))
+    }
+}
+
+/// CoreDNS's `msg.Group`: the shortest keys carrying a `group` pick it, and only records of
+/// that group (or none) answer; disagreement on that level disables grouping.
+fn group(found: Vec<Found<'_>>) -> Vec<Found<'_>> {
+    let Some(first) = found.first() else {
+        return found;
+    };
+    let depth = |f: &Found<'_>| f.key.matches('/').count();
+    let mut group = first.entry.record.group.as_str();
+    let mut slashes = depth(first);
+    for f in &found {
+        let d = depth(f);
+        if d < slashes {
+            if f.entry.record.group.is_empty() {
+                break;
+            }
+            slashes = d;
+            group = f.entry.record.group.as_str();
+        }
+    }
+    if group.is_empty() {
+        return found;
+    }
+    let group = group.to_string();
+    let mut kept = Vec::with_capacity(found.len());
+    for f in &found {
+        let g = &f.entry.record.group;
+        if g.is_empty() || *g == group {
+            kept.push(*f);
+        } else if depth(f) == slashes {
+            return found;
+        }
+    }
+    kept
+}
+
+/// Drops records identical in owner (any case), type and data, keeping the first.
+fn dedup(records: Vec<Record>) -> Vec<Record> {
+    let mut seen = HashSet::with_capacity(records.len());
+    records
+        .into_iter()
+        .filter(|r| seen.insert((r.name.to_lowercase(), r.data.clone())))
+        .collect()
+}
+
+fn address(name: Name, ttl: u32, ip: IpAddr) -> Record {
+    let data = match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    };
+    Record::from_rdata(name, ttl, data)
+}
+
+fn srv(owner: &Name, ttl: u32, priority: u16, weight: u16, port: u16, target: Name) -> Record {
+    Record::from_rdata(
+        owner.clone(),
+        ttl,
+        RData::SRV(SRV::new(priority, weight, port, target)),
+    )
+}
+
+/// A record's `host` as a fully qualified name, unless it is empty or an address.
+fn host_name(host: &str) -> Option<Name> {
+    if host.is_empty() || host.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let mut name = Name::from_ascii(host).ok()?;
+    name.set_fqdn(true);
+    Some(name)
+}
+
+fn strip_labels(name: Name, strip: u16) -> Name {
+    let labels = usize::from(name.num_labels());
+    let strip = usize::from(strip);
+    if strip == 0 || strip >= labels {
+        // Overshooting keeps the whole name, as CoreDNS's targetStrip does.
+        return name;
+    }
+    name.trim_to(labels - strip)
+}
+
+fn prepend(zone: &Name, labels: &str) -> Name {
+    Name::from_ascii(labels)
+        .and_then(|n| n.append_domain(zone))
+        .unwrap_or_else(|_| zone.clone())
+}
+
+fn lower(name: &Name) -> String {
+    name.to_lowercase().to_ascii()
+}
+
+/// TXT strings are at most 255 bytes; longer text is split on character boundaries.
+fn split255(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if current.len() + c.len_utf8() > 255 {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    out.push(current);
+    out
+}
+
+#[cfg(test)]
+#[path = "answer_tests.rs"]
+mod tests;

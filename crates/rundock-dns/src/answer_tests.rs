@@ -1,0 +1,660 @@
+//! Answers from a fixed record set: the behaviours of SkyDNS's and CoreDNS's lookup tests,
+//! with our own records and names.
+
+use super::*;
+use hickory_proto::op::Query;
+use rundock_spec::skydns::{name_to_path, Record as Rec};
+
+const ZONE: &str = "skydns.test.";
+
+fn rec(host: &str, port: u16) -> Rec {
+    Rec {
+        host: host.into(),
+        port,
+        ..Rec::default()
+    }
+}
+
+/// Records keyed by DNS name (as SkyDNS's tests write them), stored at their etcd keys.
+fn fixture() -> RecordSet {
+    let mut set = RecordSet::new("/skydns");
+    let put = |set: &mut RecordSet, name: &str, r: Rec| {
+        set.insert(&name_to_path("/skydns", name), r, None);
+    };
+    put(
+        &mut set,
+        "a.server1.dev.region1.skydns.test.",
+        rec("dev.server1", 8080),
+    );
+    put(
+        &mut set,
+        "a.server1.prod.region1.skydns.test.",
+        rec("10.0.0.1", 8080),
+    );
+    put(
+        &mut set,
+        "b.server1.prod.region1.skydns.test.",
+        rec("10.0.0.2", 8080),
+    );
+    put(
+        &mut set,
+        "b.server6.prod.region1.skydns.test.",
+        rec("::1", 8080),
+    );
+    // An in-zone CNAME target that does not exist.
+    put(
+        &mut set,
+        "cname.prod.region1.skydns.test.",
+        rec("unresolvable.skydns.test", 0),
+    );
+    let mut prio = rec("priority.server1", 8080);
+    prio.priority = 333;
+    put(&mut set, "priority.skydns.test.", prio);
+    put(
+        &mut set,
+        "a.sub.region1.skydns.test.",
+        rec("sub.server1", 0),
+    );
+    put(
+        &mut set,
+        "b.sub.region1.skydns.test.",
+        rec("sub.server2", 80),
+    );
+    put(
+        &mut set,
+        "c.sub.region1.skydns.test.",
+        rec("10.0.0.1", 8080),
+    );
+    // A CNAME loop.
+    put(
+        &mut set,
+        "a.cname.skydns.test.",
+        rec("b.cname.skydns.test", 0),
+    );
+    put(
+        &mut set,
+        "b.cname.skydns.test.",
+        rec("a.cname.skydns.test", 0),
+    );
+    // A working chain: alias → www → two addresses.
+    put(
+        &mut set,
+        "alias.chain.skydns.test.",
+        rec("www.chain.skydns.test", 0),
+    );
+    put(&mut set, "x.www.chain.skydns.test.", rec("10.1.0.1", 0));
+    put(&mut set, "y.www.chain.skydns.test.", rec("10.1.0.2", 0));
+    put(
+        &mut set,
+        "self.chain.skydns.test.",
+        rec("self.chain.skydns.test", 0),
+    );
+    put(
+        &mut set,
+        "out.chain.skydns.test.",
+        rec("www.example.org", 0),
+    );
+    // Name servers and apex data.
+    put(&mut set, "a.ns.dns.skydns.test.", rec("10.0.0.2", 0));
+    put(&mut set, "b.ns.dns.skydns.test.", rec("10.0.0.3", 0));
+    put(&mut set, "a.apex.dns.skydns.test.", rec("10.0.0.4", 0));
+    // TXT: a record with host and text, and one with text only.
+    let mut both = rec("10.2.0.1", 80);
+    both.text = "version=1".into();
+    put(&mut set, "a.txt.skydns.test.", both);
+    let only = Rec {
+        text: "hello world".into(),
+        ..Rec::default()
+    };
+    put(&mut set, "b.txt.skydns.test.", only);
+    set.revision = 42;
+    set
+}
+
+fn zones() -> Zones {
+    Zones::new(&[ZONE.into(), "other.test".into()], 300).unwrap()
+}
+
+fn ask_in(set: &RecordSet, name: &str, qtype: RecordType) -> Message {
+    let mut query = Message::query();
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    let resp = answer(&query, set, &zones());
+    assert_eq!(resp.metadata.id, query.metadata.id);
+    // Every answer must survive the wire.
+    let wire = resp.to_vec().expect("serialise");
+    Message::from_vec(&wire).expect("parse back")
+}
+
+fn ask(name: &str, qtype: RecordType) -> Message {
+    ask_in(&fixture(), name, qtype)
+}
+
+fn show(records: &[Record]) -> Vec<String> {
+    let mut out: Vec<String> = records.iter().map(|r| r.to_string()).collect();
+    out.sort();
+    out
+}
+
+fn rcode(m: &Message) -> ResponseCode {
+    m.metadata.response_code
+}
+
+fn assert_soa_only(m: &Message) {
+    assert_eq!(m.authorities.len(), 1, "{m:?}");
+    let soa = &m.authorities[0];
+    assert_eq!(soa.name.to_ascii(), ZONE);
+    assert_eq!(soa.ttl, 30);
+    let RData::SOA(soa) = &soa.data else {
+        panic!("not an SOA: {soa}")
+    };
+    assert_eq!(soa.mname.to_ascii(), "ns.dns.skydns.test.");
+    assert_eq!(soa.serial, 42);
+    assert_eq!(soa.minimum, 30);
+}
+
+#[test]
+fn a_record_of_one_instance() {
+    let m = ask("a.server1.prod.region1.skydns.test.", RecordType::A);
+    assert_eq!(rcode(&m), ResponseCode::NoError);
+    assert!(m.metadata.authoritative);
+    assert_eq!(
+        show(&m.answers),
+        ["a.server1.prod.region1.skydns.test. 300 IN A 10.0.0.1"]
+    );
+    assert!(m.authorities.is_empty());
+}
+
+#[test]
+fn aaaa_record() {
+    let m = ask("b.server6.prod.region1.skydns.test.", RecordType::AAAA);
+    assert_eq!(
+        show(&m.answers),
+        ["b.server6.prod.region1.skydns.test. 300 IN AAAA ::1"]
+    );
+    // The v6-only name has no A: NODATA.
+    let m = ask("b.server6.prod.region1.skydns.test.", RecordType::A);
+    assert_eq!(rcode(&m), ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+    assert_soa_only(&m);
+}
+
+#[test]
+fn a_name_above_instances_answers_for_all_of_them() {
+    let m = ask("server1.prod.region1.skydns.test.", RecordType::A);
+    assert_eq!(
+        show(&m.answers),
+        [
+            "server1.prod.region1.skydns.test. 300 IN A 10.0.0.1",
+            "server1.prod.region1.skydns.test. 300 IN A 10.0.0.2"
+        ]
+    );
+}
+
+#[test]
+fn names_are_case_insensitive_and_the_owner_keeps_the_query_case() {
+    let m = ask("a.SERVer1.dEv.region1.skydns.tEst.", RecordType::SRV);
+    assert_eq!(
+        show(&m.answers),
+        ["a.SERVer1.dEv.region1.skydns.tEst. 300 IN SRV 10 100 8080 dev.server1."]
+    );
+    let m = ask("SERVER1.prod.REGION1.skydns.test.", RecordType::A);
+    assert_eq!(m.answers.len(), 2);
+}
+
+#[test]
+fn srv_with_a_host_name_targets_that_name() {
+    let m = ask("a.server1.dev.region1.skydns.test.", RecordType::SRV);
+    assert_eq!(
+        show(&m.answers),
+        ["a.server1.dev.region1.skydns.test. 300 IN SRV 10 100 8080 dev.server1."]
+    );
+    assert!(m.additionals.is_empty());
+}
+
+#[test]
+fn srv_with_an_address_targets_the_key_name_with_the_address_as_additional() {
+    let m = ask("a.server1.prod.region1.skydns.test.", RecordType::SRV);
+    assert_eq!(
+        show(&m.answers),
+        ["a.server1.prod.region1.skydns.test. 300 IN SRV 10 100 8080 a.server1.prod.region1.skydns.test."]
+    );
+    assert_eq!(
+        show(&m.additionals),
+        ["a.server1.prod.region1.skydns.test. 300 IN A 10.0.0.1"]
+    );
+    let m = ask("b.server6.prod.region1.skydns.test.", RecordType::SRV);
+    assert_eq!(
+        show(&m.additionals),
+        ["b.server6.prod.region1.skydns.test. 300 IN AAAA ::1"]
+    );
+}
+
+#[test]
+fn srv_keeps_the_record_priority() {
+    let m = ask("priority.skydns.test.", RecordType::SRV);
+    assert_eq!(
+        show(&m.answers),
+        ["priority.skydns.test. 300 IN SRV 333 100 8080 priority.server1."]
+    );
+}
+
+#[test]
+fn srv_weights_are_normalised_within_a_priority() {
+    let m = ask("sub.region1.skydns.test.", RecordType::SRV);
+    assert_eq!(
+        show(&m.answers),
+        [
+            "sub.region1.skydns.test. 300 IN SRV 10 33 0 sub.server1.",
+            "sub.region1.skydns.test. 300 IN SRV 10 33 80 sub.server2.",
+            "sub.region1.skydns.test. 300 IN SRV 10 33 8080 c.sub.region1.skydns.test.",
+        ]
+    );
+    assert_eq!(
+        show(&m.additionals),
+        ["c.sub.region1.skydns.test. 300 IN A 10.0.0.1"]
+    );
+
+    let mut set = RecordSet::new("/skydns");
+    let mut put = |name: &str, host: &str, priority: u16, weight: u16| {
+        let mut r = rec(host, 80);
+        r.priority = priority;
+        r.weight = weight;
+        set.insert(&name_to_path("/skydns", name), r, None);
+    };
+    put("a.w.skydns.test", "10.0.0.1", 10, 300);
+    put("b.w.skydns.test", "10.0.0.2", 10, 100);
+    put("c.w.skydns.test", "10.0.0.3", 20, 0);
+    put("d.w.skydns.test", "10.0.0.4", 20, 0);
+    let m = ask_in(&set, "w.skydns.test.", RecordType::SRV);
+    assert_eq!(
+        show(&m.answers),
+        [
+            "w.skydns.test. 300 IN SRV 10 25 80 b.w.skydns.test.",
+            "w.skydns.test. 300 IN SRV 10 75 80 a.w.skydns.test.",
+            "w.skydns.test. 300 IN SRV 20 50 80 c.w.skydns.test.",
+            "w.skydns.test. 300 IN SRV 20 50 80 d.w.skydns.test.",
+        ]
+    );
+    assert_eq!(m.additionals.len(), 4);
+}
+
+#[test]
+fn srv_to_an_in_zone_name_carries_its_addresses() {
+    let mut set = fixture();
+    set.insert(
+        &name_to_path("/skydns", "web.skydns.test"),
+        rec("www.chain.skydns.test", 443),
+        None,
+    );
+    let m = ask_in(&set, "web.skydns.test.", RecordType::SRV);
+    assert_eq!(
+        show(&m.answers),
+        ["web.skydns.test. 300 IN SRV 10 100 443 www.chain.skydns.test."]
+    );
+    assert_eq!(
+        show(&m.additionals),
+        [
+            "www.chain.skydns.test. 300 IN A 10.1.0.1",
+            "www.chain.skydns.test. 300 IN A 10.1.0.2"
+        ]
+    );
+}
+
+#[test]
+fn srv_target_strip_drops_leading_labels() {
+    let mut set = RecordSet::new("/skydns");
+    let mut r = rec("10.0.0.1", 80);
+    r.target_strip = 1;
+    set.insert("/skydns/test/skydns/svc/inst-1", r, None);
+    let m = ask_in(&set, "svc.skydns.test.", RecordType::SRV);
+    assert_eq!(
+        show(&m.answers),
+        ["svc.skydns.test. 300 IN SRV 10 100 80 svc.skydns.test."]
+    );
+    assert_eq!(show(&m.additionals), ["svc.skydns.test. 300 IN A 10.0.0.1"]);
+}
+
+#[test]
+fn wildcards_star_and_any() {
+    let m = ask("*.region1.skydns.test.", RecordType::SRV);
+    assert_eq!(m.answers.len(), 8, "{:#?}", show(&m.answers));
+    // 8 records of priority 10: 100/800*100 = 12.5 → 12.
+    assert!(m
+        .answers
+        .iter()
+        .all(|r| r.to_string().contains(" SRV 10 12 ")));
+    assert_eq!(
+        show(&m.additionals),
+        [
+            "a.server1.prod.region1.skydns.test. 300 IN A 10.0.0.1",
+            "b.server1.prod.region1.skydns.test. 300 IN A 10.0.0.2",
+            "b.server6.prod.region1.skydns.test. 300 IN AAAA ::1",
+            "c.sub.region1.skydns.test. 300 IN A 10.0.0.1",
+        ]
+    );
+    for name in ["prod.*.skydns.test.", "prod.any.skydns.test."] {
+        let m = ask(name, RecordType::SRV);
+        assert_eq!(m.answers.len(), 4, "{name}: {:#?}", show(&m.answers));
+        assert!(m
+            .answers
+            .iter()
+            .all(|r| r.to_string().contains(" SRV 10 25 ")));
+    }
+    let m = ask("server1.*.region1.skydns.test.", RecordType::A);
+    assert_eq!(m.answers.len(), 2);
+}
+
+#[test]
+fn cname_chain_is_followed_within_the_zone() {
+    let m = ask("alias.chain.skydns.test.", RecordType::A);
+    assert_eq!(
+        m.answers.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        [
+            "alias.chain.skydns.test. 300 IN CNAME www.chain.skydns.test.",
+            "www.chain.skydns.test. 300 IN A 10.1.0.1",
+            "www.chain.skydns.test. 300 IN A 10.1.0.2",
+        ]
+    );
+    let m = ask("alias.chain.skydns.test.", RecordType::CNAME);
+    assert_eq!(
+        show(&m.answers),
+        ["alias.chain.skydns.test. 300 IN CNAME www.chain.skydns.test."]
+    );
+}
+
+#[test]
+fn cname_to_an_outside_name_is_given_alone() {
+    let m = ask("out.chain.skydns.test.", RecordType::A);
+    assert_eq!(
+        show(&m.answers),
+        ["out.chain.skydns.test. 300 IN CNAME www.example.org."]
+    );
+}
+
+#[test]
+fn cname_loops_and_dead_ends_give_nodata() {
+    for name in [
+        "a.cname.skydns.test.",
+        "self.chain.skydns.test.",
+        "cname.prod.region1.skydns.test.",
+    ] {
+        let m = ask(name, RecordType::A);
+        assert_eq!(rcode(&m), ResponseCode::NoError, "{name}");
+        assert!(m.answers.is_empty(), "{name}: {:?}", show(&m.answers));
+        assert_soa_only(&m);
+    }
+}
+
+#[test]
+fn cname_chains_are_bounded() {
+    let mut set = RecordSet::new("/skydns");
+    for i in 0..20 {
+        set.insert(
+            &name_to_path("/skydns", &format!("n{i}.long.skydns.test")),
+            rec(&format!("n{}.long.skydns.test", i + 1), 0),
+            None,
+        );
+    }
+    set.insert(
+        &name_to_path("/skydns", "n20.long.skydns.test"),
+        rec("10.0.0.1", 0),
+        None,
+    );
+    // 20 links is too long: NODATA.
+    assert!(ask_in(&set, "n0.long.skydns.test.", RecordType::A)
+        .answers
+        .is_empty());
+    // 5 links is fine.
+    let m = ask_in(&set, "n15.long.skydns.test.", RecordType::A);
+    assert_eq!(m.answers.len(), 6, "{:?}", show(&m.answers));
+}
+
+#[test]
+fn txt_from_text_and_text_only_records() {
+    let m = ask("txt.skydns.test.", RecordType::TXT);
+    assert_eq!(
+        show(&m.answers),
+        [
+            "txt.skydns.test. 300 IN TXT hello world",
+            "txt.skydns.test. 300 IN TXT version=1"
+        ]
+    );
+    // The text-only record gives no address; the other one does.
+    let m = ask("txt.skydns.test.", RecordType::A);
+    assert_eq!(show(&m.answers), ["txt.skydns.test. 300 IN A 10.2.0.1"]);
+    let m = ask("b.txt.skydns.test.", RecordType::A);
+    assert!(m.answers.is_empty());
+    assert_soa_only(&m);
+    let m = ask("b.txt.skydns.test.", RecordType::SRV);
+    assert!(m.answers.is_empty());
+}
+
+#[test]
+fn long_text_is_split_into_255_byte_strings() {
+    let mut set = RecordSet::new("/skydns");
+    let r = Rec {
+        text: "é".repeat(200),
+        ..Rec::default()
+    };
+    set.insert("/skydns/test/skydns/long", r, None);
+    let m = ask_in(&set, "long.skydns.test.", RecordType::TXT);
+    let RData::TXT(txt) = &m.answers[0].data else {
+        panic!()
+    };
+    let parts: Vec<usize> = txt.txt_data.iter().map(|p| p.len()).collect();
+    assert_eq!(parts, [254, 146]);
+}
+
+#[test]
+fn missing_names_are_nxdomain_with_soa() {
+    for (name, qtype) in [
+        ("doesnotexist.skydns.test.", RecordType::A),
+        (
+            "a.server1.nonexistent.region1.skydns.test.",
+            RecordType::HINFO,
+        ),
+        ("c.server1.prod.region1.skydns.test.", RecordType::SRV),
+        ("a.skydns.test.", RecordType::NS),
+    ] {
+        let m = ask(name, qtype);
+        assert_eq!(rcode(&m), ResponseCode::NXDomain, "{name}");
+        assert!(m.answers.is_empty());
+        assert_soa_only(&m);
+    }
+}
+
+#[test]
+fn existing_names_without_the_type_are_nodata() {
+    for (name, qtype) in [
+        ("a.server1.dev.region1.skydns.test.", RecordType::TXT),
+        ("a.server1.dev.region1.skydns.test.", RecordType::HINFO),
+        ("a.server1.prod.region1.skydns.test.", RecordType::AAAA),
+        ("a.server1.prod.region1.skydns.test.", RecordType::CNAME),
+        ("a.server1.prod.region1.skydns.test.", RecordType::MX),
+        // An empty non-terminal exists too.
+        ("prod.region1.skydns.test.", RecordType::TXT),
+    ] {
+        let m = ask(name, qtype);
+        assert_eq!(rcode(&m), ResponseCode::NoError, "{name} {qtype}");
+        assert!(m.answers.is_empty(), "{name} {qtype}");
+        assert_soa_only(&m);
+    }
+}
+
+#[test]
+fn apex_soa_ns_and_apex_records() {
+    let m = ask("skydns.test.", RecordType::SOA);
+    assert_eq!(
+        show(&m.answers),
+        ["skydns.test. 30 IN SOA ns.dns.skydns.test. hostmaster.skydns.test. 42 7200 1800 86400 30"]
+    );
+    let m = ask("skydns.test.", RecordType::NS);
+    assert_eq!(
+        show(&m.answers),
+        [
+            "skydns.test. 300 IN NS a.ns.dns.skydns.test.",
+            "skydns.test. 300 IN NS b.ns.dns.skydns.test."
+        ]
+    );
+    assert_eq!(
+        show(&m.additionals),
+        [
+            "a.ns.dns.skydns.test. 300 IN A 10.0.0.2",
+            "b.ns.dns.skydns.test. 300 IN A 10.0.0.3"
+        ]
+    );
+    let m = ask("ns.dns.skydns.test.", RecordType::A);
+    assert_eq!(m.answers.len(), 2);
+    let m = ask("skydns.test.", RecordType::A);
+    assert_eq!(show(&m.answers), ["skydns.test. 300 IN A 10.0.0.4"]);
+    // A zone with no data: SOA and a synthesised NS; NODATA for the rest.
+    let m = ask("other.test.", RecordType::NS);
+    assert_eq!(
+        show(&m.answers),
+        ["other.test. 300 IN NS ns.dns.other.test."]
+    );
+    let m = ask("other.test.", RecordType::A);
+    assert_eq!(rcode(&m), ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+    assert_eq!(m.authorities.len(), 1);
+}
+
+#[test]
+fn outside_the_zones_is_refused() {
+    let m = ask("www.example.org.", RecordType::A);
+    assert_eq!(rcode(&m), ResponseCode::Refused);
+    assert!(!m.metadata.authoritative);
+    assert!(m.answers.is_empty() && m.authorities.is_empty());
+    // A suffix match on a label boundary only.
+    let m = ask("notskydns.test.", RecordType::A);
+    assert_eq!(rcode(&m), ResponseCode::Refused);
+}
+
+#[test]
+fn identical_records_are_deduplicated() {
+    let mut set = RecordSet::new("/skydns");
+    set.insert("/skydns/test/skydns/dup/a", rec("10.0.0.1", 80), None);
+    set.insert("/skydns/test/skydns/dup/b", rec("10.0.0.1", 80), None);
+    set.insert("/skydns/test/skydns/dup/c", rec("10.0.0.2", 80), None);
+    let m = ask_in(&set, "dup.skydns.test.", RecordType::A);
+    assert_eq!(
+        show(&m.answers),
+        [
+            "dup.skydns.test. 300 IN A 10.0.0.1",
+            "dup.skydns.test. 300 IN A 10.0.0.2"
+        ]
+    );
+    // SRV targets differ (each key is its own target), so nothing collapses there.
+    assert_eq!(
+        ask_in(&set, "dup.skydns.test.", RecordType::SRV)
+            .answers
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn answer_ttl_is_the_minimum_of_etcd_and_record_ttl() {
+    let mut set = RecordSet::new("/skydns");
+    let mut r = rec("10.0.0.1", 80);
+    r.ttl = 60;
+    set.insert("/skydns/test/skydns/t/lease", r.clone(), Some(20));
+    let mut r2 = rec("10.0.0.2", 80);
+    r2.ttl = 45;
+    set.insert("/skydns/test/skydns/t/own", r2, None);
+    set.insert("/skydns/test/skydns/t/none", rec("10.0.0.3", 80), None);
+    let one = |name: &str| ask_in(&set, name, RecordType::A).answers[0].ttl;
+    assert_eq!(one("lease.t.skydns.test."), 20);
+    assert_eq!(one("own.t.skydns.test."), 45);
+    assert_eq!(one("none.t.skydns.test."), 300);
+    // An RRset carries one TTL: the smallest.
+    let m = ask_in(&set, "t.skydns.test.", RecordType::A);
+    assert_eq!(m.answers.len(), 3);
+    assert!(m.answers.iter().all(|r| r.ttl == 20));
+    // Additional data keeps each record's own TTL.
+    let m = ask_in(&set, "t.skydns.test.", RecordType::SRV);
+    let mut ttls: Vec<u32> = m.additionals.iter().map(|r| r.ttl).collect();
+    ttls.sort();
+    assert_eq!(ttls, [20, 45, 300]);
+}
+
+#[test]
+fn groups_restrict_the_answer_as_coredns_does() {
+    let mut set = RecordSet::new("/skydns");
+    let mut g = |key: &str, host: &str, group: &str| {
+        let mut r = rec(host, 80);
+        r.group = group.into();
+        set.insert(key, r, None);
+    };
+    g("/skydns/test/skydns/g/a", "10.0.0.1", "g1");
+    g("/skydns/test/skydns/g/b", "10.0.0.2", "");
+    g("/skydns/test/skydns/g/sub/c", "10.0.0.3", "g2");
+    g("/skydns/test/skydns/g/sub/d", "10.0.0.4", "g1");
+    let m = ask_in(&set, "g.skydns.test.", RecordType::A);
+    assert_eq!(
+        show(&m.answers),
+        [
+            "g.skydns.test. 300 IN A 10.0.0.1",
+            "g.skydns.test. 300 IN A 10.0.0.2",
+            "g.skydns.test. 300 IN A 10.0.0.4"
+        ]
+    );
+}
+
+#[test]
+fn mx_from_mail_records() {
+    let mut set = RecordSet::new("/skydns");
+    let mut r = rec("10.0.0.9", 0);
+    r.mail = true;
+    r.priority = 5;
+    set.insert("/skydns/test/skydns/mail/mx1", r, None);
+    let m = ask_in(&set, "mail.skydns.test.", RecordType::MX);
+    assert_eq!(
+        show(&m.answers),
+        ["mail.skydns.test. 300 IN MX 5 mx1.mail.skydns.test."]
+    );
+    assert_eq!(
+        show(&m.additionals),
+        ["mx1.mail.skydns.test. 300 IN A 10.0.0.9"]
+    );
+}
+
+#[test]
+fn malformed_queries() {
+    let set = fixture();
+    let mut query = Message::query();
+    let resp = answer(&query, &set, &zones());
+    assert_eq!(resp.metadata.response_code, ResponseCode::FormErr);
+    query.metadata.op_code = OpCode::Update;
+    query.add_query(Query::query(
+        Name::from_ascii("skydns.test.").unwrap(),
+        RecordType::SOA,
+    ));
+    let resp = answer(&query, &set, &zones());
+    assert_eq!(resp.metadata.response_code, ResponseCode::NotImp);
+}
+
+#[test]
+fn edns_queries_get_edns_answers() {
+    let mut query = Message::query();
+    query.add_query(Query::query(
+        Name::from_ascii("a.server1.prod.region1.skydns.test.").unwrap(),
+        RecordType::A,
+    ));
+    query.edns = Some(Edns::new());
+    let resp = answer(&query, &fixture(), &zones());
+    assert_eq!(
+        resp.edns.as_ref().map(|e| e.max_payload()),
+        Some(EDNS_PAYLOAD)
+    );
+    assert_eq!(resp.answers.len(), 1);
+}
+
+#[test]
+fn zones_are_matched_most_specific_first() {
+    let zones = Zones::new(&["example.com".into(), "s.prod.example.com.".into()], 300).unwrap();
+    let name = Name::from_ascii("x.S.prod.example.com.").unwrap();
+    assert_eq!(zones.find(&name).unwrap().to_ascii(), "s.prod.example.com.");
+    assert!(Zones::new(&[".".into()], 300).is_err());
+}
