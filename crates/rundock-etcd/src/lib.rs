@@ -1,1 +1,227 @@
-//! Placeholder.
+//! A small etcd client for SkyDNS records, shared by the announcer (write side) and the
+//! DNS responder (read side).
+//!
+//! It speaks etcd v3 through the JSON gateway (`/v3/...`, etcd 3.4+) and, as the legacy
+//! path, the v2 keys API (`/v2/keys`, etcd ≤ 3.5 with `--enable-v2`). Which one is
+//! [`rundock_spec::EtcdSpec::api`]. Endpoints are tried in order with failover, TLS
+//! uses the spec's CA and client certificate, and a username/password becomes a v3
+//! token (`Authorization` header, renewed when refused) or v2 basic auth.
+//!
+//! # API
+//!
+//! ```text
+//! Client::new(&EtcdSpec) -> Result<Client, EtcdError>          (cheap to clone)
+//! Client::api(&self) -> EtcdApi
+//! // write side
+//! Client::announce(&self, key, value, ttl) -> Result<Lease, EtcdError>
+//! Client::refresh(&self, &mut Lease, key, value, ttl) -> Result<Refreshed, EtcdError>
+//! Client::withdraw(&self, Option<&Lease>, key) -> Result<(), EtcdError>
+//! Client::revoke(&self, &Lease) -> Result<(), EtcdError>
+//! // read side
+//! Client::list(&self, prefix) -> Result<Snapshot, EtcdError>
+//! Client::get(&self, key) -> Result<Option<Entry>, EtcdError>
+//! Client::watch(&self, prefix, after) -> Result<WatchStream, EtcdError>
+//! WatchStream::next(&mut self) -> Result<Event, EtcdError>
+//! WatchStream::revision(&self) -> u64
+//! ```
+//!
+//! * **announce**: v3 grants a lease of `ttl` seconds and puts the key with it; v2 puts
+//!   with `?ttl=`. The returned [`Lease`] is what refresh and withdraw take.
+//! * **refresh**: v3 sends one keep-alive (the value is not rewritten, so watchers are
+//!   not woken); v2 puts `ttl` with `refresh=true&prevExist=true` (no watch event
+//!   either). If the lease or key is gone (etcd restarted from an old snapshot, the TTL
+//!   ran out while etcd was unreachable), it announces again, replaces `*lease` and
+//!   returns [`Refreshed::Reannounced`].
+//! * **withdraw**: deletes the key, then revokes the lease (v3). A key or lease that is
+//!   already gone is success.
+//! * **revoke**: revokes a lease only (after a record was put again under a new one,
+//!   which replaces the value without a moment of absence).
+//! * **list**: every key equal to `prefix` or below it as a path (`prefix/...`; a
+//!   sibling like `prefix-x` is not included; a trailing `/` on `prefix` is ignored), with
+//!   values, the remaining TTL (v3: one `lease/timetolive` per distinct lease; v2: the
+//!   node's `ttl`) and the store revision (v3 header revision, v2 `X-Etcd-Index`).
+//! * **watch**: changes under `prefix` (same path rule) after revision `after` (from a
+//!   [`Snapshot`]; 0 = from now). v3 is one streaming `POST /v3/watch`; v2 long-polls
+//!   `?wait=true&recursive=true&waitIndex=`. On [`EtcdError::Compacted`] list again; on
+//!   [`EtcdError::WatchEnded`] or a transient error, watch again from
+//!   [`WatchStream::revision`] (nothing is lost in between).
+//!
+//! Errors are typed ([`EtcdError`]) so callers can tell "retry later" from "fix the
+//! configuration"; see [`EtcdError::is_transient`].
+
+mod error;
+mod transport;
+mod v2;
+mod v3;
+mod watch;
+
+pub use error::EtcdError;
+pub use rundock_spec::EtcdApi;
+pub use watch::WatchStream;
+
+use rundock_spec::EtcdSpec;
+use std::sync::Arc;
+use transport::Transport;
+
+/// An etcd client over the endpoints of one [`EtcdSpec`]. Clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    transport: Arc<Transport>,
+}
+
+/// What keeps an announced key alive: a v3 lease, or (v2) the key's own TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The v3 lease ID; `None` with v2, where the TTL lives on the key.
+    pub id: Option<i64>,
+    /// Seconds granted.
+    pub ttl: u32,
+}
+
+/// What [`Client::refresh`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refreshed {
+    /// The lease (v3) or key TTL (v2) was extended; the value was not rewritten.
+    KeptAlive,
+    /// The lease or key was gone: the key was put again with a new lease.
+    Reannounced,
+}
+
+/// One key as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    /// Seconds left before the key expires; `None` for a key without lease or TTL.
+    pub ttl: Option<u32>,
+    /// The v3 lease the key is attached to (`None`: no lease, or v2).
+    pub lease: Option<i64>,
+    /// The revision (v3 `mod_revision`, v2 `modifiedIndex`) of the key's last change.
+    pub mod_revision: u64,
+}
+
+/// All keys under a prefix at one revision.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// The store revision (v3) or index (v2) the snapshot was read at: pass it to
+    /// [`Client::watch`] to see every later change.
+    pub revision: u64,
+    pub entries: Vec<Entry>,
+}
+
+/// One change seen by a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A key was created or its value changed. For v3 `ttl` is the lease's granted TTL.
+    Put(Entry),
+    /// A key was deleted or expired. With v2 the key may be a directory: everything
+    /// below it is gone too.
+    Delete { key: String, revision: u64 },
+}
+
+impl Event {
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Put(entry) => &entry.key,
+            Event::Delete { key, .. } => key,
+        }
+    }
+
+    pub fn revision(&self) -> u64 {
+        match self {
+            Event::Put(entry) => entry.mod_revision,
+            Event::Delete { revision, .. } => *revision,
+        }
+    }
+}
+
+impl Client {
+    /// A client for `spec`'s endpoints, TLS files and credentials. Reads the TLS files
+    /// now; does not contact etcd.
+    pub fn new(spec: &EtcdSpec) -> Result<Client, EtcdError> {
+        Ok(Client {
+            transport: Arc::new(Transport::new(spec)?),
+        })
+    }
+
+    pub fn api(&self) -> EtcdApi {
+        self.transport.api
+    }
+
+    /// The endpoint requests currently go to (for log lines).
+    pub fn current_endpoint(&self) -> &str {
+        self.transport.current_endpoint()
+    }
+
+    /// Puts `key` = `value`, expiring after `ttl` seconds unless refreshed.
+    pub async fn announce(&self, key: &str, value: &str, ttl: u32) -> Result<Lease, EtcdError> {
+        match self.api() {
+            EtcdApi::V3 => v3::announce(&self.transport, key, value, ttl).await,
+            EtcdApi::V2 => v2::announce(&self.transport, key, value, ttl).await,
+        }
+    }
+
+    /// Extends `lease` by its TTL; re-announces (replacing `*lease`) if it is gone.
+    pub async fn refresh(
+        &self,
+        lease: &mut Lease,
+        key: &str,
+        value: &str,
+        ttl: u32,
+    ) -> Result<Refreshed, EtcdError> {
+        match self.api() {
+            EtcdApi::V3 => v3::refresh(&self.transport, lease, key, value, ttl).await,
+            EtcdApi::V2 => v2::refresh(&self.transport, lease, key, value, ttl).await,
+        }
+    }
+
+    /// Deletes `key` and revokes `lease` (v3). Already gone is success.
+    pub async fn withdraw(&self, lease: Option<&Lease>, key: &str) -> Result<(), EtcdError> {
+        match self.api() {
+            EtcdApi::V3 => v3::withdraw(&self.transport, lease, key).await,
+            EtcdApi::V2 => v2::withdraw(&self.transport, key).await,
+        }
+    }
+
+    /// Revokes `lease` (v3; a no-op for v2) without deleting its keys first: for
+    /// replacing a record, where the key was just put again under a new lease. Keys
+    /// still attached to the lease go with it. Already gone is success.
+    pub async fn revoke(&self, lease: &Lease) -> Result<(), EtcdError> {
+        match lease.id {
+            Some(id) => v3::revoke(&self.transport, id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Every key at or below `prefix` (as a path), with values and remaining TTLs.
+    pub async fn list(&self, prefix: &str) -> Result<Snapshot, EtcdError> {
+        match self.api() {
+            EtcdApi::V3 => v3::list(&self.transport, prefix).await,
+            EtcdApi::V2 => v2::list(&self.transport, prefix).await,
+        }
+    }
+
+    /// One key, if it exists.
+    pub async fn get(&self, key: &str) -> Result<Option<Entry>, EtcdError> {
+        let key = key.trim_end_matches('/');
+        let snapshot = self.list(key).await?;
+        Ok(snapshot.entries.into_iter().find(|e| e.key == key))
+    }
+
+    /// Changes at or below `prefix` after revision `after` (0: from now on).
+    pub async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream, EtcdError> {
+        WatchStream::start(self.transport.clone(), prefix, after).await
+    }
+}
+
+/// `prefix` without trailing slashes; keys "at or below" it are `p` and `p/...`.
+pub(crate) fn normalize_prefix(prefix: &str) -> &str {
+    prefix.trim_end_matches('/')
+}
+
+pub(crate) fn under(prefix: &str, key: &str) -> bool {
+    key == prefix
+        || (key.len() > prefix.len()
+            && key.starts_with(prefix)
+            && key.as_bytes()[prefix.len()] == b'/')
+}

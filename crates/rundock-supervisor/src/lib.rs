@@ -1,1 +1,77 @@
-//! Placeholder.
+//! `rundock supervise`: keeps one service's container running, in the foreground under
+//! runsv, through the Docker Engine API (bollard on a current-thread tokio runtime).
+//!
+//! One run of the supervisor is one life of the container:
+//!
+//! 1. back off first if the container has been crash-looping (`backoff`);
+//! 2. make sure the image is there, per the spec's pull policy (`image`);
+//! 3. remove stale containers of this service, or reuse the one that is still current
+//!    (`supervise`);
+//! 4. attach to its output before it starts, so nothing is lost (`output`), and start it
+//!    from the create body built from the spec (`body`, with `$PRIVATE_IP` /
+//!    `$PUBLIC_IP` substituted by `tokens`);
+//! 5. wait: when the container exits, exit with its exit code and let runsv start the
+//!    next life. TERM or INT stops and removes the container and exits 0.
+//!
+//! Failures of the supervisor itself (Docker unreachable, image missing, create refused)
+//! are logged as one line on stderr and end the run with [`EXIT_FAILURE`], the code
+//! `docker run` uses for errors of the daemon; runit retries, with the same back-off.
+
+mod backoff;
+mod body;
+mod image;
+mod log;
+mod output;
+mod supervise;
+mod tokens;
+
+use rundock_spec::Spec;
+use std::path::Path;
+
+/// The exit code of a run that failed before or around the container (not the
+/// container's own exit code), as `docker run` exits 125 for daemon errors.
+pub const EXIT_FAILURE: i32 = 125;
+
+/// Name of the back-off state file, kept in the supervisor's working directory (runsv
+/// starts it in the tree's `services/container`).
+pub const STATE_FILE: &str = "rundock-backoff.json";
+
+/// Blocking: builds a current-thread tokio runtime. Returns the process exit code.
+///
+/// The code is the container's exit code when it exited, 0 after TERM/INT stopped it,
+/// and [`EXIT_FAILURE`] when the supervisor could not get it running; in that last case
+/// the reason has already been logged on stderr. `Err` only when no runtime can be built.
+pub fn run(spec: Spec) -> anyhow::Result<i32> {
+    let runtime = runtime()?;
+    Ok(runtime.block_on(supervise::supervise(&spec, Path::new(STATE_FILE))))
+}
+
+/// Blocking: stop (with the spec's stop_timeout) and remove every container carrying labels
+/// `rundock.service=<name>` and `rundock.host=<host_label>`, and one named `container_name`
+/// if it carries those labels. Returns how many were removed.
+pub fn remove_service_containers(
+    name: &str,
+    host_label: &str,
+    container_name: &str,
+    stop_timeout: u32,
+) -> anyhow::Result<usize> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let docker = supervise::connect(stop_timeout).await?;
+        supervise::remove_service_containers(
+            &docker,
+            name,
+            host_label,
+            container_name,
+            stop_timeout,
+        )
+        .await
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the tokio runtime: {e}"))
+}

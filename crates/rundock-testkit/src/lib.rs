@@ -4,6 +4,8 @@
 //!
 //! A missing part is a failed test, never a skipped one: `tests/run` installs them all.
 
+pub mod registry;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Restart latency of a supervised container against Docker's own restart policy.
+#
+# rundock: a runsvdir over a temp dir runs `supervise` for a busybox httpd container; the
+# container is killed ROUNDS times with `docker kill` and ROUNDS times with `kill -9` of
+# its process, and each time we take the new container's State.StartedAt minus the
+# moment of the kill (Docker's own timestamp, so polling adds no error). Between kills the
+# container runs STABLE seconds, longer than both back-offs' reset time (10 s), so every
+# kill is a first failure. Docker: the same container under `--restart=always`, same
+# kills (a `docker kill` is a manual stop for Docker and is not restarted).
+# Prints medians and the supervisor's RSS. RUNDOCK_BIN may name a `rundock` binary
+# (`rundock supervise TREE`); by default the library's example is built in release mode.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+rounds=${ROUNDS:-10}
+stable=${STABLE:-11}
+image=${IMAGE:-rundock-test/busybox:latest}
+
+if [ -n "${RUNDOCK_BIN:-}" ]; then
+  bin=$RUNDOCK_BIN
+else
+  cargo build -q --release -p rundock-supervisor --example supervise
+  bin=$root/target/release/examples/supervise
+fi
+
+if ! docker image inspect "$image" >/dev/null 2>&1; then
+  ctx=$(mktemp -d)
+  cp /bin/busybox "$ctx/busybox"
+  printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["/bin/sh"]\n' >"$ctx/Dockerfile"
+  docker build -q -t "$image" "$ctx" >/dev/null
+  rm -rf "$ctx"
+fi
+
+work=$(mktemp -d)
+name=rundock-bench-$$
+dname=rundock-bench-docker-$$
+runsvdir_pid=
+cleanup() {
+  if [ -n "$runsvdir_pid" ]; then
+    sv -w 30 force-stop "$work/service/bench" >/dev/null 2>&1 || true
+    sv exit "$work/service/bench" >/dev/null 2>&1 || true
+    kill -HUP "$runsvdir_pid" 2>/dev/null || true
+    wait "$runsvdir_pid" 2>/dev/null || true
+  fi
+  docker rm -f "$name" "$dname" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+now_ns() { date +%s%N; }
+started_ns() { date -d "$(docker inspect -f '{{.State.StartedAt}}' "$1")" +%s%N; }
+running() { [ "$(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
+
+# Waits until $1 runs with a StartedAt other than $2; prints the new StartedAt (ns).
+wait_restart() {
+  local deadline=$(( $(date +%s) + ${3:-60} ))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    if running "$1"; then
+      local s; s=$(started_ns "$1")
+      if [ "$s" != "$2" ]; then echo "$s"; return 0; fi
+    fi
+    sleep 0.02
+  done
+  return 1
+}
+
+# measure NAME KILL_MODE: prints ROUNDS latencies in ms, one a line.
+measure() {
+  local c=$1 mode=$2 before t0 after
+  for _ in $(seq 1 "$rounds"); do
+    wait_restart "$c" none >/dev/null
+    sleep "$stable"
+    before=$(started_ns "$c")
+    t0=$(now_ns)
+    case $mode in
+      docker-kill) docker kill "$c" >/dev/null ;;
+      kill-9) kill -9 "$(docker inspect -f '{{.State.Pid}}' "$c")" ;;
+    esac
+    if after=$(wait_restart "$c" "$before" 20); then
+      echo $(( (after - t0) / 1000000 ))
+    else
+      echo never
+      return 0
+    fi
+  done
+}
+
+median() {
+  local values; values=$(grep -v never | sort -n)
+  local n; n=$(printf '%s\n' "$values" | grep -c . || true)
+  if [ "$n" -eq 0 ]; then echo "no restart"; return; fi
+  printf '%s ms (min %s, max %s, n=%s)' "$(printf '%s\n' "$values" | sed -n "$(( (n + 1) / 2 ))p")" \
+    "$(printf '%s\n' "$values" | head -1)" "$(printf '%s\n' "$values" | tail -1)" "$n"
+}
+
+# --- rundock under runsv ---------------------------------------------------------------
+svc=$work/service/bench
+mkdir -p "$svc" "$work/sv" "$work/log"
+cat >"$svc/spec.json" <<JSON
+{"format": 1, "name": "$name", "host_label": "bench",
+ "container": {"container_name": "$name", "image": "$image", "pull": "never",
+   "command": ["httpd", "-f", "-p", "8080"], "entrypoint": null, "env": {}, "ports": [],
+   "volumes": [], "volumes_from": [], "labels": {}, "hostname": "bench-$name", "user": null,
+   "workdir": null, "network": null, "privileged": false, "cap_add": [], "cap_drop": [],
+   "memory": null, "nano_cpus": null, "stop_timeout": 5},
+ "announce": null,
+ "paths": {"sv_dir": "$work/sv", "service_dir": "$work/service", "log_dir": "$work/log", "runner": "$bin"},
+ "interfaces": {"private": ["lo"], "public": ["lo"]}, "drain": 0}
+JSON
+printf '#!/bin/sh\nexec 2>&1\nexec %s supervise %s\n' "$bin" "$svc" >"$svc/run.tmp"
+chmod 755 "$svc/run.tmp"
+mv "$svc/run.tmp" "$svc/run"
+runsvdir -P "$work/service" >"$work/runsvdir.log" 2>&1 &
+runsvdir_pid=$!
+
+wait_restart "$name" none >/dev/null || { echo "supervised container never ran" >&2; cat "$work/runsvdir.log" >&2; exit 1; }
+sup_pid=$(sv status "$svc" | sed -n 's/.*(pid \([0-9]*\)).*/\1/p')
+rss=$(awk '/VmRSS/ {print $2, $3}' "/proc/$sup_pid/status")
+hwm=$(awk '/VmHWM/ {print $2, $3}' "/proc/$sup_pid/status")
+
+rd_kill=$(measure "$name" docker-kill)
+rd_k9=$(measure "$name" kill-9)
+sup_pid=$(sv status "$svc" | sed -n 's/.*(pid \([0-9]*\)).*/\1/p')
+rss_after=$(awk '/VmRSS/ {print $2, $3}' "/proc/$sup_pid/status")
+
+# --- Docker --restart=always -------------------------------------------------------------
+docker run -d --restart=always --name "$dname" "$image" httpd -f -p 8080 >/dev/null
+dk_k9=$(measure "$dname" kill-9)
+dk_kill=$(ROUNDS=1 rounds=1 measure "$dname" docker-kill)
+
+echo "rounds: $rounds, container up ${stable}s between kills"
+echo "supervisor binary: $bin ($(stat -c %s "$bin") bytes)"
+echo "supervisor RSS: $rss (peak $hwm) while supervising; $rss_after after $((2 * rounds)) restarts"
+echo "rundock under runsv, docker kill -> running: $(median <<<"$rd_kill")"
+echo "rundock under runsv, kill -9 pid -> running: $(median <<<"$rd_k9")"
+echo "docker --restart=always, kill -9 pid -> running: $(median <<<"$dk_k9")"
+echo "docker --restart=always, docker kill -> running: $(median <<<"$dk_kill")"
+echo "raw ms: rundock docker-kill [$(echo $rd_kill)] kill-9 [$(echo $rd_k9)]; docker kill-9 [$(echo $dk_k9)]"

@@ -1,0 +1,181 @@
+//! Health checks: one task per check, probing while the container runs.
+//!
+//! Each check probes at its own `interval`, each probe bounded by its `timeout`. The
+//! decisions, and why:
+//! * A probe starts as soon as the container (re)starts, and until the first pass after
+//!   a start the check probes every `min(interval, 1 s)`: a service that is ready gets
+//!   announced within about a second, not a whole interval later. Once passing, it
+//!   probes at `interval`.
+//! * One failed probe withdraws the record at once (no failure threshold): a client
+//!   sent to a broken instance costs more than one re-announce after a blip.
+//! * Results carry the container generation they probed; the announcer drops results of
+//!   an earlier run, so a probe in flight when the container died cannot announce the
+//!   next run before its own probes pass.
+
+use crate::docker::ContainerView;
+use bollard::Docker;
+use futures_util::StreamExt;
+use rundock_spec::{CheckKind, HealthCheck};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// One probe's outcome.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub check: usize,
+    pub generation: u64,
+    /// `Err(why)` when the probe failed.
+    pub result: Result<(), String>,
+}
+
+/// Where a probe goes: the announced address and the container it belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    pub view: ContainerView,
+    /// The address the record would carry (`None`: not known yet).
+    pub addr: Option<IpAddr>,
+}
+
+pub fn describe(check: &HealthCheck) -> String {
+    match &check.check {
+        CheckKind::Http { port, path } => format!("http :{port}{path}"),
+        CheckKind::Tcp { port } => format!("tcp :{port}"),
+        CheckKind::Exec { command } => format!("exec {}", command.join(" ")),
+    }
+}
+
+pub(crate) struct Prober {
+    pub index: usize,
+    pub check: HealthCheck,
+    pub container: String,
+    pub target: watch::Receiver<Target>,
+    pub docker: watch::Receiver<Option<Docker>>,
+    pub http: reqwest::Client,
+    pub tx: mpsc::Sender<Outcome>,
+}
+
+impl Prober {
+    pub async fn run(mut self) {
+        let interval = Duration::from_secs(self.check.interval.max(1) as u64);
+        let fast = interval.min(Duration::from_secs(1));
+        let timeout = Duration::from_secs(self.check.timeout.max(1) as u64);
+        let mut passed_generation = None;
+        loop {
+            let target = self.target.borrow_and_update().clone();
+            let generation = target.view.generation;
+            if !target.view.running {
+                // Nothing to probe until it runs again.
+                if self.target.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            let result = match tokio::time::timeout(timeout, self.probe(&target)).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+            };
+            if result.is_ok() {
+                passed_generation = Some(generation);
+            }
+            let outcome = Outcome {
+                check: self.index,
+                generation,
+                result,
+            };
+            if self.tx.send(outcome).await.is_err() {
+                return;
+            }
+            let wait = if passed_generation == Some(generation) {
+                interval
+            } else {
+                fast
+            };
+            // A new run of the container is probed at once.
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                changed = self.target.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    async fn probe(&self, target: &Target) -> Result<(), String> {
+        match &self.check.check {
+            CheckKind::Http { port, path } => {
+                let addr = target.addr.ok_or("no address to probe")?;
+                let url = format!("http://{}{}", SocketAddr::new(addr, *port), path);
+                let resp = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("GET {url}: {}", chain(&e)))?;
+                if resp.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("GET {url}: {}", resp.status()))
+                }
+            }
+            CheckKind::Tcp { port } => {
+                let addr = target.addr.ok_or("no address to probe")?;
+                let sock = SocketAddr::new(addr, *port);
+                tokio::net::TcpStream::connect(sock)
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("connect {sock}: {e}"))
+            }
+            CheckKind::Exec { command } => {
+                let docker = self.docker.borrow().clone().ok_or("docker unreachable")?;
+                exec(&docker, &self.container, command).await
+            }
+        }
+    }
+}
+
+async fn exec(docker: &Docker, container: &str, command: &[String]) -> Result<(), String> {
+    let created = docker
+        .create_exec(
+            container,
+            bollard::models::ExecConfig {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(command.to_vec()),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("docker exec: {e}"))?;
+    let started = docker
+        .start_exec(&created.id, None)
+        .await
+        .map_err(|e| format!("docker exec: {e}"))?;
+    if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+        // The output ends when the command exits; its text is not kept (it may hold
+        // anything, and the exit code is the verdict).
+        while let Some(chunk) = output.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    }
+    let info = docker
+        .inspect_exec(&created.id)
+        .await
+        .map_err(|e| format!("docker exec: {e}"))?;
+    match info.exit_code {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!("{} exited {code}", command.join(" "))),
+        None => Err(format!("{} did not finish", command.join(" "))),
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,115 @@
+//! Crash-loop back-off across supervisor runs.
+//!
+//! Each run of the supervisor is one life of the container and runsv starts the next, so
+//! the count of short lives in a row has to survive the process: it lives in a small JSON
+//! file in the working directory, replaced atomically (temp file + rename) so a kill
+//! mid-write never leaves half a file. A missing or unreadable file means "no failures":
+//! the worst case is one restart without delay.
+//!
+//! A life shorter than [`STABLE_AFTER`] (or a run that failed before the container ran)
+//! adds one failure; a longer life resets the count, so a container that dies after
+//! running a while is back at once. The delay before a start is 0 after no failures,
+//! then 1 s, doubling up to [`MAX_DELAY`]. runsv adds its own 1 s pause when `run` lasted
+//! less than a second.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+/// A container that stayed up this long was not crash-looping.
+pub(crate) const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// The first delay, after one short life.
+pub(crate) const BASE_DELAY: Duration = Duration::from_secs(1);
+/// The delay never grows beyond this.
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct State {
+    /// Short lives (or failed runs) in a row.
+    pub failures: u32,
+}
+
+/// How long to wait before starting the container after `failures` short lives.
+pub(crate) fn delay(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    // 2^(failures-1) overflows quickly; beyond 2^5 s the cap applies anyway.
+    let doublings = (failures - 1).min(16);
+    BASE_DELAY.saturating_mul(1u32 << doublings).min(MAX_DELAY)
+}
+
+/// The failure count after a run: `uptime` is how long the container ran, `None` when the
+/// run failed before it ran at all.
+pub(crate) fn after_run(failures: u32, uptime: Option<Duration>) -> u32 {
+    match uptime {
+        Some(up) if up >= STABLE_AFTER => 0,
+        _ => failures.saturating_add(1),
+    }
+}
+
+/// The saved state; missing or unreadable counts as no failures.
+pub(crate) fn load(path: &Path) -> State {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Replaces the state file atomically: write a temp file beside it, then rename.
+pub(crate) fn save(path: &Path, state: State) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(&serde_json::to_vec(&state).map_err(std::io::Error::other)?)?;
+        file.write_all(b"\n")?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_doubles_from_one_second_to_the_cap() {
+        let secs: Vec<u64> = (0..9).map(|n| delay(n).as_secs()).collect();
+        assert_eq!(secs, [0, 1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(delay(u32::MAX), MAX_DELAY);
+    }
+
+    #[test]
+    fn short_lives_count_and_a_stable_one_resets() {
+        assert_eq!(after_run(0, Some(Duration::from_millis(300))), 1);
+        assert_eq!(after_run(3, None), 4);
+        assert_eq!(after_run(5, Some(STABLE_AFTER)), 0);
+        assert_eq!(after_run(u32::MAX, None), u32::MAX);
+    }
+
+    #[test]
+    fn state_round_trips_and_bad_files_mean_no_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(load(&path), State::default());
+        save(&path, State { failures: 4 }).unwrap();
+        assert_eq!(load(&path), State { failures: 4 });
+        std::fs::write(&path, "{not json").unwrap();
+        assert_eq!(load(&path), State::default());
+        // Only the state file is left: the temp file was renamed over it.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1);
+    }
+}
