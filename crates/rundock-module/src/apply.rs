@@ -9,7 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Applies `plan` for the tree at `tree_dir`; returns warnings worth showing.
-pub fn apply(plan: &Plan, tree_dir: &Path, spec: Option<&Spec>, hooks: &dyn Hooks) -> Result<Vec<String>> {
+pub fn apply(
+    plan: &Plan,
+    tree_dir: &Path,
+    spec: Option<&Spec>,
+    hooks: &dyn Hooks,
+) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     let known_spec = spec.or(plan.cleanup.as_ref());
     if let Some((source, runner)) = &plan.install_runner {
@@ -69,11 +74,17 @@ pub fn apply(plan: &Plan, tree_dir: &Path, spec: Option<&Spec>, hooks: &dyn Hook
     }
     if let Some(spec) = &plan.cleanup {
         if let Err(e) = hooks.remove_containers(spec) {
-            warnings.push(format!("could not remove the containers of {}: {e:#}", spec.name));
+            warnings.push(format!(
+                "could not remove the containers of {}: {e:#}",
+                spec.name
+            ));
         }
         if spec.announce.is_some() {
             if let Err(e) = hooks.withdraw_record(spec) {
-                warnings.push(format!("could not delete the record of {}: {e:#}", spec.name));
+                warnings.push(format!(
+                    "could not delete the record of {}: {e:#}",
+                    spec.name
+                ));
             }
         }
     }

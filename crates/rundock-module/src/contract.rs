@@ -20,8 +20,12 @@ pub fn run_module(args_file: &Path, hooks: &dyn Hooks) -> (Value, i32) {
 }
 
 fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, String> {
-    let text = std::fs::read_to_string(args_file)
-        .map_err(|e| format!("cannot read the module arguments {}: {e}", args_file.display()))?;
+    let text = std::fs::read_to_string(args_file).map_err(|e| {
+        format!(
+            "cannot read the module arguments {}: {e}",
+            args_file.display()
+        )
+    })?;
     let args: Map<String, Value> = match serde_json::from_str(&text) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err("the module arguments are not a JSON object".into()),
@@ -38,7 +42,10 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, String> {
     let request = params::parse_request(&args, &facts).map_err(|e| e.to_string())?;
     let source = install::own_binary().map_err(|e| format!("{e:#}"))?;
     let plan = make_plan(&request, &source).map_err(|e| format!("{e:#}"))?;
-    let tree_dir = request.paths.sv_dir.join(format!("docker-{}", request.name));
+    let tree_dir = request
+        .paths
+        .sv_dir
+        .join(format!("docker-{}", request.name));
 
     let mut result = Map::new();
     let changed = plan.changed();
@@ -47,10 +54,14 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, String> {
     }
     let mut warnings = Vec::new();
     if !check_mode && changed {
-        warnings = apply::apply(&plan, &tree_dir, request.spec.as_ref(), hooks).map_err(|e| format!("{e:#}"))?;
+        warnings = apply::apply(&plan, &tree_dir, request.spec.as_ref(), hooks)
+            .map_err(|e| format!("{e:#}"))?;
     }
     result.insert("changed".into(), Value::Bool(changed));
-    result.insert("msg".into(), Value::String(message(&request, &plan, check_mode)));
+    result.insert(
+        "msg".into(),
+        Value::String(message(&request, &plan, check_mode)),
+    );
     result.insert("service".into(), service_info(&request, &tree_dir));
     if !warnings.is_empty() {
         result.insert("warnings".into(), json!(warnings));
@@ -61,7 +72,9 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, String> {
 fn truthy(value: Option<&Value>) -> bool {
     match value {
         Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "yes" | "true" | "1" | "on"),
+        Some(Value::String(s)) => {
+            matches!(s.to_ascii_lowercase().as_str(), "yes" | "true" | "1" | "on")
+        }
         Some(Value::Number(n)) => n.as_i64() == Some(1),
         _ => false,
     }
@@ -83,7 +96,9 @@ fn message(request: &Request, plan: &Plan, check_mode: bool) -> String {
         parts.push("stopped it".into());
     }
     match &plan.link {
-        Some(crate::plan::LinkChange::Create { .. }) => parts.push("linked it (runsvdir starts it within 5 s)".into()),
+        Some(crate::plan::LinkChange::Create { .. }) => {
+            parts.push("linked it (runsvdir starts it within 5 s)".into())
+        }
         Some(crate::plan::LinkChange::Remove { .. }) => parts.push("unlinked it".into()),
         None => {}
     }
@@ -97,7 +112,11 @@ fn message(request: &Request, plan: &Plan, check_mode: bool) -> String {
         parts.push("removed the tree, its containers and its record".into());
     }
     let verb = if check_mode { "would be: " } else { "" };
-    format!("{name} {}: {verb}{}", request.state.as_str(), parts.join(", "))
+    format!(
+        "{name} {}: {verb}{}",
+        request.state.as_str(),
+        parts.join(", ")
+    )
 }
 
 fn service_info(request: &Request, tree_dir: &Path) -> Value {
@@ -107,14 +126,24 @@ fn service_info(request: &Request, tree_dir: &Path) -> Value {
         "tree": tree_dir,
         "link": request.paths.service_dir.join(format!("docker-{}", request.name)),
     });
-    if let Some(spec) = request.spec.as_ref().filter(|_| request.state != State::Absent) {
+    if let Some(spec) = request
+        .spec
+        .as_ref()
+        .filter(|_| request.state != State::Absent)
+    {
         info["container_name"] = json!(spec.container.container_name);
         info["image"] = json!(spec.container.image);
         info["runner"] = json!(spec.paths.runner);
         if let Some(a) = &spec.announce {
-            info["record_key"] = json!(skydns::instance_key(&a.etcd.prefix, &a.domain, &spec.name, &spec.host_label));
+            info["record_key"] = json!(skydns::instance_key(
+                &a.etcd.prefix,
+                &a.domain,
+                &spec.name,
+                &spec.host_label
+            ));
             info["dns_name"] = json!(format!("{}.{}", spec.name, a.domain));
-            info["instance_name"] = json!(format!("{}.{}.{}", spec.host_label, spec.name, a.domain));
+            info["instance_name"] =
+                json!(format!("{}.{}.{}", spec.host_label, spec.name, a.domain));
         }
     }
     info

@@ -25,12 +25,14 @@ pub fn runner_differs(source: &Path, runner: &Path) -> Result<bool> {
     if source_len != runner_len {
         return Ok(true);
     }
-    let ours = std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
+    let ours =
+        std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
     let theirs = std::fs::read(runner).unwrap_or_default();
     Ok(ours != theirs)
 }
 
 pub fn install_runner(source: &Path, runner: &Path) -> Result<()> {
-    let bytes = std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
+    let bytes =
+        std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
     fsutil::write_atomic(runner, &bytes, 0o755)
 }

@@ -77,7 +77,8 @@ impl Plan {
                     String::from_utf8_lossy(&write.contents).into_owned(),
                 )
             };
-            let mode_note = |m: Option<u32>| m.map(|m| format!(" (mode {m:04o})")).unwrap_or_default();
+            let mode_note =
+                |m: Option<u32>| m.map(|m| format!(" (mode {m:04o})")).unwrap_or_default();
             entries.push(json!({
                 "before_header": format!("{}{}", write.path.display(), mode_note(write.before_mode)),
                 "after_header": format!("{} (mode {:04o})", write.path.display(), write.mode),
@@ -125,20 +126,32 @@ impl Plan {
 /// Both sides of spec.json as they may be shown: secret values masked, and a secret that
 /// changed marked so the diff is not silently empty.
 fn masked_spec_pair(before: Option<&[u8]>, after: &[u8]) -> (String, String) {
-    let after_spec = Spec::from_json(&String::from_utf8_lossy(after)).expect("rendered spec parses");
+    let after_spec =
+        Spec::from_json(&String::from_utf8_lossy(after)).expect("rendered spec parses");
     let before_spec = before.map(|b| Spec::from_json(&String::from_utf8_lossy(b)));
     let mut shown_after = after_spec.masked();
     let before_text = match &before_spec {
         None => String::new(),
-        Some(Err(_)) => "(the installed spec.json does not parse; not shown as it may hold secrets)\n".into(),
+        Some(Err(_)) => {
+            "(the installed spec.json does not parse; not shown as it may hold secrets)\n".into()
+        }
         Some(Ok(old)) => {
             for (key, value) in shown_after.container.env.iter_mut() {
-                if old.container.env.get(key).is_some_and(|v| *v != after_spec.container.env[key]) {
+                if old
+                    .container
+                    .env
+                    .get(key)
+                    .is_some_and(|v| *v != after_spec.container.env[key])
+                {
                     *value = format!("{MASK} (changed)");
                 }
             }
-            if let (Some(new), Some(old_a)) = (shown_after.announce.as_mut(), old.announce.as_ref()) {
-                let new_password = after_spec.announce.as_ref().and_then(|a| a.etcd.password.as_ref());
+            if let (Some(new), Some(old_a)) = (shown_after.announce.as_mut(), old.announce.as_ref())
+            {
+                let new_password = after_spec
+                    .announce
+                    .as_ref()
+                    .and_then(|a| a.etcd.password.as_ref());
                 if new.etcd.password.is_some() && old_a.etcd.password.as_ref() != new_password {
                     new.etcd.password = Some(format!("{MASK} (changed)"));
                 }
@@ -157,8 +170,14 @@ pub fn installed_spec(tree_dir: &Path) -> Option<Spec> {
 /// Works out the plan for `request`. `source_binary` is the module's own binary.
 pub fn make_plan(request: &Request, source_binary: &Path) -> Result<Plan> {
     let mut plan = Plan::default();
-    let tree_dir = request.paths.sv_dir.join(format!("docker-{}", request.name));
-    let link = request.paths.service_dir.join(format!("docker-{}", request.name));
+    let tree_dir = request
+        .paths
+        .sv_dir
+        .join(format!("docker-{}", request.name));
+    let link = request
+        .paths
+        .service_dir
+        .join(format!("docker-{}", request.name));
     let linked = std::fs::symlink_metadata(&link).is_ok();
     let installed = installed_spec(&tree_dir);
     let tree_exists = tree_dir.exists();
@@ -227,7 +246,8 @@ fn file_writes(tree_dir: &Path, files: &[TreeFile]) -> Vec<FileWrite> {
             let path = tree_dir.join(&file.path);
             let before = std::fs::read(&path).ok();
             let before_mode = fsutil::mode_of(&path);
-            let same = before.as_deref() == Some(file.contents.as_slice()) && before_mode == Some(file.mode);
+            let same = before.as_deref() == Some(file.contents.as_slice())
+                && before_mode == Some(file.mode);
             (!same).then(|| FileWrite {
                 path,
                 contents: file.contents.clone(),

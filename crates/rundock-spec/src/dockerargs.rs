@@ -79,9 +79,7 @@ pub fn split_words_on(text: &str, field: &str, commas: bool) -> Result<Vec<Strin
                                 word.push('\\');
                                 word.push(c);
                             }
-                            None => {
-                                return Err(SpecError::new(field, "unterminated double quote"))
-                            }
+                            None => return Err(SpecError::new(field, "unterminated double quote")),
                         },
                         Some(c) => word.push(c),
                         None => return Err(SpecError::new(field, "unterminated double quote")),
@@ -134,7 +132,10 @@ pub fn parse(text: &str) -> Result<DockerArgs> {
                     _ => {
                         return Err(SpecError::new(
                             FIELD,
-                            format!("--privileged takes no value or =true/=false, not {}", quoted(&value)),
+                            format!(
+                                "--privileged takes no value or =true/=false, not {}",
+                                quoted(&value)
+                            ),
                         ))
                     }
                 };
@@ -146,9 +147,10 @@ pub fn parse(text: &str) -> Result<DockerArgs> {
         let value = match inline {
             Some(v) => v,
             None => {
-                let v = words.get(i).cloned().ok_or_else(|| {
-                    SpecError::new(FIELD, format!("{flag} needs a value"))
-                })?;
+                let v = words
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| SpecError::new(FIELD, format!("{flag} needs a value")))?;
                 i += 1;
                 v
             }
@@ -220,18 +222,21 @@ fn apply(out: &mut DockerArgs, flag: &str, value: &str) -> Result<()> {
             let (name, val) = value.split_once('=').ok_or_else(|| {
                 SpecError::new(
                     field,
-                    format!("{} must be NAME=VALUE", quoted(value.split('=').next().unwrap_or(""))),
+                    format!(
+                        "{} must be NAME=VALUE",
+                        quoted(value.split('=').next().unwrap_or(""))
+                    ),
                 )
             })?;
             let name = validate::env_name(field, name)?;
-            out.env
-                .insert(name, validate::no_control(field, "an environment value", val)?);
+            out.env.insert(
+                name,
+                validate::no_control(field, "an environment value", val)?,
+            );
         }
         "--publish" => out.ports.push(parse_publish(field, value)?),
         "--volume" => out.volumes.push(validate::volume(field, value)?),
-        "--volumes-from" => out
-            .volumes_from
-            .push(validate::volumes_from(field, value)?),
+        "--volumes-from" => out.volumes_from.push(validate::volumes_from(field, value)?),
         "--hostname" => out.hostname = Some(validate::hostname(field, value)?),
         "--user" => out.user = Some(validate::user(field, value)?),
         "--workdir" => {
@@ -281,16 +286,15 @@ pub fn parse_publish(field: &str, value: &str) -> Result<PortMapping> {
         None => (value, Protocol::Tcp),
     };
     let (host_ip, ports) = if let Some(rest) = spec.strip_prefix('[') {
-        let (ip, rest) = rest.split_once("]:").ok_or_else(|| bad("has an unclosed '['"))?;
+        let (ip, rest) = rest
+            .split_once("]:")
+            .ok_or_else(|| bad("has an unclosed '['"))?;
         (Some(ip.to_string()), rest)
     } else {
         let parts: Vec<&str> = spec.split(':').collect();
         match parts.len() {
             1 | 2 => (None, spec),
-            3 => (
-                Some(parts[0].to_string()),
-                &spec[parts[0].len() + 1..],
-            ),
+            3 => (Some(parts[0].to_string()), &spec[parts[0].len() + 1..]),
             _ => return Err(bad("has too many ':'")),
         }
     };
@@ -326,7 +330,15 @@ mod tests {
     fn words_are_split_without_expansion() {
         assert_eq!(
             split_words(r#"-e A='x y' -e "B=\$HOME `id`" C\ D $(touch /tmp/pwned);"#).unwrap(),
-            vec!["-e", "A=x y", "-e", "B=$HOME `id`", "C D", "$(touch", "/tmp/pwned);"]
+            vec![
+                "-e",
+                "A=x y",
+                "-e",
+                "B=$HOME `id`",
+                "C D",
+                "$(touch",
+                "/tmp/pwned);"
+            ]
         );
         assert!(split_words("'open").is_err());
         assert!(split_words("\"open").is_err());

@@ -131,13 +131,20 @@ pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<R
     };
     let name = match p.string("name")? {
         Some(name) => validate::dns_label("name", &name)?,
-        None => return Err(SpecError::new("name", format!("is required: {}", validate::LABEL_FORM))),
+        None => {
+            return Err(SpecError::new(
+                "name",
+                format!("is required: {}", validate::LABEL_FORM),
+            ))
+        }
     };
     let install_dir = p
         .path("install_dir")?
         .unwrap_or_else(|| PathBuf::from("/usr/local/lib/rundock"));
     let paths = Paths {
-        sv_dir: p.path("sv_dir")?.unwrap_or_else(|| PathBuf::from("/etc/sv")),
+        sv_dir: p
+            .path("sv_dir")?
+            .unwrap_or_else(|| PathBuf::from("/etc/sv")),
         service_dir: p
             .path("service_dir")?
             .unwrap_or_else(|| PathBuf::from("/etc/service")),
@@ -157,9 +164,13 @@ pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<R
         ));
     }
     let spec = match image {
-        Some(image) if state != State::Absent => {
-            Some(build_spec(&mut p, name.clone(), &image, paths.clone(), facts)?)
-        }
+        Some(image) if state != State::Absent => Some(build_spec(
+            &mut p,
+            name.clone(),
+            &image,
+            paths.clone(),
+            facts,
+        )?),
         _ => None,
     };
     p.finish()?;
@@ -242,7 +253,10 @@ fn container_spec(
         Some(other) => {
             return Err(SpecError::new(
                 "pull",
-                format!("{} is not a pull policy: always, missing or never", quoted(other)),
+                format!(
+                    "{} is not a pull policy: always, missing or never",
+                    quoted(other)
+                ),
             ))
         }
     };
@@ -261,7 +275,10 @@ fn container_spec(
             if key.starts_with("rundock.") {
                 return Err(SpecError::new(
                     "labels",
-                    format!("{} is reserved: labels starting with 'rundock.' are set by rundock", quoted(&key)),
+                    format!(
+                        "{} is reserved: labels starting with 'rundock.' are set by rundock",
+                        quoted(&key)
+                    ),
                 ));
             }
             merge_entry(&mut labels, "labels", key, value)?;
@@ -481,7 +498,10 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
 
 fn small(field: &str, n: i64) -> Result<u16> {
     u16::try_from(n).map_err(|_| {
-        SpecError::new(field, format!("{n} is out of range: a whole number from 0 to 65535"))
+        SpecError::new(
+            field,
+            format!("{n} is out of range: a whole number from 0 to 65535"),
+        )
     })
 }
 
@@ -530,7 +550,10 @@ fn cidr(field: &str, value: &str) -> Result<String> {
     } else {
         Err(SpecError::new(
             field,
-            format!("{} is not a CIDR: ADDRESS/BITS such as 10.0.0.0/8 or fd00::/8", quoted(value)),
+            format!(
+                "{} is not a CIDR: ADDRESS/BITS such as 10.0.0.0/8 or fd00::/8",
+                quoted(value)
+            ),
         ))
     }
 }
@@ -562,7 +585,10 @@ fn etcd_spec(p: &mut Params) -> Result<EtcdSpec> {
     let inner = (|| -> Result<()> {
         if let Some(endpoints) = e.words("endpoints")? {
             if endpoints.is_empty() {
-                return Err(SpecError::new("endpoints", "needs at least one http(s)://HOST:PORT"));
+                return Err(SpecError::new(
+                    "endpoints",
+                    "needs at least one http(s)://HOST:PORT",
+                ));
             }
             spec.endpoints = endpoints
                 .iter()
@@ -573,7 +599,10 @@ fn etcd_spec(p: &mut Params) -> Result<EtcdSpec> {
             None | Some("v3") => EtcdApi::V3,
             Some("v2") => EtcdApi::V2,
             Some(other) => {
-                return Err(SpecError::new("api", format!("{} is not an etcd API: v3 or v2", quoted(other))))
+                return Err(SpecError::new(
+                    "api",
+                    format!("{} is not an etcd API: v3 or v2", quoted(other)),
+                ))
             }
         };
         if let Some(prefix) = e.string("prefix")? {
@@ -583,12 +612,18 @@ fn etcd_spec(p: &mut Params) -> Result<EtcdSpec> {
         spec.cert_file = e.path("cert_file")?;
         spec.key_file = e.path("key_file")?;
         if spec.cert_file.is_some() != spec.key_file.is_some() {
-            return Err(SpecError::new("cert_file", "cert_file and key_file go together: give both or neither"));
+            return Err(SpecError::new(
+                "cert_file",
+                "cert_file and key_file go together: give both or neither",
+            ));
         }
         spec.username = e.string("username")?;
         spec.password = e.string("password")?;
         if spec.username.is_some() != spec.password.is_some() {
-            return Err(SpecError::new("username", "username and password go together: give both or neither"));
+            return Err(SpecError::new(
+                "username",
+                "username and password go together: give both or neither",
+            ));
         }
         e.finish()
     })();
@@ -628,9 +663,9 @@ const HEALTH_FORM: &str = "checks are {kind: http, port, path} | {kind: tcp, por
 fn health_check(item: Value) -> Result<HealthCheck> {
     let map = match item {
         Value::String(s) => {
-            let (kind, rest) = s
-                .split_once(':')
-                .ok_or_else(|| SpecError::new("", format!("{} is not a check: {HEALTH_FORM}", quoted(&s))))?;
+            let (kind, rest) = s.split_once(':').ok_or_else(|| {
+                SpecError::new("", format!("{} is not a check: {HEALTH_FORM}", quoted(&s)))
+            })?;
             let mut map = Map::new();
             map.insert("kind".into(), Value::String(kind.into()));
             match kind {
@@ -661,7 +696,13 @@ fn health_check(item: Value) -> Result<HealthCheck> {
             let port = validate::port("port", h.required_int("port")?)?;
             let path = h.string("path")?.unwrap_or_else(|| "/".into());
             if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(SpecError::new("path", format!("{} is not a URL path: it starts with '/' and has no spaces", quoted(&path))));
+                return Err(SpecError::new(
+                    "path",
+                    format!(
+                        "{} is not a URL path: it starts with '/' and has no spaces",
+                        quoted(&path)
+                    ),
+                ));
             }
             CheckKind::Http { port, path }
         }
@@ -672,25 +713,50 @@ fn health_check(item: Value) -> Result<HealthCheck> {
             command: h
                 .command("command")?
                 .filter(|c| !c.is_empty())
-                .ok_or_else(|| SpecError::new("command", "is required for an exec check: a list of words or a string"))?,
+                .ok_or_else(|| {
+                    SpecError::new(
+                        "command",
+                        "is required for an exec check: a list of words or a string",
+                    )
+                })?,
         },
-        Some(other) => return Err(SpecError::new("kind", format!("{} is not a check kind: http, tcp or exec", quoted(other)))),
+        Some(other) => {
+            return Err(SpecError::new(
+                "kind",
+                format!("{} is not a check kind: http, tcp or exec", quoted(other)),
+            ))
+        }
         None => return Err(SpecError::new("kind", "is required: http, tcp or exec")),
     };
     let interval = h.seconds("interval", 5, 1, 3600)?;
     let timeout = h.seconds("timeout", 2.min(interval), 1, 3600)?;
     if timeout > interval {
-        return Err(SpecError::new("timeout", format!("{timeout} must not exceed interval ({interval})")));
+        return Err(SpecError::new(
+            "timeout",
+            format!("{timeout} must not exceed interval ({interval})"),
+        ));
     }
     h.finish()?;
-    Ok(HealthCheck { check, interval, timeout })
+    Ok(HealthCheck {
+        check,
+        interval,
+        timeout,
+    })
 }
 
-fn merge_entry(map: &mut BTreeMap<String, String>, field: &str, key: String, value: String) -> Result<()> {
+fn merge_entry(
+    map: &mut BTreeMap<String, String>,
+    field: &str,
+    key: String,
+    value: String,
+) -> Result<()> {
     match map.get(&key) {
         Some(existing) if *existing != value => Err(SpecError::new(
             field,
-            format!("{} is set both in args and in {field} with different values", quoted(&key)),
+            format!(
+                "{} is set both in args and in {field} with different values",
+                quoted(&key)
+            ),
         )),
         _ => {
             map.insert(key, value);
@@ -699,11 +765,17 @@ fn merge_entry(map: &mut BTreeMap<String, String>, field: &str, key: String, val
     }
 }
 
-fn one_of<T: PartialEq>(field: &str, from_args: Option<T>, from_option: Option<T>) -> Result<Option<T>> {
+fn one_of<T: PartialEq>(
+    field: &str,
+    from_args: Option<T>,
+    from_option: Option<T>,
+) -> Result<Option<T>> {
     match (from_args, from_option) {
         (Some(a), Some(b)) if a != b => Err(SpecError::new(
             field,
-            format!("is set both in args and as the {field} option with different values: keep one"),
+            format!(
+                "is set both in args and as the {field} option with different values: keep one"
+            ),
         )),
         (a, b) => Ok(b.or(a)),
     }
@@ -749,7 +821,11 @@ impl Params {
             format!(
                 "unsupported parameter{} {}",
                 if unknown.len() > 1 { "s" } else { "" },
-                unknown.iter().map(|k| quoted(k)).collect::<Vec<_>>().join(", ")
+                unknown
+                    .iter()
+                    .map(|k| quoted(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ))
     }
@@ -760,7 +836,10 @@ impl Params {
             Some(Value::String(s)) => Ok(Some(s)),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-            Some(other) => Err(SpecError::new(key, format!("must be a string, not {}", kind(&other)))),
+            Some(other) => Err(SpecError::new(
+                key,
+                format!("must be a string, not {}", kind(&other)),
+            )),
         }
     }
 
@@ -778,10 +857,15 @@ impl Params {
                 .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
                 .map(Some)
                 .ok_or_else(|| SpecError::new(key, format!("{n} is not a whole number"))),
-            Some(Value::String(s)) => s.trim().parse::<i64>().map(Some).map_err(|_| {
-                SpecError::new(key, format!("{} is not a whole number", quoted(&s)))
-            }),
-            Some(other) => Err(SpecError::new(key, format!("must be a whole number, not {}", kind(&other)))),
+            Some(Value::String(s)) => {
+                s.trim().parse::<i64>().map(Some).map_err(|_| {
+                    SpecError::new(key, format!("{} is not a whole number", quoted(&s)))
+                })
+            }
+            Some(other) => Err(SpecError::new(
+                key,
+                format!("must be a whole number, not {}", kind(&other)),
+            )),
         }
     }
 
@@ -799,7 +883,10 @@ impl Params {
 
     fn boolean(&mut self, key: &str) -> Result<Option<bool>> {
         let bad = |shown: String| {
-            SpecError::new(key, format!("{shown} is not a boolean: yes/no, true/false, on/off or 1/0"))
+            SpecError::new(
+                key,
+                format!("{shown} is not a boolean: yes/no, true/false, on/off or 1/0"),
+            )
         };
         match self.take(key) {
             None => Ok(None),
@@ -844,7 +931,10 @@ impl Params {
                     .collect(),
             )),
             Some(Value::Number(n)) => Ok(Some(vec![n.to_string()])),
-            Some(other) => Err(SpecError::new(key, format!("must be a list of strings, not {}", kind(&other)))),
+            Some(other) => Err(SpecError::new(
+                key,
+                format!("must be a list of strings, not {}", kind(&other)),
+            )),
         }
     }
 
@@ -865,7 +955,13 @@ impl Params {
                 }
             }
             Some(Value::String(s)) => split_words_on(&s, key, false).map(Some),
-            Some(other) => Err(SpecError::new(key, format!("must be a list of strings or a string, not {}", kind(&other)))),
+            Some(other) => Err(SpecError::new(
+                key,
+                format!(
+                    "must be a list of strings or a string, not {}",
+                    kind(&other)
+                ),
+            )),
         }
         .and_then(|words| {
             if let Some(words) = &words {
@@ -887,7 +983,13 @@ impl Params {
                 let mut map = BTreeMap::new();
                 for word in split_words_on(&s, key, true)? {
                     let (k, v) = word.split_once('=').ok_or_else(|| {
-                        SpecError::new(key, format!("{} is not KEY=VALUE: give a mapping or k=v, k2=v2", quoted(&word)))
+                        SpecError::new(
+                            key,
+                            format!(
+                                "{} is not KEY=VALUE: give a mapping or k=v, k2=v2",
+                                quoted(&word)
+                            ),
+                        )
                     })?;
                     map.insert(k.to_string(), v.to_string());
                 }
@@ -909,7 +1011,10 @@ impl Params {
                 Ok(Value::Object(map)) => Ok(map),
                 _ => Err(SpecError::new(key, "is not a JSON object")),
             },
-            other => Err(SpecError::new(key, format!("must be a mapping, not {}", kind(&other)))),
+            other => Err(SpecError::new(
+                key,
+                format!("must be a mapping, not {}", kind(&other)),
+            )),
         }
     }
 }
@@ -919,7 +1024,10 @@ fn scalar_string(key: &str, value: Value) -> Result<String> {
         Value::String(s) => Ok(s),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
-        other => Err(SpecError::new(key, format!("must hold strings, not {}", kind(&other)))),
+        other => Err(SpecError::new(
+            key,
+            format!("must hold strings, not {}", kind(&other)),
+        )),
     }
 }
 

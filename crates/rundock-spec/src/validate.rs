@@ -4,7 +4,8 @@
 use crate::error::{Result, SpecError};
 use std::path::{Path, PathBuf};
 
-pub const LABEL_FORM: &str = "a DNS label: 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit";
+pub const LABEL_FORM: &str =
+    "a DNS label: 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit";
 
 /// `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`
 pub fn is_dns_label(s: &str) -> bool {
@@ -96,7 +97,11 @@ pub fn absolute_path(field: &str, value: &str) -> Result<PathBuf> {
         return bad("contains '.' or '..'");
     }
     let trimmed = value.trim_end_matches('/');
-    Ok(PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed }))
+    Ok(PathBuf::from(if trimmed.is_empty() {
+        "/"
+    } else {
+        trimmed
+    }))
 }
 
 /// A Docker image reference: `[registry[:port]/]path[:tag][@algo:hex]`, as Docker's
@@ -427,8 +432,20 @@ pub fn volume(field: &str, value: &str) -> Result<String> {
     }
     if let Some(options) = options {
         let known = [
-            "ro", "rw", "z", "Z", "nocopy", "private", "rprivate", "shared", "rshared", "slave",
-            "rslave", "consistent", "cached", "delegated",
+            "ro",
+            "rw",
+            "z",
+            "Z",
+            "nocopy",
+            "private",
+            "rprivate",
+            "shared",
+            "rshared",
+            "slave",
+            "rslave",
+            "consistent",
+            "cached",
+            "delegated",
         ];
         if !options.split(',').all(|o| known.contains(&o)) {
             return Err(bad());
@@ -524,7 +541,17 @@ mod tests {
         for good in ["a", "influxdb", "node-1", "0", &"a".repeat(63)] {
             assert!(is_dns_label(good), "{good}");
         }
-        for bad in ["", "-a", "a-", "A", "a b", "../x", "a.b", "a_b", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a b",
+            "../x",
+            "a.b",
+            "a_b",
+            &"a".repeat(64),
+        ] {
             assert!(!is_dns_label(bad), "{bad}");
         }
     }

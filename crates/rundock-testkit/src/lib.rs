@@ -283,5 +283,10 @@ pub fn ansible(program: &str, args: &[&str]) -> Output {
         .env("ANSIBLE_CALLBACK_RESULT_FORMAT", "json")
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (tests/run makes the venv)", bin.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (tests/run makes the venv)",
+                bin.display()
+            )
+        })
 }

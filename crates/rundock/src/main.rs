@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "rundock", version, about = "Containers that stay up and can be found by name")]
+#[command(
+    name = "rundock",
+    version,
+    about = "Containers that stay up and can be found by name"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +33,7 @@ enum Command {
     /// Run svlogd for one stream of a tree (the siblings' log/run).
     Log { tree: PathBuf, stream: String },
     /// Answer DNS queries for service names from the SkyDNS records in etcd.
-    Dns(rundock_dns::DnsOptions),
+    Dns(Box<rundock_dns::DnsOptions>),
     /// Run as the Ansible module on an args file (what Ansible does).
     Module { args_file: PathBuf },
 }
@@ -54,7 +58,10 @@ impl rundock_module::Hooks for ServiceHooks {
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Ansible's call: exactly one argument, the path of its args file.
-    if args.len() == 2 && !args[1].to_string_lossy().starts_with('-') && Path::new(&args[1]).is_file() {
+    if args.len() == 2
+        && !args[1].to_string_lossy().starts_with('-')
+        && Path::new(&args[1]).is_file()
+    {
         return module(Path::new(&args[1]));
     }
     let cli = Cli::parse();
@@ -63,8 +70,10 @@ fn main() -> ExitCode {
         Command::Supervise { tree } => load(&tree).and_then(rundock_supervisor::run),
         Command::Announce { tree } => load(&tree).and_then(rundock_announcer::run),
         Command::StopTree { tree } => rundock_module::runit::stop_tree(&tree).map(|_| 0),
-        Command::Log { tree, stream } => rundock_module::runit::exec_svlogd(&tree, &stream).map(|never| match never {}),
-        Command::Dns(options) => rundock_dns::run(options).map(|_| 0),
+        Command::Log { tree, stream } => {
+            rundock_module::runit::exec_svlogd(&tree, &stream).map(|never| match never {})
+        }
+        Command::Dns(options) => rundock_dns::run(*options).map(|_| 0),
     };
     match outcome {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

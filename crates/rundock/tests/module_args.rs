@@ -48,7 +48,10 @@ fn bad_cases() -> Vec<(Value, &'static str)> {
         (with(json!({"announce": 8080, "port": 0})), "port"),
         (with(json!({"port": 8080})), "port"),
         (with(json!({"announce": 8080, "ttl": "x"})), "ttl"),
-        (with(json!({"announce": 8080, "ttl": 30, "interval": 30})), "interval"),
+        (
+            with(json!({"announce": 8080, "ttl": 30, "interval": 30})),
+            "interval",
+        ),
         (with(json!({"announce": 8080, "ttl": 1})), "ttl"),
         (with(json!({"args": "--restart always"})), "args"),
         (with(json!({"args": "-d"})), "args"),
@@ -65,16 +68,48 @@ fn bad_cases() -> Vec<(Value, &'static str)> {
         (with(json!({"memory": "lots"})), "memory"),
         (with(json!({"cpus": "0"})), "cpus"),
         (with(json!({"privileged": "maybe"})), "privileged"),
-        (with(json!({"announce": 8080, "etcd": {"endpoints": ["ftp://x"]}})), "etcd.endpoints"),
-        (with(json!({"announce": 8080, "etcd": {"api": "v4"}})), "etcd.api"),
-        (with(json!({"announce": 8080, "etcd": {"bogus": 1}})), "etcd"),
-        (with(json!({"announce": 8080, "etcd": {"cert_file": "/c.pem"}})), "etcd.cert_file"),
-        (with(json!({"announce": 8080, "health": [{"kind": "smtp", "port": 25}]})), "health[0].kind"),
-        (with(json!({"announce": 8080, "health": [{"kind": "http"}]})), "health[0].port"),
-        (with(json!({"announce": 8080, "health": [{"kind": "tcp", "port": 80, "interval": 2, "timeout": 5}]})), "health[0].timeout"),
-        (with(json!({"announce": 8080, "announce_as": "eth0[x]"})), "announce_as"),
-        (with(json!({"announce": 8080, "announce_as": "10.0.0.0/33"})), "announce_as"),
-        (with(json!({"announce": 8080, "domain": "bad_domain"})), "domain"),
+        (
+            with(json!({"announce": 8080, "etcd": {"endpoints": ["ftp://x"]}})),
+            "etcd.endpoints",
+        ),
+        (
+            with(json!({"announce": 8080, "etcd": {"api": "v4"}})),
+            "etcd.api",
+        ),
+        (
+            with(json!({"announce": 8080, "etcd": {"bogus": 1}})),
+            "etcd",
+        ),
+        (
+            with(json!({"announce": 8080, "etcd": {"cert_file": "/c.pem"}})),
+            "etcd.cert_file",
+        ),
+        (
+            with(json!({"announce": 8080, "health": [{"kind": "smtp", "port": 25}]})),
+            "health[0].kind",
+        ),
+        (
+            with(json!({"announce": 8080, "health": [{"kind": "http"}]})),
+            "health[0].port",
+        ),
+        (
+            with(
+                json!({"announce": 8080, "health": [{"kind": "tcp", "port": 80, "interval": 2, "timeout": 5}]}),
+            ),
+            "health[0].timeout",
+        ),
+        (
+            with(json!({"announce": 8080, "announce_as": "eth0[x]"})),
+            "announce_as",
+        ),
+        (
+            with(json!({"announce": 8080, "announce_as": "10.0.0.0/33"})),
+            "announce_as",
+        ),
+        (
+            with(json!({"announce": 8080, "domain": "bad_domain"})),
+            "domain",
+        ),
         (with(json!({"announce": 8080, "weight": 70000})), "weight"),
         (with(json!({"host_label": "Host_1"})), "host_label"),
         (with(json!({"sv_dir": "relative"})), "sv_dir"),
@@ -102,10 +137,15 @@ fn every_bad_argument_names_its_option_and_touches_nothing() {
         assert_ne!(code, 0, "{options}: exit code");
         let msg = result["msg"].as_str().expect("msg");
         assert!(
-            msg.strip_prefix(field).is_some_and(|rest| rest.starts_with([':', '[', '.', ' '])),
+            msg.strip_prefix(field)
+                .is_some_and(|rest| rest.starts_with([':', '[', '.', ' '])),
             "message for {options} should name {field}: {msg}"
         );
-        assert_eq!(snapshot(host.root.path()), before, "{options} changed the disk");
+        assert_eq!(
+            snapshot(host.root.path()),
+            before,
+            "{options} changed the disk"
+        );
     }
 }
 
@@ -132,7 +172,9 @@ fn shell_syntax_in_options_is_text_never_run() {
     let host = Host::new();
     let marker = std::env::temp_dir().join(format!("rundock-pwned-{}", std::process::id()));
     let m = marker.display();
-    let hostile = format!("-e \"A=$(touch {m})\" -e \"B=`touch {m}`\" -e 'C=x; touch {m}' -l \"d=$(touch {m})\"");
+    let hostile = format!(
+        "-e \"A=$(touch {m})\" -e \"B=`touch {m}`\" -e 'C=x; touch {m}' -l \"d=$(touch {m})\""
+    );
     let (result, code) = host.call(
         json!({"state": "present", "name": "web", "image": "rundock-test/busybox:latest",
                "args": hostile, "command": format!("sh -c 'echo $(touch {m})'")}),
@@ -141,16 +183,37 @@ fn shell_syntax_in_options_is_text_never_run() {
     );
     assert_eq!(code, 0, "{result}");
     // The words are kept literally in the spec, never in a script.
-    let spec: Value = serde_json::from_str(&std::fs::read_to_string(host.tree("web").join("spec.json")).unwrap()).unwrap();
-    assert_eq!(spec["container"]["env"]["A"], json!(format!("$(touch {m})")));
-    assert_eq!(spec["container"]["env"]["C"], json!(format!("x; touch {m}")));
-    for script in ["run", "control/t", "services/container/run", "services/container/log/run"] {
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(host.tree("web").join("spec.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        spec["container"]["env"]["A"],
+        json!(format!("$(touch {m})"))
+    );
+    assert_eq!(
+        spec["container"]["env"]["C"],
+        json!(format!("x; touch {m}"))
+    );
+    for script in [
+        "run",
+        "control/t",
+        "services/container/run",
+        "services/container/log/run",
+    ] {
         let text = std::fs::read_to_string(host.tree("web").join(script)).unwrap();
         assert!(!text.contains("touch"), "{script} holds user text: {text}");
     }
     // Shell syntax where only flags belong is refused.
-    for bad in [format!("; touch {m}"), format!("-e A=1 && touch {m}"), format!("| touch {m}")] {
-        let (result, _) = host.call(json!({"state": "present", "name": "web2", "image": "busybox", "args": bad}), false, false);
+    for bad in [
+        format!("; touch {m}"),
+        format!("-e A=1 && touch {m}"),
+        format!("| touch {m}"),
+    ] {
+        let (result, _) = host.call(
+            json!({"state": "present", "name": "web2", "image": "busybox", "args": bad}),
+            false,
+            false,
+        );
         assert_eq!(result["failed"], json!(true));
     }
     assert!(!marker.exists(), "something ran the user's shell text");
@@ -164,14 +227,23 @@ fn spec_holding_secrets_is_private_and_masked_in_diffs() {
                          "env": {"PASSWORD": "hunter2-secret"}});
     let (result, _) = host.call(options.clone(), false, true);
     assert!(!result.to_string().contains("hunter2-secret"), "{result}");
-    let mode = std::fs::metadata(host.tree("web").join("spec.json")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(host.tree("web").join("spec.json"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let changed = json!({"state": "present", "name": "web", "image": "rundock-test/busybox:latest",
                          "env": {"PASSWORD": "hunter3-secret"}});
     let (result, _) = host.call(changed, true, true);
     let text = result.to_string();
-    assert!(!text.contains("hunter2") && !text.contains("hunter3"), "{text}");
-    assert!(text.contains("(changed)"), "a changed secret is marked: {text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("hunter3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(changed)"),
+        "a changed secret is marked: {text}"
+    );
 }
 
 #[test]
@@ -185,14 +257,26 @@ fn second_run_changes_nothing_and_check_mode_writes_nothing() {
     assert!(checked["diff"].as_array().is_some_and(|d| !d.is_empty()));
 
     let (first, code) = host.call(options.clone(), false, false);
-    assert_eq!((first["changed"].clone(), code), (json!(true), 0), "{first}");
+    assert_eq!(
+        (first["changed"].clone(), code),
+        (json!(true), 0),
+        "{first}"
+    );
     let after_first = snapshot(host.root.path());
     std::thread::sleep(std::time::Duration::from_millis(20));
     let (second, _) = host.call(options.clone(), false, true);
     assert_eq!(second["changed"], json!(false), "{second}");
     assert_eq!(second["diff"], json!([]));
-    assert_eq!(snapshot(host.root.path()), after_first, "the no-op run touched files");
-    let key = second["service"]["record_key"].as_str().expect("record_key");
-    let instance = key.strip_prefix("/skydns/com/example/prod/s/web/").expect("key layout");
+    assert_eq!(
+        snapshot(host.root.path()),
+        after_first,
+        "the no-op run touched files"
+    );
+    let key = second["service"]["record_key"]
+        .as_str()
+        .expect("record_key");
+    let instance = key
+        .strip_prefix("/skydns/com/example/prod/s/web/")
+        .expect("key layout");
     assert!(!instance.is_empty() && !instance.contains('/'), "{key}");
 }

@@ -11,11 +11,18 @@ use std::time::Duration;
 
 fn container_state(name: &str) -> Option<String> {
     let out = kit::docker(&["inspect", "-f", "{{.State.Status}}", name]);
-    out.status.success().then(|| kit::stdout(&out).trim().to_string())
+    out.status
+        .success()
+        .then(|| kit::stdout(&out).trim().to_string())
 }
 
 fn containers_with_label(service: &str) -> String {
-    kit::stdout(&kit::docker(&["ps", "-aq", "--filter", &format!("label=rundock.service={service}")]))
+    kit::stdout(&kit::docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=rundock.service={service}"),
+    ]))
 }
 
 #[test]
@@ -43,13 +50,27 @@ fn ad_hoc_lifecycle_on_runit() {
     let running = kit::wait_for(Duration::from_secs(30), || {
         (container_state(&name).as_deref() == Some("running")).then_some(())
     });
-    assert!(running.is_some(), "container not running; sv: {}", kit::sv_status(&host.tree(&name)));
+    assert!(
+        running.is_some(),
+        "container not running; sv: {}",
+        kit::sv_status(&host.tree(&name))
+    );
     assert!(kit::sv_status(&host.tree(&name)).starts_with("run:"));
     let served = kit::wait_for(Duration::from_secs(10), || {
-        kit::run("curl", &["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{port}/")])
-            .status
-            .success()
-            .then_some(())
+        kit::run(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://127.0.0.1:{port}/"),
+            ],
+        )
+        .status
+        .success()
+        .then_some(())
     });
     assert!(served.is_some(), "published port does not answer");
 
@@ -65,26 +86,48 @@ fn ad_hoc_lifecycle_on_runit() {
     assert_eq!(r["changed"], json!(true), "{r}");
     assert_eq!(snapshot(&host.tree(&name)), before, "check mode wrote");
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("spec.json") && shown.contains("(changed)"), "{shown}");
-    assert!(!shown.contains("other secret") && !shown.contains("hello world"), "{shown}");
+    assert!(
+        shown.contains("spec.json") && shown.contains("(changed)"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("other secret") && !shown.contains("hello world"),
+        "{shown}"
+    );
 
     // disabled: stopped and unlinked; the supervisor removed its container.
-    let (r, _) = host.adhoc(&format!("state=disabled name={name} {}", host.dirs_kv()), &[]);
+    let (r, _) = host.adhoc(
+        &format!("state=disabled name={name} {}", host.dirs_kv()),
+        &[],
+    );
     assert_eq!(r["changed"], json!(true), "{r}");
     assert!(!host.link(&name).exists());
     assert!(host.tree(&name).join("spec.json").exists());
     assert_eq!(container_state(&name), None, "container left after disable");
-    let (r, _) = host.adhoc(&format!("state=disabled name={name} {}", host.dirs_kv()), &[]);
+    let (r, _) = host.adhoc(
+        &format!("state=disabled name={name} {}", host.dirs_kv()),
+        &[],
+    );
     assert_eq!(r["changed"], json!(false), "{r}");
 
     // enabled again, then absent: nothing left anywhere.
     host.adhoc(&format!("state=enabled {service}"), &[]);
-    assert!(kit::wait_for(Duration::from_secs(30), || (container_state(&name).as_deref() == Some("running")).then_some(())).is_some());
+    assert!(
+        kit::wait_for(Duration::from_secs(30), || (container_state(&name)
+            .as_deref()
+            == Some("running"))
+        .then_some(()))
+        .is_some()
+    );
     let (r, _) = host.adhoc(&format!("state=absent name={name} {}", host.dirs_kv()), &[]);
     assert_eq!(r["changed"], json!(true), "{r}");
     assert!(!host.tree(&name).exists());
     assert!(!host.link(&name).exists());
-    assert_eq!(containers_with_label(&name).trim(), "", "containers left after absent");
+    assert_eq!(
+        containers_with_label(&name).trim(),
+        "",
+        "containers left after absent"
+    );
     let (r, _) = host.adhoc(&format!("state=absent name={name} {}", host.dirs_kv()), &[]);
     assert_eq!(r["changed"], json!(false), "{r}");
 }
@@ -95,18 +138,30 @@ fn restarted_replaces_the_process_and_a_spec_change_restarts() {
     let host = Host::new();
     let _runsvdir = kit::Runsvdir::start(&host.service_dir());
     let name = unique("rst");
-    let base = format!("name={name} image={} command='httpd -f -p 8080' {}", kit::TEST_IMAGE, host.dirs_kv());
+    let base = format!(
+        "name={name} image={} command='httpd -f -p 8080' {}",
+        kit::TEST_IMAGE,
+        host.dirs_kv()
+    );
     host.adhoc(&format!("state=enabled {base}"), &[]);
     let id = || {
         let out = kit::docker(&["inspect", "-f", "{{.State.Running}} {{.Id}}", &name]);
-        kit::stdout(&out).strip_prefix("true ").map(|id| id.trim().to_string())
+        kit::stdout(&out)
+            .strip_prefix("true ")
+            .map(|id| id.trim().to_string())
     };
     let first = kit::wait_for(Duration::from_secs(30), id).expect("running");
     // A changed spec on a running service restarts it onto a new container.
     let (r, _) = host.adhoc(&format!("state=enabled {base} env='MODE=two'"), &[]);
     assert_eq!(r["changed"], json!(true), "{r}");
-    let second = kit::wait_for(Duration::from_secs(30), || id().filter(|i| *i != first)).expect("replaced");
-    let env = kit::stdout(&kit::docker(&["inspect", "-f", "{{json .Config.Env}}", &name]));
+    let second =
+        kit::wait_for(Duration::from_secs(30), || id().filter(|i| *i != first)).expect("replaced");
+    let env = kit::stdout(&kit::docker(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Env}}",
+        &name,
+    ]));
     assert!(env.contains("MODE=two"), "{env}");
     // restarted: always changed, and the service comes back up.
     let (r, _) = host.adhoc(&format!("state=restarted {base} env='MODE=two'"), &[]);
@@ -157,15 +212,25 @@ fn playbook_converges_and_second_run_reports_no_change() {
     std::fs::write(&file, playbook).unwrap();
     let library = host.library.path().to_string_lossy().into_owned();
     let run = || {
-        let out = kit::ansible("ansible-playbook", &["-i", "localhost,", "-M", &library, &file.to_string_lossy()]);
+        let out = kit::ansible(
+            "ansible-playbook",
+            &["-i", "localhost,", "-M", &library, &file.to_string_lossy()],
+        );
         let text = kit::stdout(&out);
-        assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         text
     };
     let first = run();
     assert!(first.contains("changed=1"), "{first}");
     let second = run();
-    assert!(second.contains("changed=0") && second.contains("failed=0"), "{second}");
+    assert!(
+        second.contains("changed=0") && second.contains("failed=0"),
+        "{second}"
+    );
     host.adhoc(&format!("state=absent name={name} {}", host.dirs_kv()), &[]);
 }
 
@@ -175,8 +240,19 @@ fn ansible_doc_shows_options_examples_and_return_values() {
     let library = host.library.path().to_string_lossy().into_owned();
     let out = kit::ansible("ansible-doc", &["-M", &library, "rundock"]);
     let text = kit::stdout(&out);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    for needle in ["state", "announce_as", "EXAMPLES", "RETURN", "record_key", "health"] {
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "state",
+        "announce_as",
+        "EXAMPLES",
+        "RETURN",
+        "record_key",
+        "health",
+    ] {
         assert!(text.contains(needle), "ansible-doc lacks {needle}:\n{text}");
     }
 }
@@ -184,7 +260,13 @@ fn ansible_doc_shows_options_examples_and_return_values() {
 #[test]
 fn a_bad_argument_fails_the_ansible_task_with_the_option_named() {
     let host = Host::new();
-    let (r, out) = host.adhoc(&format!("state=enabled name=Bad_Name image=busybox {}", host.dirs_kv()), &[]);
+    let (r, out) = host.adhoc(
+        &format!(
+            "state=enabled name=Bad_Name image=busybox {}",
+            host.dirs_kv()
+        ),
+        &[],
+    );
     assert!(!out.status.success());
     assert!(kit::stdout(&out).contains("localhost | FAILED!"), "{out:?}");
     assert!(r["msg"].as_str().unwrap().starts_with("name:"), "{r}");

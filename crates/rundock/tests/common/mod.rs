@@ -98,7 +98,17 @@ impl Host {
     pub fn adhoc(&self, args: &str, extra: &[&str]) -> (Value, Output) {
         let library = self.library.path().to_string_lossy().into_owned();
         let mut argv = vec![
-            "localhost", "-c", "local", "-i", "localhost,", "-M", &library, "-m", "rundock", "-a", args,
+            "localhost",
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            "-M",
+            &library,
+            "-m",
+            "rundock",
+            "-a",
+            args,
         ];
         argv.extend_from_slice(extra);
         let out = kit::ansible("ansible", &argv);
@@ -132,7 +142,9 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>, u32, std::time::SystemTime
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             let meta = std::fs::symlink_metadata(&path).unwrap();
@@ -142,8 +154,17 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>, u32, std::time::SystemTime
             if meta.is_dir() {
                 stack.push(path.clone());
             }
-            let bytes = if meta.is_file() { std::fs::read(&path).unwrap() } else { Vec::new() };
-            out.push((path, bytes, meta.permissions().mode(), meta.modified().unwrap()));
+            let bytes = if meta.is_file() {
+                std::fs::read(&path).unwrap()
+            } else {
+                Vec::new()
+            };
+            out.push((
+                path,
+                bytes,
+                meta.permissions().mode(),
+                meta.modified().unwrap(),
+            ));
         }
     }
     out.sort();
