@@ -68,3 +68,23 @@ pub fn withdraw_record(spec: &Spec) -> anyhow::Result<()> {
             .with_context(|| format!("cannot delete {key}"))
     })
 }
+
+/// Whether `spec`'s record is in etcd (always true without an `announce` section).
+/// Blocking. For the module's `wait`.
+pub fn record_present(spec: &Spec) -> anyhow::Result<bool> {
+    let (Some(announce), Some(key)) = (spec.announce.as_ref(), record_key(spec)) else {
+        return Ok(true);
+    };
+    let client = rundock_etcd::Client::new(&announce.etcd).context("etcd client")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let entry = tokio::time::timeout(Duration::from_secs(5), client.get(&key))
+            .await
+            .map_err(|_| anyhow::anyhow!("etcd did not answer within 5 s"))?
+            .with_context(|| format!("cannot read {key}"))?;
+        Ok(entry.is_some())
+    })
+}

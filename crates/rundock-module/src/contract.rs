@@ -15,11 +15,35 @@ use std::path::Path;
 pub fn run_module(args_file: &Path, hooks: &dyn Hooks) -> (Value, i32) {
     match run(args_file, hooks) {
         Ok(result) => (result, 0),
-        Err(msg) => (json!({ "failed": true, "changed": false, "msg": msg }), 1),
+        Err(Failure { msg, changed }) => {
+            (json!({ "failed": true, "changed": changed, "msg": msg }), 1)
+        }
     }
 }
 
-fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, String> {
+/// A failed call; `changed` is true when it failed after changing the host (a `wait`
+/// that timed out after a deploy).
+struct Failure {
+    msg: String,
+    changed: bool,
+}
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Self {
+        Failure {
+            msg,
+            changed: false,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(msg: &str) -> Self {
+        Failure::from(msg.to_string())
+    }
+}
+
+fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
     let text = std::fs::read_to_string(args_file).map_err(|e| {
         format!(
             "cannot read the module arguments {}: {e}",
@@ -29,7 +53,7 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, String> {
     let args: Map<String, Value> = match serde_json::from_str(&text) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err("the module arguments are not a JSON object".into()),
-        Err(e) => return Err(format!("the module arguments are not JSON: {e}")),
+        Err(e) => return Err(format!("the module arguments are not JSON: {e}").into()),
     };
     let check_mode = truthy(args.get("_ansible_check_mode"));
     let diff_mode = truthy(args.get("_ansible_diff"));
@@ -56,6 +80,19 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, String> {
     if !check_mode && changed {
         warnings = apply::apply(&plan, &tree_dir, request.spec.as_ref(), hooks)
             .map_err(|e| format!("{e:#}"))?;
+    }
+    if let (Some(timeout), false) = (request.wait, check_mode) {
+        if matches!(request.state, State::Enabled | State::Restarted) {
+            let spec = request
+                .spec
+                .clone()
+                .or_else(|| crate::plan::installed_spec(&tree_dir))
+                .ok_or("wait: no installed spec to wait for")?;
+            hooks.wait_ready(&spec, timeout).map_err(|e| Failure {
+                msg: format!("wait: {e:#}"),
+                changed: changed && !check_mode,
+            })?;
+        }
     }
     result.insert("changed".into(), Value::Bool(changed));
     result.insert(

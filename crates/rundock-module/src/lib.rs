@@ -20,6 +20,9 @@ pub trait Hooks {
     fn remove_containers(&self, spec: &Spec) -> anyhow::Result<usize>;
     /// Deletes the service's record from etcd.
     fn withdraw_record(&self, spec: &Spec) -> anyhow::Result<()>;
+    /// Returns once the service's current container runs and, when it is announced, its
+    /// record is in etcd; fails after `timeout` saying which of the two is missing.
+    fn wait_ready(&self, spec: &Spec, timeout: std::time::Duration) -> anyhow::Result<()>;
 }
 
 pub use contract::run_module;

@@ -58,6 +58,8 @@ pub const OPTIONS: &[&str] = &[
     "service_dir",
     "log_dir",
     "install_dir",
+    "wait",
+    "wait_timeout",
 ];
 
 pub const DEFAULT_DOMAIN: &str = "s.prod.example.com";
@@ -103,6 +105,9 @@ pub struct Request {
     pub paths: Paths,
     pub install_dir: PathBuf,
     pub spec: Option<Spec>,
+    /// With `enabled`/`restarted`: return only once the container runs and, when
+    /// announced, its record is in etcd; fail after this long.
+    pub wait: Option<std::time::Duration>,
 }
 
 pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<Request> {
@@ -153,6 +158,11 @@ pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<R
             .unwrap_or_else(|| PathBuf::from("/var/log/rundock")),
         runner: install_dir.join(&facts.version).join("rundock"),
     };
+    let wait_timeout = p.seconds("wait_timeout", 120, 1, 3600)?;
+    let wait = p
+        .boolean("wait")?
+        .unwrap_or(false)
+        .then(|| std::time::Duration::from_secs(wait_timeout.into()));
     let image = p.string("image")?;
     if image.is_none() && matches!(state, State::Present | State::Enabled) {
         return Err(SpecError::new(
@@ -180,6 +190,7 @@ pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<R
         paths,
         install_dir,
         spec,
+        wait,
     })
 }
 

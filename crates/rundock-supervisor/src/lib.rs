@@ -75,3 +75,36 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .map_err(|e| anyhow::anyhow!("cannot build the tokio runtime: {e}"))
 }
+
+/// Blocking: whether the service's container runs and was made from this spec (its
+/// `rundock.spec` label carries [`Spec::container_hash`]). For the module's `wait`.
+pub fn container_is_current(spec: &Spec) -> anyhow::Result<bool> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let docker = supervise::connect(spec.container.stop_timeout).await?;
+        let inspect = match docker
+            .inspect_container(
+                &spec.container.container_name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(inspect) => inspect,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let running = inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        let hash = inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(rundock_spec::LABEL_SPEC).cloned());
+        Ok(running && hash.as_deref() == Some(spec.container_hash().as_str()))
+    })
+}

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use rundock_spec::Spec;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,33 @@ impl rundock_module::Hooks for ServiceHooks {
 
     fn withdraw_record(&self, spec: &Spec) -> Result<()> {
         rundock_announcer::withdraw_record(spec)
+    }
+
+    fn wait_ready(&self, spec: &Spec, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut running = false;
+        while Instant::now() < deadline {
+            // Errors while things come up (Docker busy, etcd restarting) are retried.
+            running = rundock_supervisor::container_is_current(spec).unwrap_or(false);
+            if running && rundock_announcer::record_present(spec).unwrap_or(false) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        if running {
+            anyhow::bail!(
+                "the container of {} runs but its record was not announced within {} s (failing health check? see {})",
+                spec.name,
+                timeout.as_secs(),
+                rundock_module::runit::log_dir(spec, "announce").display()
+            )
+        }
+        anyhow::bail!(
+            "the container of {} was not running the current spec within {} s (see {})",
+            spec.name,
+            timeout.as_secs(),
+            rundock_module::runit::log_dir(spec, "container").display()
+        )
     }
 }
 
