@@ -1,0 +1,312 @@
+//! Playbooks across hosts: three hosts on one machine (each an inventory entry with a
+//! local connection, its own dirs, runsvdir, host label and port), one dockerd and one
+//! etcd. site.yml converges them; rolling_update.yml moves a service to a new image one
+//! host at a time while DNS is sampled every 50 ms, and stops at a host whose new
+//! container fails its health check.
+
+mod common;
+
+use common::BIN;
+use rundock_testkit as kit;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DOMAIN: &str = "s.roll.example.com";
+const HOSTS: [&str; 3] = ["host-1", "host-2", "host-3"];
+
+/// A busybox web image; `healthy` ones serve /healthz.
+fn web_image(tag: &str, healthy: bool) {
+    kit::ensure_test_image();
+    let dir = tempfile::tempdir().unwrap();
+    let health = if healthy {
+        " && echo ok >/www/healthz"
+    } else {
+        ""
+    };
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nRUN mkdir -p /www && echo {tag} >/www/index.html{health}\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+            kit::TEST_IMAGE
+        ),
+    )
+    .unwrap();
+    let out = kit::docker(&["build", "-q", "-t", tag, &dir.path().to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Cluster {
+    root: tempfile::TempDir,
+    etcd: kit::Etcd,
+    dns: Child,
+    dns_port: u16,
+    tag: String,
+}
+
+impl Cluster {
+    fn new(image: &str) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let etcd = kit::Etcd::start();
+        let dns_port = kit::free_port();
+        let dns = Command::new(BIN)
+            .args([
+                "dns",
+                "--etcd",
+                &etcd.endpoint(),
+                "--domain",
+                DOMAIN,
+                "--listen",
+                &format!("127.0.0.1:{dns_port}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let tag = format!("p{}", std::process::id());
+        let cluster = Cluster {
+            root,
+            etcd,
+            dns,
+            dns_port,
+            tag,
+        };
+        cluster.write_inventory(image);
+        cluster
+    }
+
+    fn dir(&self, host: &str, what: &str) -> PathBuf {
+        self.root.path().join(host).join(what)
+    }
+
+    fn service(&self) -> String {
+        format!("web-{}", self.tag)
+    }
+
+    fn write_inventory(&self, image: &str) {
+        let mut hosts = String::new();
+        for (i, host) in HOSTS.iter().enumerate() {
+            let port = kit::free_port();
+            hosts.push_str(&format!(
+                "        {host}:\n          rundock_sv_dir: {sv}\n          rundock_service_dir: {service}\n          \
+                 rundock_log_dir: {log}\n          rundock_install_dir: {install}\n          web_port: {port}\n          host_index: {i}\n",
+                sv = self.dir(host, "sv").display(),
+                service = self.dir(host, "service").display(),
+                log = self.dir(host, "log").display(),
+                install = self.dir(host, "install").display(),
+            ));
+        }
+        let inventory = format!(
+            "all:\n  children:\n    web:\n      hosts:\n{hosts}  vars:\n    ansible_connection: local\n    \
+             ansible_python_interpreter: /usr/bin/python3\n    rundock_install_packages: false\n    rundock_binary: {BIN}\n    \
+             rundock_service_defaults:\n      domain: {DOMAIN}\n      etcd: {{endpoints: [\"{etcd}\"]}}\n      announce_as: 127.0.0.0/8\n      \
+             ttl: 10\n      drain: 1\n    rundock_services:\n      - name: {name}\n        image: {image}\n        \
+             container_name: \"{{{{ inventory_hostname }}}}-{name}\"\n        host_label: \"{{{{ inventory_hostname }}}}\"\n        \
+             ports: [\"127.0.0.1:{{{{ web_port }}}}:8080\"]\n        announce: \"{{{{ web_port }}}}\"\n        port: 8080\n        \
+             health: [{{kind: http, port: \"{{{{ web_port }}}}\", path: /healthz, interval: 1, timeout: 1}}]\n",
+            etcd = self.etcd.endpoint(),
+            name = self.service(),
+        );
+        std::fs::write(self.root.path().join("hosts.yml"), inventory).unwrap();
+    }
+
+    fn playbook(&self, playbook: &str, extra: &[&str]) -> (bool, String) {
+        let path = kit::workspace_root().join("playbooks").join(playbook);
+        let inventory = self.root.path().join("hosts.yml");
+        let mut args = vec!["-i", inventory.to_str().unwrap(), path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = Command::new(kit::ansible_bin_dir().join("ansible-playbook"))
+            .args(&args)
+            .env(
+                "ANSIBLE_CONFIG",
+                kit::workspace_root().join("ansible/ansible.cfg"),
+            )
+            .env(
+                "ANSIBLE_LIBRARY",
+                kit::workspace_root().join("ansible/library"),
+            )
+            .env("ANSIBLE_ROLES_PATH", kit::workspace_root().join("roles"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            kit::stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// How many instances answer SRV for the service right now.
+    fn instances(&self) -> usize {
+        let out = kit::run(
+            "dig",
+            &[
+                "+short",
+                "+time=1",
+                "+tries=1",
+                "@127.0.0.1",
+                "-p",
+                &self.dns_port.to_string(),
+                &format!("{}.{DOMAIN}", self.service()),
+                "SRV",
+            ],
+        );
+        kit::stdout(&out)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count()
+    }
+
+    fn image_of(&self, host: &str) -> String {
+        let name = format!("{host}-{}", self.service());
+        let out = kit::docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.Config.Image}}",
+            &name,
+        ]);
+        kit::stdout(&out).trim().to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for host in HOSTS {
+            let service_dir = self.dir(host, "service");
+            stop_all(&service_dir);
+            let _ = kit::run(
+                "pkill",
+                &[
+                    "-HUP",
+                    "-f",
+                    &format!("^runsvdir -P {}$", service_dir.display()),
+                ],
+            );
+            let _ = kit::docker(&["rm", "-f", &format!("{host}-{}", self.service())]);
+        }
+        let _ = self.dns.kill();
+        let _ = self.dns.wait();
+    }
+}
+
+fn stop_all(service_dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(service_dir) {
+        for entry in entries.flatten() {
+            let _ = kit::run(
+                "sv",
+                &["-w", "30", "force-stop", &entry.path().to_string_lossy()],
+            );
+            let _ = kit::run("sv", &["exit", &entry.path().to_string_lossy()]);
+        }
+    }
+}
+
+/// Samples the number of announced instances every 50 ms until stopped.
+fn sample(cluster: &Cluster, stop: &AtomicBool) -> Vec<usize> {
+    let mut samples = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        samples.push(cluster.instances());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    samples
+}
+
+#[test]
+fn site_converges_then_rolls_an_image_with_an_instance_always_announced() {
+    let v1 = format!("rundock-test/web:v1-{}", std::process::id());
+    let v2 = format!("rundock-test/web:v2-{}", std::process::id());
+    let bad = format!("rundock-test/web:bad-{}", std::process::id());
+    web_image(&v1, true);
+    web_image(&v2, true);
+    web_image(&bad, false);
+    let cluster = Cluster::new(&v1);
+
+    let (ok, text) = cluster.playbook("site.yml", &[]);
+    assert!(ok, "{text}");
+    for host in HOSTS {
+        assert!(
+            text.contains(&format!("{host}                     : ok=")),
+            "{text}"
+        );
+    }
+    let all = kit::wait_for(Duration::from_secs(30), || {
+        (cluster.instances() == 3).then_some(())
+    });
+    assert!(all.is_some(), "not all three instances announced");
+    let (ok, text) = cluster.playbook("site.yml", &[]);
+    assert!(ok, "{text}");
+    assert_eq!(
+        text.matches("changed=0").count(),
+        3,
+        "second converge changed something:\n{text}"
+    );
+
+    // Roll to v2 while sampling DNS.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, text, samples) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| sample(&cluster, &stop));
+        let (ok, text) = cluster.playbook(
+            "rolling_update.yml",
+            &[
+                "-e",
+                &format!("rundock_rollout_service={}", cluster.service()),
+                "-e",
+                &format!("rundock_rollout_image={v2}"),
+            ],
+        );
+        stop.store(true, Ordering::Relaxed);
+        (ok, text, sampler.join().unwrap())
+    });
+    assert!(ok, "{text}");
+    let min = samples.iter().copied().min().unwrap_or(0);
+    eprintln!(
+        "rolling update: {} samples, minimum {min} announced instances",
+        samples.len()
+    );
+    assert!(samples.len() > 20, "too few samples: {}", samples.len());
+    assert!(min >= 1, "a moment with no instance announced: {samples:?}");
+    assert!(
+        samples.contains(&2),
+        "no host was ever withdrawn: {samples:?}"
+    );
+    for host in HOSTS {
+        assert_eq!(cluster.image_of(host), format!("true {v2}"), "{host}");
+    }
+
+    // A bad image: the first host fails its health check and the rollout stops there.
+    let (ok, text) = cluster.playbook(
+        "rolling_update.yml",
+        &[
+            "-e",
+            &format!("rundock_rollout_service={}", cluster.service()),
+            "-e",
+            &format!("rundock_rollout_image={bad}"),
+            "-e",
+            "rundock_rollout_timeout=10",
+        ],
+    );
+    assert!(!ok, "the rollout of a failing image succeeded:\n{text}");
+    assert!(text.contains("not announced"), "{text}");
+    assert_eq!(cluster.image_of("host-1"), format!("true {bad}"));
+    for host in ["host-2", "host-3"] {
+        assert_eq!(
+            cluster.image_of(host),
+            format!("true {v2}"),
+            "{host} was touched after the failure"
+        );
+    }
+    assert_eq!(
+        cluster.instances(),
+        2,
+        "the failed host must not be announced"
+    );
+}
