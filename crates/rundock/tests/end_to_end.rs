@@ -81,7 +81,7 @@ fn container_id(name: &str) -> Option<String> {
 fn web(host: &Host, name: &str, port: u16, etcd: &kit::Etcd, extra: &str) -> String {
     format!(
         "name={name} image={} command=\"sh -c 'mkdir -p /www && echo ok >/www/index.html && exec httpd -f -p 8080 -h /www'\" ports=127.0.0.1:{port}:8080 announce={port} port=8080 \
-         announce_as=127.0.0.0/8 domain={DOMAIN} host_label=node-1 etcd={} ttl=10 health=http:{port}/ {extra} {}",
+         announce_as=127.0.0.0/8 domain={DOMAIN} host_label=node-1 etcd={} ttl=10 stop_timeout=2 health=http:{port}/ {extra} {}",
         kit::TEST_IMAGE,
         etcd.endpoint(),
         host.dirs_kv()

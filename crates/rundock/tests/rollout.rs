@@ -48,10 +48,11 @@ struct Cluster {
     dns: Child,
     dns_port: u16,
     tag: String,
+    services: usize,
 }
 
 impl Cluster {
-    fn new(image: &str) -> Cluster {
+    fn new(image: &str, services: usize) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let etcd = kit::Etcd::start();
         let dns_port = kit::free_port();
@@ -77,8 +78,9 @@ impl Cluster {
             dns,
             dns_port,
             tag,
+            services,
         };
-        cluster.write_inventory(image);
+        cluster.write_inventory(image, services);
         cluster
     }
 
@@ -90,29 +92,43 @@ impl Cluster {
         format!("web-{}", self.tag)
     }
 
-    fn write_inventory(&self, image: &str) {
+    /// Service `i` of the cluster: `web-TAG`, then `web1-TAG`, ...
+    fn service_named(&self, i: usize) -> String {
+        if i == 0 {
+            self.service()
+        } else {
+            format!("web{i}-{}", self.tag)
+        }
+    }
+
+    /// Each host gets `services` web services, each on a port of its own.
+    fn write_inventory(&self, image: &str, services: usize) {
         let mut hosts = String::new();
-        for (i, host) in HOSTS.iter().enumerate() {
-            let port = kit::free_port();
+        for host in HOSTS {
             hosts.push_str(&format!(
                 "        {host}:\n          rundock_sv_dir: {sv}\n          rundock_service_dir: {service}\n          \
-                 rundock_log_dir: {log}\n          rundock_install_dir: {install}\n          web_port: {port}\n          host_index: {i}\n",
+                 rundock_log_dir: {log}\n          rundock_install_dir: {install}\n          rundock_services:\n",
                 sv = self.dir(host, "sv").display(),
                 service = self.dir(host, "service").display(),
                 log = self.dir(host, "log").display(),
                 install = self.dir(host, "install").display(),
             ));
+            for i in 0..services {
+                let port = kit::free_port();
+                hosts.push_str(&format!(
+                    "            - name: {name}\n              image: {image}\n              container_name: {host}-{name}\n              \
+                     host_label: {host}\n              ports: [\"127.0.0.1:{port}:8080\"]\n              announce: {port}\n              \
+                     port: 8080\n              health: [{{kind: http, port: {port}, path: /healthz, interval: 1, timeout: 1}}]\n",
+                    name = self.service_named(i),
+                ));
+            }
         }
         let inventory = format!(
             "all:\n  children:\n    web:\n      hosts:\n{hosts}  vars:\n    ansible_connection: local\n    \
              ansible_python_interpreter: /usr/bin/python3\n    rundock_install_packages: false\n    rundock_binary: {BIN}\n    \
              rundock_service_defaults:\n      domain: {DOMAIN}\n      etcd: {{endpoints: [\"{etcd}\"]}}\n      announce_as: 127.0.0.0/8\n      \
-             ttl: 10\n      drain: 1\n    rundock_services:\n      - name: {name}\n        image: {image}\n        \
-             container_name: \"{{{{ inventory_hostname }}}}-{name}\"\n        host_label: \"{{{{ inventory_hostname }}}}\"\n        \
-             ports: [\"127.0.0.1:{{{{ web_port }}}}:8080\"]\n        announce: \"{{{{ web_port }}}}\"\n        port: 8080\n        \
-             health: [{{kind: http, port: \"{{{{ web_port }}}}\", path: /healthz, interval: 1, timeout: 1}}]\n",
+             ttl: 10\n      drain: 1\n      stop_timeout: 2\n",
             etcd = self.etcd.endpoint(),
-            name = self.service(),
         );
         std::fs::write(self.root.path().join("hosts.yml"), inventory).unwrap();
     }
@@ -191,7 +207,9 @@ impl Drop for Cluster {
                     &format!("^runsvdir -P {}$", service_dir.display()),
                 ],
             );
-            let _ = kit::docker(&["rm", "-f", &format!("{host}-{}", self.service())]);
+            for i in 0..self.services {
+                let _ = kit::docker(&["rm", "-f", &format!("{host}-{}", self.service_named(i))]);
+            }
         }
         let _ = self.dns.kill();
         let _ = self.dns.wait();
@@ -228,7 +246,7 @@ fn site_converges_then_rolls_an_image_with_an_instance_always_announced() {
     web_image(&v1, true);
     web_image(&v2, true);
     web_image(&bad, false);
-    let cluster = Cluster::new(&v1);
+    let cluster = Cluster::new(&v1, 1);
 
     let (ok, text) = cluster.playbook("site.yml", &[]);
     assert!(ok, "{text}");
@@ -309,4 +327,23 @@ fn site_converges_then_rolls_an_image_with_an_instance_always_announced() {
         2,
         "the failed host must not be announced"
     );
+}
+
+/// Converge time for 3 hosts × 5 services from nothing and for the no-change run. A
+/// measurement, not a test: `cargo nextest run --run-ignored only -E 'test(converge_time)'`.
+#[test]
+#[ignore = "benchmark: prints numbers"]
+fn converge_time_of_three_hosts_with_five_services() {
+    let image = format!("rundock-test/web:v1-{}", std::process::id());
+    web_image(&image, true);
+    let cluster = Cluster::new(&image, 5);
+    let started = std::time::Instant::now();
+    let (ok, text) = cluster.playbook("site.yml", &[]);
+    let cold = started.elapsed();
+    assert!(ok, "{text}");
+    let started = std::time::Instant::now();
+    let (ok, text) = cluster.playbook("site.yml", &[]);
+    let warm = started.elapsed();
+    assert!(ok && text.matches("changed=0").count() == 3, "{text}");
+    eprintln!("converge 3 hosts x 5 services: from nothing {cold:?}, no-change run {warm:?}");
 }
