@@ -53,27 +53,50 @@ pub fn record_key(spec: &Spec) -> Option<String> {
 /// on its own). Blocking. For `state=absent`, as a safety net behind the announcer's own
 /// withdrawal on TERM. Nothing to do without an `announce` section.
 pub fn withdraw_record(spec: &Spec) -> anyhow::Result<()> {
-    let (Some(announce), Some(key)) = (spec.announce.as_ref(), record_key(spec)) else {
-        return Ok(());
-    };
-    let client = rundock_etcd::Client::new(&announce.etcd).context("etcd client")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        tokio::time::timeout(Duration::from_secs(15), client.withdraw(None, &key))
-            .await
-            .map_err(|_| anyhow::anyhow!("etcd did not answer within 15 s"))?
-            .with_context(|| format!("cannot delete {key}"))
-    })
+    with_record(
+        spec,
+        (),
+        Duration::from_secs(15),
+        |client, key| async move {
+            client
+                .withdraw(None, &key)
+                .await
+                .with_context(|| format!("cannot delete {key}"))
+        },
+    )
 }
 
 /// Whether `spec`'s record is in etcd (always true without an `announce` section).
 /// Blocking. For the module's `wait`.
 pub fn record_present(spec: &Spec) -> anyhow::Result<bool> {
+    with_record(
+        spec,
+        true,
+        Duration::from_secs(5),
+        |client, key| async move {
+            let entry = client
+                .get(&key)
+                .await
+                .with_context(|| format!("cannot read {key}"))?;
+            Ok(entry.is_some())
+        },
+    )
+}
+
+/// Runs one etcd request on `spec`'s record key, blocking, within `limit`; `unannounced`
+/// is the answer for a spec without an `announce` section.
+fn with_record<T, F, Fut>(
+    spec: &Spec,
+    unannounced: T,
+    limit: Duration,
+    request: F,
+) -> anyhow::Result<T>
+where
+    F: FnOnce(rundock_etcd::Client, String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
     let (Some(announce), Some(key)) = (spec.announce.as_ref(), record_key(spec)) else {
-        return Ok(true);
+        return Ok(unannounced);
     };
     let client = rundock_etcd::Client::new(&announce.etcd).context("etcd client")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -81,10 +104,8 @@ pub fn record_present(spec: &Spec) -> anyhow::Result<bool> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let entry = tokio::time::timeout(Duration::from_secs(5), client.get(&key))
+        tokio::time::timeout(limit, request(client, key))
             .await
-            .map_err(|_| anyhow::anyhow!("etcd did not answer within 5 s"))?
-            .with_context(|| format!("cannot read {key}"))?;
-        Ok(entry.is_some())
+            .map_err(|_| anyhow::anyhow!("etcd did not answer within {} s", limit.as_secs()))?
     })
 }

@@ -183,6 +183,12 @@ pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<R
         )?),
         _ => None,
     };
+    if spec.is_none() {
+        // absent (and disabled without an image) act on the installed tree: the other
+        // options of the service may be given, as a play that flips `state` does, and
+        // mean nothing here. Unknown names are still refused.
+        p.values.retain(|key, _| !OPTIONS.contains(&key.as_str()));
+    }
     p.finish()?;
     Ok(Request {
         state,
@@ -296,40 +302,22 @@ fn container_spec(
         }
     }
     let mut ports = args.ports;
-    for port in p.words("ports")?.unwrap_or_default() {
-        ports.push(dockerargs::parse_publish("ports", &port)?);
-    }
+    ports.extend(p.validated_list("ports", dockerargs::parse_publish)?);
     let mut volumes = args.volumes;
-    for volume in p.words("volumes")?.unwrap_or_default() {
-        volumes.push(validate::volume("volumes", &volume)?);
-    }
+    volumes.extend(p.validated_list("volumes", validate::volume)?);
     let mut volumes_from = args.volumes_from;
-    for from in p.words("volumes_from")?.unwrap_or_default() {
-        volumes_from.push(validate::volumes_from("volumes_from", &from)?);
-    }
+    volumes_from.extend(p.validated_list("volumes_from", validate::volumes_from)?);
     let mut cap_add = args.cap_add;
-    for cap in p.words("cap_add")?.unwrap_or_default() {
-        cap_add.push(validate::capability("cap_add", &cap)?);
-    }
+    cap_add.extend(p.validated_list("cap_add", validate::capability)?);
     let mut cap_drop = args.cap_drop;
-    for cap in p.words("cap_drop")?.unwrap_or_default() {
-        cap_drop.push(validate::capability("cap_drop", &cap)?);
-    }
+    cap_drop.extend(p.validated_list("cap_drop", validate::capability)?);
     let hostname = one_of(
         "hostname",
         args.hostname,
-        p.string("hostname")?
-            .map(|h| validate::hostname("hostname", &h))
-            .transpose()?,
+        p.validated("hostname", validate::hostname)?,
     )?
     .unwrap_or_else(|| default_hostname(host_label, name));
-    let user = one_of(
-        "user",
-        args.user,
-        p.string("user")?
-            .map(|u| validate::user("user", &u))
-            .transpose()?,
-    )?;
+    let user = one_of("user", args.user, p.validated("user", validate::user)?)?;
     let workdir = one_of(
         "workdir",
         args.workdir,
@@ -338,24 +326,14 @@ fn container_spec(
     let network = one_of(
         "network",
         args.network,
-        p.string("network")?
-            .map(|n| validate::network("network", &n))
-            .transpose()?,
+        p.validated("network", validate::network)?,
     )?;
     let memory = one_of(
         "memory",
         args.memory,
-        p.string("memory")?
-            .map(|m| validate::memory("memory", &m))
-            .transpose()?,
+        p.validated("memory", validate::memory)?,
     )?;
-    let nano_cpus = one_of(
-        "cpus",
-        args.nano_cpus,
-        p.string("cpus")?
-            .map(|c| validate::cpus("cpus", &c))
-            .transpose()?,
-    )?;
+    let nano_cpus = one_of("cpus", args.nano_cpus, p.validated("cpus", validate::cpus)?)?;
     let entrypoint = one_of("entrypoint", args.entrypoint, p.command("entrypoint")?)?;
     let privileged = p.boolean("privileged")?.unwrap_or(false) || args.privileged;
     let command = p.command("command")?;
@@ -822,11 +800,6 @@ impl Params {
         let Some(first) = unknown.iter().next() else {
             return Ok(());
         };
-        let known: Vec<&str> = OPTIONS.to_vec();
-        if known.contains(&first.as_str()) {
-            // A known option that this call did not use (e.g. `etcd` without `announce`) is
-            // reported where it is checked; reaching here means a nested map.
-        }
         Err(SpecError::new(
             first.as_str(),
             format!(
@@ -852,6 +825,28 @@ impl Params {
                 format!("must be a string, not {}", kind(&other)),
             )),
         }
+    }
+
+    /// A string option checked (and normalised) by `validator`.
+    fn validated<T>(
+        &mut self,
+        key: &str,
+        validator: fn(&str, &str) -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.string(key)?.map(|v| validator(key, &v)).transpose()
+    }
+
+    /// A list option, each entry checked by `validator`.
+    fn validated_list<T>(
+        &mut self,
+        key: &str,
+        validator: fn(&str, &str) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.words(key)?
+            .unwrap_or_default()
+            .iter()
+            .map(|v| validator(key, v))
+            .collect()
     }
 
     fn path(&mut self, key: &str) -> Result<Option<PathBuf>> {
@@ -1050,5 +1045,53 @@ fn kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(value: Value) -> Result<Request> {
+        let facts = HostFacts {
+            hostname: "node-1.example.com".into(),
+            version: "0.0.0".into(),
+        };
+        parse_request(value.as_object().unwrap(), &facts)
+    }
+
+    #[test]
+    fn absent_accepts_the_options_of_the_service_but_not_unknown_ones() {
+        let full = json!({"state": "absent", "name": "web", "image": "busybox", "announce": 80, "args": "-e A=1"});
+        assert!(request(full).unwrap().spec.is_none());
+        let err = request(json!({"state": "absent", "name": "web", "imagee": "x"})).unwrap_err();
+        assert_eq!(err.field, "imagee");
+    }
+
+    #[test]
+    fn defaults_follow_the_host_and_the_announce_port_is_published() {
+        let spec = request(
+            json!({"state": "enabled", "name": "web", "image": "busybox", "announce": "8086"}),
+        )
+        .unwrap()
+        .spec
+        .unwrap();
+        assert_eq!(spec.host_label, "node-1");
+        assert_eq!(spec.container.hostname.as_deref(), Some("node-1-web"));
+        assert_eq!(spec.container.ports[0].host_port, Some(8086));
+        let announce = spec.announce.unwrap();
+        assert_eq!((announce.ttl, announce.interval), (60, 45));
+        assert_eq!(announce.domain, DEFAULT_DOMAIN);
+    }
+
+    #[test]
+    fn announcing_a_port_published_elsewhere_is_refused() {
+        let err = request(
+            json!({"state": "enabled", "name": "web", "image": "busybox",
+                                 "args": "-p 9000:8086", "announce": 8086}),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "announce");
     }
 }

@@ -290,3 +290,47 @@ pub fn ansible(program: &str, args: &[&str]) -> Output {
             )
         })
 }
+
+/// `rundock dns` (from the binary at `bin`) on a loopback port of its own, stopped on drop.
+pub struct DnsServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl DnsServer {
+    pub fn start(bin: &Path, etcd: &Etcd, domain: &str) -> DnsServer {
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["dns", "--etcd", &etcd.endpoint(), "--domain", domain])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rundock dns");
+        DnsServer { child, port }
+    }
+
+    /// `dig +short NAME KIND` against this server.
+    pub fn dig(&self, name: &str, kind: &str) -> String {
+        let port = self.port.to_string();
+        let args = [
+            "+short",
+            "+time=1",
+            "+tries=1",
+            "@127.0.0.1",
+            "-p",
+            &port,
+            name,
+            kind,
+        ];
+        stdout(&run("dig", &args))
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

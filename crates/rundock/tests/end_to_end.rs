@@ -7,61 +7,10 @@ mod common;
 use common::{unique, Host, BIN};
 use rundock_testkit as kit;
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const DOMAIN: &str = "s.test.example.com";
-
-struct Dns {
-    child: Child,
-    port: u16,
-}
-
-impl Dns {
-    fn start(etcd: &kit::Etcd) -> Dns {
-        let port = kit::free_port();
-        let child = Command::new(BIN)
-            .args([
-                "dns",
-                "--etcd",
-                &etcd.endpoint(),
-                "--domain",
-                DOMAIN,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rundock dns");
-        Dns { child, port }
-    }
-
-    fn dig(&self, name: &str, kind: &str) -> String {
-        let out = kit::run(
-            "dig",
-            &[
-                "+short",
-                "+time=1",
-                "+tries=1",
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                name,
-                kind,
-            ],
-        );
-        kit::stdout(&out)
-    }
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The running container's identity for one life: its id and start time (the
 /// supervisor restarts the same container when its spec did not change).
@@ -92,7 +41,7 @@ fn web(host: &Host, name: &str, port: u16, etcd: &kit::Etcd, extra: &str) -> Str
 fn deploy_find_kill_and_find_again() {
     kit::ensure_test_image();
     let etcd = kit::Etcd::start();
-    let dns = Dns::start(&etcd);
+    let dns = kit::DnsServer::start(Path::new(BIN), &etcd, DOMAIN);
     let host = Host::new();
     let _runsvdir = kit::Runsvdir::start(&host.service_dir());
     let name = unique("e2e");

@@ -9,7 +9,7 @@ mod common;
 use common::BIN;
 use rundock_testkit as kit;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,9 +44,9 @@ fn web_image(tag: &str, healthy: bool) {
 
 struct Cluster {
     root: tempfile::TempDir,
+    // Dropped before etcd, which it reads.
+    dns: kit::DnsServer,
     etcd: kit::Etcd,
-    dns: Child,
-    dns_port: u16,
     tag: String,
     services: usize,
 }
@@ -55,28 +55,12 @@ impl Cluster {
     fn new(image: &str, services: usize) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let etcd = kit::Etcd::start();
-        let dns_port = kit::free_port();
-        let dns = Command::new(BIN)
-            .args([
-                "dns",
-                "--etcd",
-                &etcd.endpoint(),
-                "--domain",
-                DOMAIN,
-                "--listen",
-                &format!("127.0.0.1:{dns_port}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let dns = kit::DnsServer::start(Path::new(BIN), &etcd, DOMAIN);
         let tag = format!("p{}", std::process::id());
         let cluster = Cluster {
             root,
-            etcd,
             dns,
-            dns_port,
+            etcd,
             tag,
             services,
         };
@@ -163,23 +147,8 @@ impl Cluster {
 
     /// How many instances answer SRV for the service right now.
     fn instances(&self) -> usize {
-        let out = kit::run(
-            "dig",
-            &[
-                "+short",
-                "+time=1",
-                "+tries=1",
-                "@127.0.0.1",
-                "-p",
-                &self.dns_port.to_string(),
-                &format!("{}.{DOMAIN}", self.service()),
-                "SRV",
-            ],
-        );
-        kit::stdout(&out)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .count()
+        let answer = self.dns.dig(&format!("{}.{DOMAIN}", self.service()), "SRV");
+        answer.lines().filter(|l| !l.trim().is_empty()).count()
     }
 
     fn image_of(&self, host: &str) -> String {
@@ -211,8 +180,6 @@ impl Drop for Cluster {
                 let _ = kit::docker(&["rm", "-f", &format!("{host}-{}", self.service_named(i))]);
             }
         }
-        let _ = self.dns.kill();
-        let _ = self.dns.wait();
     }
 }
 
