@@ -6,7 +6,6 @@
 use rundock_etcd::{Client, Event};
 use rundock_spec::*;
 use rundock_testkit::{docker, ensure_test_image, free_port, wait_for, Etcd, TEST_IMAGE};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -88,42 +87,16 @@ fn spec(name: &str, web: &Web, etcd: &Etcd, api: EtcdApi, health: Vec<HealthChec
         name: name.into(),
         host_label: "node-1".into(),
         container: ContainerSpec {
-            container_name: web.name.clone(),
-            image: TEST_IMAGE.into(),
             pull: PullPolicy::Never,
-            command: None,
-            entrypoint: None,
-            env: BTreeMap::new(),
-            ports: vec![],
-            volumes: vec![],
-            volumes_from: vec![],
-            labels: BTreeMap::new(),
-            hostname: None,
-            user: None,
-            workdir: None,
-            network: None,
-            privileged: false,
-            cap_add: vec![],
-            cap_drop: vec![],
-            memory: None,
-            nano_cpus: None,
             stop_timeout: 2,
+            ..ContainerSpec::new(web.name.clone(), TEST_IMAGE)
         },
         announce: Some(AnnounceSpec {
             port: web.port,
             container_port: 8080,
             announce_as: AnnounceAs::Interface("lo".into()),
             domain: "s.test.example".into(),
-            etcd: EtcdSpec {
-                endpoints: vec![etcd.endpoint()],
-                api,
-                prefix: "/skydns".into(),
-                ca_file: None,
-                cert_file: None,
-                key_file: None,
-                username: None,
-                password: None,
-            },
+            etcd: EtcdSpec::new(vec![etcd.endpoint()], api),
             ttl: 10,
             interval: 3,
             health,
@@ -231,17 +204,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn get(etcd: &Etcd, api: EtcdApi, key: &str) -> Option<rundock_etcd::Entry> {
-    let client = Client::new(&EtcdSpec {
-        endpoints: vec![etcd.endpoint()],
-        api,
-        prefix: "/skydns".into(),
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        username: None,
-        password: None,
-    })
-    .unwrap();
+    let client = Client::new(&EtcdSpec::new(vec![etcd.endpoint()], api)).unwrap();
     rt().block_on(client.get(key)).ok().flatten()
 }
 
@@ -256,17 +219,7 @@ fn wait_key(etcd: &Etcd, api: EtcdApi, key: &str, present: bool, timeout: Durati
 /// (measured with a watch started before the kill) and how long `docker kill` itself
 /// took, both from the start of `docker kill`.
 fn kill_and_time_withdrawal(etcd: &Etcd, web: &Web, key: &str) -> (Duration, Duration) {
-    let client = Client::new(&EtcdSpec {
-        endpoints: vec![etcd.endpoint()],
-        api: EtcdApi::V3,
-        prefix: "/skydns".into(),
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        username: None,
-        password: None,
-    })
-    .unwrap();
+    let client = Client::new(&EtcdSpec::new(vec![etcd.endpoint()], EtcdApi::V3)).unwrap();
     let rt = rt();
     let mut watch = rt.block_on(client.watch(key, 0)).unwrap();
     let start = Instant::now();

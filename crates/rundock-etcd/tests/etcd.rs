@@ -7,16 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn spec(endpoints: Vec<String>, api: EtcdApi) -> EtcdSpec {
-    EtcdSpec {
-        endpoints,
-        api,
-        prefix: "/skydns".into(),
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        username: None,
-        password: None,
-    }
+    EtcdSpec::new(endpoints, api)
 }
 
 fn client(etcd: &Etcd, api: EtcdApi) -> Client {

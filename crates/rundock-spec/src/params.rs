@@ -548,17 +548,7 @@ fn cidr(field: &str, value: &str) -> Result<String> {
 }
 
 fn etcd_spec(p: &mut Params) -> Result<EtcdSpec> {
-    let default_endpoints = || vec![DEFAULT_ETCD.to_string()];
-    let mut spec = EtcdSpec {
-        endpoints: default_endpoints(),
-        api: EtcdApi::V3,
-        prefix: "/skydns".into(),
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        username: None,
-        password: None,
-    };
+    let mut spec = EtcdSpec::new(vec![DEFAULT_ETCD.to_string()], EtcdApi::V3);
     let Some(value) = p.take("etcd") else {
         return Ok(spec);
     };

@@ -195,6 +195,51 @@ pub struct Interfaces {
     pub public: Vec<String>,
 }
 
+impl ContainerSpec {
+    /// A container of `image` named `container_name`, with the image's command and
+    /// Docker's defaults for everything else (pull if missing, 10 s stop timeout).
+    pub fn new(container_name: impl Into<String>, image: impl Into<String>) -> ContainerSpec {
+        ContainerSpec {
+            container_name: container_name.into(),
+            image: image.into(),
+            pull: PullPolicy::Missing,
+            command: None,
+            entrypoint: None,
+            env: BTreeMap::new(),
+            ports: Vec::new(),
+            volumes: Vec::new(),
+            volumes_from: Vec::new(),
+            labels: BTreeMap::new(),
+            hostname: None,
+            user: None,
+            workdir: None,
+            network: None,
+            privileged: false,
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            memory: None,
+            nano_cpus: None,
+            stop_timeout: 10,
+        }
+    }
+}
+
+impl EtcdSpec {
+    /// `endpoints` speaking `api`, keys under `/skydns`, no TLS, no authentication.
+    pub fn new(endpoints: Vec<String>, api: EtcdApi) -> EtcdSpec {
+        EtcdSpec {
+            endpoints,
+            api,
+            prefix: "/skydns".into(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            username: None,
+            password: None,
+        }
+    }
+}
+
 impl Spec {
     /// The runit service name: `docker-NAME`, as the original module named it.
     pub fn service_name(&self) -> String {

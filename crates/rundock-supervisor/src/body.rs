@@ -116,33 +116,12 @@ pub(crate) fn create_body(spec: &Spec, addresses: &Addresses) -> ContainerCreate
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use rundock_spec::{
-        ContainerSpec, Interfaces, Paths, PortMapping, Protocol, PullPolicy, SPEC_FORMAT,
-    };
-    use std::collections::BTreeMap;
+    use rundock_spec::{ContainerSpec, Interfaces, Paths, PortMapping, Protocol, SPEC_FORMAT};
 
     pub(crate) fn container() -> ContainerSpec {
         ContainerSpec {
-            container_name: "web".into(),
-            image: "registry.example:5000/web:1".into(),
-            pull: PullPolicy::Missing,
-            command: None,
-            entrypoint: None,
-            env: BTreeMap::new(),
-            ports: vec![],
-            volumes: vec![],
-            volumes_from: vec![],
-            labels: BTreeMap::new(),
             hostname: Some("node1-web".into()),
-            user: None,
-            workdir: None,
-            network: None,
-            privileged: false,
-            cap_add: vec![],
-            cap_drop: vec![],
-            memory: None,
-            nano_cpus: None,
-            stop_timeout: 10,
+            ..ContainerSpec::new("web", "registry.example:5000/web:1")
         }
     }
 
