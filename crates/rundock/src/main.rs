@@ -39,6 +39,13 @@ enum Command {
     Module { args_file: PathBuf },
 }
 
+impl Cli {
+    fn has_subcommand(word: &str) -> bool {
+        use clap::CommandFactory;
+        word == "help" || Cli::command().find_subcommand(word).is_some()
+    }
+}
+
 struct ServiceHooks;
 
 impl rundock_module::Hooks for ServiceHooks {
@@ -85,9 +92,11 @@ impl rundock_module::Hooks for ServiceHooks {
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // Ansible's call: exactly one argument, the path of its args file.
+    // Ansible's call: exactly one argument, the path of its args file (a subcommand
+    // name wins over a file of the same name in the working directory).
     if args.len() == 2
         && !args[1].to_string_lossy().starts_with('-')
+        && !Cli::has_subcommand(&args[1].to_string_lossy())
         && Path::new(&args[1]).is_file()
     {
         return module(Path::new(&args[1]));
