@@ -220,18 +220,26 @@ impl Runsvdir {
     }
 }
 
+/// Stops every service linked in `service_dir` (`sv force-stop`, which runs a tree's
+/// control/t) and tells its runsv to exit, so HUPing the runsvdir orphans nothing.
+pub fn stop_services(service_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(service_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        // Long enough for drain + docker stop timeouts of the trees tests make.
+        let _ = Command::new("sv")
+            .args(["-w", "90", "force-stop"])
+            .arg(&path)
+            .output();
+        let _ = Command::new("sv").arg("exit").arg(&path).output();
+    }
+}
+
 impl Drop for Runsvdir {
     fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(&self.service_dir) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let _ = Command::new("sv")
-                    .args(["-w", "30", "force-stop"])
-                    .arg(&path)
-                    .output();
-                let _ = Command::new("sv").arg("exit").arg(&path).output();
-            }
-        }
+        stop_services(&self.service_dir);
         let _ = nix_kill(self.child.id(), "HUP");
         let _ = self.child.wait();
     }

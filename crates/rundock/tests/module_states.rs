@@ -167,8 +167,9 @@ fn restarted_replaces_the_process_and_a_spec_change_restarts() {
     let (r, _) = host.adhoc(&format!("state=restarted {base} env='MODE=two'"), &[]);
     assert_eq!(r["changed"], json!(true), "{r}");
     assert!(kit::sv_status(&host.tree(&name)).starts_with("run:"));
-    assert!(kit::wait_for(Duration::from_secs(30), id).is_some());
-    let _ = second;
+    // The ordered stop removed the old container; a new one runs.
+    let third = kit::wait_for(Duration::from_secs(30), || id().filter(|i| *i != second));
+    assert!(third.is_some(), "restarted left the old container running");
     host.adhoc(&format!("state=absent name={name} {}", host.dirs_kv()), &[]);
     assert_eq!(containers_with_label(&name).trim(), "");
 }

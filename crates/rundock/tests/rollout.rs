@@ -167,7 +167,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for host in HOSTS {
             let service_dir = self.dir(host, "service");
-            stop_all(&service_dir);
+            kit::stop_services(&service_dir);
             let _ = kit::run(
                 "pkill",
                 &[
@@ -179,18 +179,6 @@ impl Drop for Cluster {
             for i in 0..self.services {
                 let _ = kit::docker(&["rm", "-f", &format!("{host}-{}", self.service_named(i))]);
             }
-        }
-    }
-}
-
-fn stop_all(service_dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(service_dir) {
-        for entry in entries.flatten() {
-            let _ = kit::run(
-                "sv",
-                &["-w", "30", "force-stop", &entry.path().to_string_lossy()],
-            );
-            let _ = kit::run("sv", &["exit", &entry.path().to_string_lossy()]);
         }
     }
 }
