@@ -118,7 +118,13 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
     say!(
         name,
         "announcing {key} via etcd {} ({}) while container {} runs{}",
-        announce.etcd.endpoints.join(","),
+        announce
+            .etcd
+            .endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         match announce.etcd.api {
             rundock_spec::EtcdApi::V3 => "v3",
             rundock_spec::EtcdApi::V2 => "v2",
@@ -243,7 +249,7 @@ impl Announcer {
         let record = Record {
             host: addr.to_string(),
             port: self.announce.port,
-            ttl: self.announce.ttl,
+            ttl: self.announce.dns_ttl,
             priority: self.announce.priority.unwrap_or(0),
             weight: self.announce.weight.unwrap_or(0),
             text: self.announce.text.clone().unwrap_or_default(),

@@ -25,7 +25,7 @@ struct Responder {
 impl Responder {
     fn start(etcd: &Etcd, api: &str) -> Responder {
         let mut opts = DnsOptions::new(vec![DOMAIN.into()]);
-        opts.etcd = vec![etcd.endpoint()];
+        opts.etcd = vec![etcd.endpoint().parse().unwrap()];
         opts.etcd_api = api.into();
         Responder::start_with(opts)
     }
@@ -418,10 +418,10 @@ fn names_outside_the_domains_are_forwarded_when_asked() {
     put(&etcd, &format!("{BASE}/local/l1"), r#"{"host":"10.0.5.2"}"#);
     // The upstream answers for other.test; the front one for our domain, forwarding the rest.
     let mut upstream = DnsOptions::new(vec!["other.test".into()]);
-    upstream.etcd = vec![etcd.endpoint()];
+    upstream.etcd = vec![etcd.endpoint().parse().unwrap()];
     let upstream = Responder::start_with(upstream);
     let mut front = DnsOptions::new(vec![DOMAIN.into()]);
-    front.etcd = vec![etcd.endpoint()];
+    front.etcd = vec![etcd.endpoint().parse().unwrap()];
     front.forward = Some(upstream.addr);
     let front = Responder::start_with(front);
 
@@ -438,7 +438,9 @@ fn names_outside_the_domains_are_forwarded_when_asked() {
 fn before_the_first_list_queries_get_servfail_not_nxdomain() {
     let mut opts = DnsOptions::new(vec![DOMAIN.into()]);
     // Nothing listens there.
-    opts.etcd = vec![format!("http://127.0.0.1:{}", rundock_testkit::free_port())];
+    opts.etcd = vec![format!("http://127.0.0.1:{}", rundock_testkit::free_port())
+        .parse()
+        .unwrap()];
     let dns = Responder::start_with(opts);
     let out = dns.dig(&["anything.s.prod.example.com", "A"]);
     assert_eq!(status(&out), "SERVFAIL", "{out}");

@@ -66,20 +66,10 @@ impl Transport {
         if spec.endpoints.is_empty() {
             return Err(EtcdError::Config("no endpoints".into()));
         }
-        let mut endpoints = Vec::new();
-        for raw in &spec.endpoints {
-            let with_scheme = if raw.contains("://") {
-                raw.trim_end_matches('/').to_string()
-            } else {
-                format!("http://{}", raw.trim_end_matches('/'))
-            };
-            let url = reqwest::Url::parse(&with_scheme)
-                .map_err(|e| EtcdError::Config(format!("endpoint {raw}: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(EtcdError::Config(format!("endpoint {raw}: not http(s)")));
-            }
-            endpoints.push(with_scheme);
-        }
+        // Parsed and normalised once, when the spec was made (rundock_spec::EtcdEndpoint).
+        let endpoints: Vec<String> = spec.endpoints.iter().map(|e| e.to_string()).collect();
+        spec.check_tls()
+            .map_err(|(field, why)| EtcdError::Config(format!("{field} {why}")))?;
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
@@ -94,33 +84,19 @@ impl Transport {
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
-        } else if endpoints.iter().any(|e| e.starts_with("https://")) {
-            // No system roots are built in (pure-Rust TLS, static binary): an etcd CA
-            // is private anyway.
-            return Err(EtcdError::Config(
-                "https endpoints need ca_file (the CA that signed etcd's certificate)".into(),
-            ));
         }
-        match (&spec.cert_file, &spec.key_file) {
-            (Some(cert), Some(key)) => {
-                let mut pem = std::fs::read(cert)
-                    .map_err(|e| EtcdError::Config(format!("cert_file {}: {e}", cert.display())))?;
-                pem.push(b'\n');
-                pem.extend(
-                    std::fs::read(key).map_err(|e| {
-                        EtcdError::Config(format!("key_file {}: {e}", key.display()))
-                    })?,
-                );
-                let identity = reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| EtcdError::Config(format!("client certificate: {e}")))?;
-                builder = builder.identity(identity);
-            }
-            (None, None) => {}
-            _ => {
-                return Err(EtcdError::Config(
-                    "cert_file and key_file go together".into(),
-                ))
-            }
+        // check_tls refused one without the other.
+        if let (Some(cert), Some(key)) = (&spec.cert_file, &spec.key_file) {
+            let mut pem = std::fs::read(cert)
+                .map_err(|e| EtcdError::Config(format!("cert_file {}: {e}", cert.display())))?;
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(key)
+                    .map_err(|e| EtcdError::Config(format!("key_file {}: {e}", key.display())))?,
+            );
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| EtcdError::Config(format!("client certificate: {e}")))?;
+            builder = builder.identity(identity);
         }
         let credentials = match (&spec.username, &spec.password) {
             (Some(user), Some(password)) => Some((user.clone(), password.clone())),

@@ -9,7 +9,10 @@ pub mod apply;
 pub mod contract;
 pub mod fsutil;
 pub mod install;
+pub mod options;
+pub mod params;
 pub mod plan;
+pub mod preflight;
 pub mod runit;
 
 use rundock_spec::Spec;

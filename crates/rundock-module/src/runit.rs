@@ -12,11 +12,26 @@ use std::time::{Duration, Instant};
 /// Whether a runsv process supervises `dir`: runsv holds `supervise/ok` (a FIFO) open for
 /// reading, so a non-blocking open for writing succeeds only while it runs.
 pub fn runsv_running(dir: &Path) -> bool {
-    std::fs::OpenOptions::new()
+    supervised(dir).unwrap_or(false)
+}
+
+/// [`runsv_running`] that reports what it cannot know: `supervise/ok` missing or without
+/// a reader means not running; not being allowed to open it is an error naming the path
+/// (an unprivileged check must not report a running service as stopped).
+pub fn supervised(dir: &Path) -> Result<bool> {
+    let ok = dir.join("supervise/ok");
+    match std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(dir.join("supervise/ok"))
-        .is_ok()
+        .open(&ok)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(crate::fsutil::io_error("open", &ok, e))
+        }
+        // ENXIO: a FIFO nobody reads; ENOENT: never supervised.
+        Err(_) => Ok(false),
+    }
 }
 
 /// Whether runsv holds the service down: `supervise/stat` says `down` while it is

@@ -5,6 +5,7 @@
 //! host at container start); every other `$`, backtick or `;` is plain text, and text
 //! that is not a known flag or its value is refused.
 
+use crate::address::{AnnounceAs, HostIp};
 use crate::error::{Result, SpecError};
 use crate::spec::{PortMapping, Protocol, PRIVATE_IP_TOKEN, PUBLIC_IP_TOKEN};
 use crate::validate::{self, quoted};
@@ -298,12 +299,15 @@ pub fn parse_publish(field: &str, value: &str) -> Result<PortMapping> {
             _ => return Err(bad("has too many ':'")),
         }
     };
-    if let Some(ip) = &host_ip {
-        let ok = ip == PRIVATE_IP_TOKEN || ip == PUBLIC_IP_TOKEN || ip.parse::<IpAddr>().is_ok();
-        if !ok {
-            return Err(bad("has a host IP that is not an address"));
-        }
-    }
+    let host_ip = match host_ip.as_deref() {
+        None | Some("") => None,
+        Some(PRIVATE_IP_TOKEN) => Some(HostIp::Address(AnnounceAs::Private)),
+        Some(PUBLIC_IP_TOKEN) => Some(HostIp::Address(AnnounceAs::Public)),
+        Some(ip) => Some(HostIp::Ip(
+            ip.parse::<IpAddr>()
+                .map_err(|_| bad("has a host IP that is not an address"))?,
+        )),
+    };
     let parse_port = |p: &str| -> Result<u16> {
         p.parse::<i64>()
             .map_err(|_| bad("has a port that is not a number"))
@@ -315,7 +319,7 @@ pub fn parse_publish(field: &str, value: &str) -> Result<PortMapping> {
         None => (None, parse_port(ports)?),
     };
     Ok(PortMapping {
-        host_ip: host_ip.filter(|ip| !ip.is_empty()),
+        host_ip,
         host_port,
         container_port,
         protocol,
@@ -351,7 +355,7 @@ mod tests {
         assert_eq!(
             parsed.ports,
             vec![PortMapping {
-                host_ip: Some("$PRIVATE_IP".into()),
+                host_ip: Some(HostIp::Address(AnnounceAs::Private)),
                 host_port: Some(8083),
                 container_port: 8083,
                 protocol: Protocol::Tcp
@@ -370,7 +374,10 @@ mod tests {
         assert_eq!(parsed.env.len(), 3);
         assert_eq!(parsed.ports.len(), 4);
         assert_eq!(parsed.ports[1].protocol, Protocol::Udp);
-        assert_eq!(parsed.ports[2].host_ip.as_deref(), Some("::1"));
+        assert_eq!(
+            parsed.ports[2].host_ip,
+            Some(HostIp::Ip("::1".parse().unwrap()))
+        );
         assert_eq!(parsed.ports[3].host_port, None);
         assert_eq!(parsed.cap_add, vec!["NET_ADMIN"]);
         assert_eq!(parsed.cap_drop, vec!["MKNOD"]);
