@@ -1,6 +1,6 @@
 //! The rundock service spec and everything that is a pure function of it.
 //!
-//! Data flows one way: module parameters → [`params::spec_from_params`] → a validated
+//! Data flows one way: module parameters → [`params::parse_request`] → a validated
 //! [`Spec`] → [`tree::render`] (the files of the runit service tree) and
 //! [`skydns`] (the etcd key and record the announcer writes). Nothing here talks to
 //! Docker, etcd or runit; the only I/O callers do is reading and writing `spec.json`.
