@@ -113,13 +113,13 @@ svc=$work/sv/docker-$name/services/container
 runner=$(ls "$work"/install/*/rundock)
 
 wait_restart "$name" none >/dev/null || { echo "supervised container never ran" >&2; cat "$work/runsvdir.log" >&2; exit 1; }
-sup_pid=$(sv status "$svc" | sed -n 's/.*(pid \([0-9]*\)).*/\1/p')
+sup_pid=$(cat "$svc/supervise/pid")
 rss=$(awk '/VmRSS/ {print $2, $3}' "/proc/$sup_pid/status")
 hwm=$(awk '/VmHWM/ {print $2, $3}' "/proc/$sup_pid/status")
 
 rd_kill=$(measure "$name" docker-kill)
 rd_k9=$(measure "$name" kill-9)
-sup_pid=$(sv status "$svc" | sed -n 's/.*(pid \([0-9]*\)).*/\1/p')
+sup_pid=$(cat "$svc/supervise/pid")
 rss_after=$(awk '/VmRSS/ {print $2, $3}' "/proc/$sup_pid/status")
 
 # --- Docker --restart=always -------------------------------------------------------------
