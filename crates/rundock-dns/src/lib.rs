@@ -138,13 +138,10 @@ pub fn run(opts: DnsOptions) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the TERM handler")?;
+        let mut shutdown =
+            rundock_runtime::Shutdown::new().context("installing the TERM and INT handlers")?;
         let stop = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+            shutdown.recv().await;
         };
         serve(
             opts,

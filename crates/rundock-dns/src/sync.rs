@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rundock_etcd::{Client, EtcdApi, EtcdError, Event, Snapshot};
+use rundock_runtime::Backoff;
 
 use crate::records::RecordSet;
 
@@ -28,7 +29,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Runs forever, keeping `shared` current with the keys under `prefix`.
 pub async fn keep_fresh(client: Client, prefix: String, shared: Shared) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     loop {
         let snapshot = match client.list(&prefix).await {
             Ok(snapshot) => snapshot,
@@ -129,24 +130,6 @@ pub fn apply(shared: &Shared, event: &Event, v2: bool) {
         Event::Delete { key, .. } => {
             records.remove(key);
         }
-    }
-}
-
-/// Doubling delay between retries, capped, reset after a success.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff(BACKOFF_START)
-    }
-
-    fn reset(&mut self) {
-        self.0 = BACKOFF_START;
-    }
-
-    async fn sleep(&mut self) {
-        tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(BACKOFF_MAX);
     }
 }
 

@@ -34,9 +34,69 @@ pub struct DockerArgs {
     pub nano_cpus: Option<u64>,
 }
 
-const SUPPORTED: &str = "-e/--env, -p/--publish, -v/--volume, --volumes-from, -h/--hostname, \
-    -u/--user, -w/--workdir, --entrypoint, --network/--net, -l/--label, --privileged, \
-    --cap-add, --cap-drop, -m/--memory, --cpus";
+/// The docker run flags `args` understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flag {
+    Env,
+    Publish,
+    Volume,
+    VolumesFrom,
+    Hostname,
+    User,
+    Workdir,
+    Entrypoint,
+    Network,
+    Label,
+    Privileged,
+    CapAdd,
+    CapDrop,
+    Memory,
+    Cpus,
+}
+
+/// Every flag with its spellings, the canonical (long) one first; the order is the
+/// order of the list in error messages.
+const FLAGS: &[(Flag, &[&str])] = &[
+    (Flag::Env, &["--env", "-e"]),
+    (Flag::Publish, &["--publish", "-p"]),
+    (Flag::Volume, &["--volume", "-v"]),
+    (Flag::VolumesFrom, &["--volumes-from"]),
+    (Flag::Hostname, &["--hostname", "-h"]),
+    (Flag::User, &["--user", "-u"]),
+    (Flag::Workdir, &["--workdir", "-w"]),
+    (Flag::Entrypoint, &["--entrypoint"]),
+    (Flag::Network, &["--network", "--net"]),
+    (Flag::Label, &["--label", "-l"]),
+    (Flag::Privileged, &["--privileged"]),
+    (Flag::CapAdd, &["--cap-add"]),
+    (Flag::CapDrop, &["--cap-drop"]),
+    (Flag::Memory, &["--memory", "-m"]),
+    (Flag::Cpus, &["--cpus"]),
+];
+
+impl Flag {
+    /// The flag `spelling` names, if `args` supports it, with its long spelling (which
+    /// names it in messages: `args --env`).
+    fn parse(spelling: &str) -> Option<(Flag, &'static str)> {
+        FLAGS
+            .iter()
+            .find(|(_, spellings)| spellings.contains(&spelling))
+            .map(|(flag, spellings)| (*flag, spellings[0]))
+    }
+
+    /// The supported flags for an error message: `-e/--env, …, --network/--net, …`
+    /// (a short spelling before the long one, as docker's own help lists them).
+    fn supported() -> String {
+        FLAGS
+            .iter()
+            .map(|(_, spellings)| match spellings {
+                [long, short] if !short.starts_with("--") => format!("{short}/{long}"),
+                _ => spellings.join("/"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
 
 /// Splits `text` into words with shell quoting rules (single quotes, double quotes,
 /// backslash) and nothing else: no variables, globs, command substitution or operators.
@@ -115,17 +175,18 @@ pub fn parse(text: &str) -> Result<DockerArgs> {
         let word = &words[i];
         i += 1;
         let (flag, inline) = split_flag(word)?;
-        let canonical = canonical_flag(&flag).ok_or_else(|| {
+        let (known, name) = Flag::parse(&flag).ok_or_else(|| {
             SpecError::new(
                 FIELD,
                 format!(
-                    "unsupported docker run flag {}; supported: {SUPPORTED} \
+                    "unsupported docker run flag {}; supported: {} \
                      (the container command goes in 'command')",
-                    quoted(&flag)
+                    quoted(&flag),
+                    Flag::supported()
                 ),
             )
         })?;
-        if canonical == "--privileged" {
+        if known == Flag::Privileged {
             if let Some(value) = inline {
                 out.privileged = match value.as_str() {
                     "true" => true,
@@ -156,7 +217,7 @@ pub fn parse(text: &str) -> Result<DockerArgs> {
                 v
             }
         };
-        apply(&mut out, canonical, &value)?;
+        apply(&mut out, known, name, &value)?;
     }
     Ok(out)
 }
@@ -194,32 +255,11 @@ fn split_flag(word: &str) -> Result<(String, Option<String>)> {
     ))
 }
 
-fn canonical_flag(flag: &str) -> Option<&'static str> {
-    Some(match flag {
-        "-e" | "--env" => "--env",
-        "-p" | "--publish" => "--publish",
-        "-v" | "--volume" => "--volume",
-        "--volumes-from" => "--volumes-from",
-        "-h" | "--hostname" => "--hostname",
-        "-u" | "--user" => "--user",
-        "-w" | "--workdir" => "--workdir",
-        "--entrypoint" => "--entrypoint",
-        "--network" | "--net" => "--network",
-        "-l" | "--label" => "--label",
-        "--privileged" => "--privileged",
-        "--cap-add" => "--cap-add",
-        "--cap-drop" => "--cap-drop",
-        "-m" | "--memory" => "--memory",
-        "--cpus" => "--cpus",
-        _ => return None,
-    })
-}
-
-fn apply(out: &mut DockerArgs, flag: &str, value: &str) -> Result<()> {
-    let field = format!("{FIELD} {flag}");
+fn apply(out: &mut DockerArgs, flag: Flag, name: &str, value: &str) -> Result<()> {
+    let field = format!("{FIELD} {name}");
     let field = field.as_str();
     match flag {
-        "--env" => {
+        Flag::Env => {
             let (name, val) = value.split_once('=').ok_or_else(|| {
                 SpecError::new(
                     field,
@@ -235,34 +275,35 @@ fn apply(out: &mut DockerArgs, flag: &str, value: &str) -> Result<()> {
                 validate::no_control(field, "an environment value", val)?,
             );
         }
-        "--publish" => out.ports.push(parse_publish(field, value)?),
-        "--volume" => out.volumes.push(validate::volume(field, value)?),
-        "--volumes-from" => out.volumes_from.push(validate::volumes_from(field, value)?),
-        "--hostname" => out.hostname = Some(validate::hostname(field, value)?),
-        "--user" => out.user = Some(validate::user(field, value)?),
-        "--workdir" => {
+        Flag::Publish => out.ports.push(parse_publish(field, value)?),
+        Flag::Volume => out.volumes.push(validate::volume(field, value)?),
+        Flag::VolumesFrom => out.volumes_from.push(validate::volumes_from(field, value)?),
+        Flag::Hostname => out.hostname = Some(validate::hostname(field, value)?),
+        Flag::User => out.user = Some(validate::user(field, value)?),
+        Flag::Workdir => {
             out.workdir = Some(
                 validate::absolute_path(field, value)?
                     .to_string_lossy()
                     .into_owned(),
             )
         }
-        "--entrypoint" => {
+        Flag::Entrypoint => {
             out.entrypoint = Some(vec![validate::no_control(field, "the entrypoint", value)?])
         }
-        "--network" => out.network = Some(validate::network(field, value)?),
-        "--label" => {
+        Flag::Network => out.network = Some(validate::network(field, value)?),
+        Flag::Label => {
             let (key, val) = value.split_once('=').unwrap_or((value, ""));
             out.labels.insert(
                 validate::label_key(field, key)?,
                 validate::no_control(field, "a label value", val)?,
             );
         }
-        "--cap-add" => out.cap_add.push(validate::capability(field, value)?),
-        "--cap-drop" => out.cap_drop.push(validate::capability(field, value)?),
-        "--memory" => out.memory = Some(validate::memory(field, value)?),
-        "--cpus" => out.nano_cpus = Some(validate::cpus(field, value)?),
-        other => unreachable!("flag {other} is canonical but not handled"),
+        Flag::CapAdd => out.cap_add.push(validate::capability(field, value)?),
+        Flag::CapDrop => out.cap_drop.push(validate::capability(field, value)?),
+        Flag::Memory => out.memory = Some(validate::memory(field, value)?),
+        Flag::Cpus => out.nano_cpus = Some(validate::cpus(field, value)?),
+        // Takes no value: handled where the words are read.
+        Flag::Privileged => out.privileged = true,
     }
     Ok(())
 }
@@ -386,6 +427,28 @@ mod tests {
         assert!(parsed.privileged);
         assert_eq!(parsed.network.as_deref(), Some("host"));
         assert_eq!(parsed.entrypoint, Some(vec!["/bin/sh".to_string()]));
+    }
+
+    #[test]
+    fn every_spelling_is_parsed_and_listed_in_the_message() {
+        assert_eq!(
+            Flag::supported(),
+            "-e/--env, -p/--publish, -v/--volume, --volumes-from, -h/--hostname, \
+             -u/--user, -w/--workdir, --entrypoint, --network/--net, -l/--label, --privileged, \
+             --cap-add, --cap-drop, -m/--memory, --cpus"
+        );
+        for (flag, spellings) in FLAGS {
+            assert!(spellings[0].starts_with("--"), "{flag:?}");
+            for spelling in *spellings {
+                assert_eq!(
+                    Flag::parse(spelling),
+                    Some((*flag, spellings[0])),
+                    "{spelling}"
+                );
+            }
+        }
+        let err = parse("--restart always").unwrap_err();
+        assert!(err.to_string().contains(&Flag::supported()), "{err}");
     }
 
     #[test]

@@ -11,12 +11,13 @@
 //! Credential helpers (`credsStore`, `credHelpers`) are not run; without an `auth` entry
 //! the pull is anonymous.
 
-use crate::log::say;
+use crate::log::prefix;
 use base64::Engine;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::CreateImageOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
+use rundock_runtime::say;
 use rundock_spec::{PullPolicy, Spec};
 use std::path::PathBuf;
 
@@ -55,7 +56,7 @@ pub(crate) async fn ensure(docker: &Docker, spec: &Spec) -> Result<String, Image
             Ok(()) => present(docker, image).await,
             Err(error) => match local_id(docker, image).await? {
                 Some(id) => {
-                    say!(spec.name, "{error}; using the local copy");
+                    say!(prefix(spec), "{error}; using the local copy");
                     Ok(id)
                 }
                 None => Err(error),
@@ -92,7 +93,7 @@ async fn pull(docker: &Docker, spec: &Spec) -> Result<(), ImageError> {
     let image = reference.as_str();
     let credentials = credentials(reference.registry());
     say!(
-        spec.name,
+        prefix(spec),
         "pulling {image}{}",
         if credentials.is_some() {
             " (with credentials from the Docker config)"
