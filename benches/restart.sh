@@ -27,13 +27,7 @@ else
   bin=$root/target/release/rundock
 fi
 
-if ! docker image inspect "$image" >/dev/null 2>&1; then
-  ctx=$(mktemp -d)
-  cp /bin/busybox "$ctx/busybox"
-  printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["/bin/sh"]\n' >"$ctx/Dockerfile"
-  docker build -q -t "$image" "$ctx" >/dev/null
-  rm -rf "$ctx"
-fi
+ensure_test_image "$image"
 
 work=$(mktemp -d)
 name=rundock-bench-$$

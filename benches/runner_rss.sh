@@ -13,13 +13,7 @@ image=${IMAGE:-rundock-test/busybox:latest}
 cargo build -q --bin rundock
 cargo build -q --release --bin rundock
 
-if ! docker image inspect "$image" >/dev/null 2>&1; then
-  ctx=$(mktemp -d)
-  cp /bin/busybox "$ctx/busybox"
-  printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["/bin/sh"]\n' >"$ctx/Dockerfile"
-  docker build -q -t "$image" "$ctx" >/dev/null
-  rm -rf "$ctx"
-fi
+ensure_test_image "$image"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 work=$(mktemp -d)

@@ -4,6 +4,18 @@
 # *_args functions below and compares them word for word with its own command lines.
 # Needs bash (arrays, mapfile), curl and runit's sv.
 
+# ensure_test_image IMAGE: builds a busybox image (FROM scratch + Debian's busybox-static,
+# as the testkit's test image) unless the local dockerd has IMAGE already.
+ensure_test_image() {
+  docker image inspect "$1" >/dev/null 2>&1 && return 0
+  local ctx
+  ctx=$(mktemp -d)
+  cp /bin/busybox "$ctx/busybox"
+  printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["/bin/sh"]\n' >"$ctx/Dockerfile"
+  docker build -q -t "$1" "$ctx" >/dev/null
+  rm -rf "$ctx"
+}
+
 # etcd_args NAME DATA_DIR CLIENT_PORT PEER_PORT: a single-member etcd on loopback with
 # the v2 API on (the announcer's legacy path), one word a line.
 etcd_args() {
