@@ -273,7 +273,9 @@ fn announces_a_running_container_and_withdraws_at_once_when_it_is_killed() {
 
     let (took, _) = kill_and_time_withdrawal(&etcd, &web, &key);
     eprintln!("container kill -> key gone: {took:?}");
-    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // The lease lives 10 s here: gone well before that is the event path, not expiry.
+    // (How fast is measured by benches/withdraw.sh, not asserted.)
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 
     // Started again: announced again once the check passes.
     assert!(docker(&["start", &web.name]).status.success());
