@@ -13,7 +13,6 @@ pub mod options;
 pub mod params;
 pub mod plan;
 pub mod preflight;
-pub mod runit;
 
 use rundock_spec::Spec;
 
@@ -29,3 +28,5 @@ pub trait Hooks {
 }
 
 pub use contract::run_module;
+/// runsv control (`sv`, supervised or not), shared with the run scripts' side.
+pub use rundock_runit::control as runit;

@@ -1,14 +1,16 @@
-//! The tree's side of runit at run time: what a service tree's `control/t` and
-//! `log/run` scripts exec (`rundock stop-tree`, `rundock log`), as opposed to the
-//! module, which writes the tree and drives it from outside with `sv`.
+//! runit, from both sides: [`control`] drives runsv from outside (`sv` with absolute
+//! paths and explicit waits, whether runsv supervises a directory), which the module
+//! uses for states; the rest is what a service tree's `control/t` and `log/run`
+//! scripts exec (`rundock stop-tree`, `rundock log`).
 //!
-//! Why a crate of its own: only run scripts use this code, so it does not belong to the
-//! Ansible side (rundock-module), and it is not a long-running process's concern
-//! (rundock-runtime). It drives runsv with the module's `sv` control
-//! ([`rundock_module::runit`]), so there is one `sv` command line for both sides.
+//! Why a crate of its own: the run scripts' side does not belong to the Ansible side
+//! (rundock-module), and it is not a long-running process's concern (rundock-runtime);
+//! one `sv` command line serves both the module and the tree.
+
+pub mod control;
 
 use anyhow::{bail, Context, Result};
-use rundock_module::runit::{runsv_running, sv};
+use control::{runsv_running, sv};
 use rundock_spec::tree::{ANNOUNCE_SERVICE, CONTAINER_SERVICE};
 use rundock_spec::Spec;
 use std::path::{Path, PathBuf};

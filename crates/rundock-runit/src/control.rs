@@ -1,6 +1,6 @@
-//! runit control: whether runsv supervises a directory, `sv` with absolute paths and
-//! explicit waits. What the tree's own scripts exec (control/t, log/run) is in
-//! rundock-runit.
+//! runsv control from outside: whether runsv supervises a directory (and whether we may
+//! know), `sv` with absolute paths and explicit waits. The module drives states with it;
+//! stop-tree drives a tree's siblings with it.
 
 use anyhow::{bail, Context, Result};
 use rundock_spec::Spec;
@@ -26,9 +26,10 @@ pub fn supervised(dir: &Path) -> Result<bool> {
         .open(&ok)
     {
         Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            Err(crate::fsutil::io_error("open", &ok, e))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(anyhow::anyhow!(
+            "cannot open {}: permission denied — run with become (sudo)",
+            ok.display()
+        )),
         // ENXIO: a FIFO nobody reads; ENOENT: never supervised.
         Err(_) => Ok(false),
     }
