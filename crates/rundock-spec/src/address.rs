@@ -174,26 +174,8 @@ impl fmt::Display for AnnounceAs {
     }
 }
 
-macro_rules! string_serde {
-    ($t:ty) => {
-        impl From<$t> for String {
-            fn from(value: $t) -> String {
-                value.to_string()
-            }
-        }
-
-        impl TryFrom<String> for $t {
-            type Error = FormError;
-
-            fn try_from(text: String) -> Result<Self, FormError> {
-                text.parse()
-            }
-        }
-    };
-}
-
-string_serde!(InterfaceChoice);
-string_serde!(AnnounceAs);
+text_serde!(InterfaceChoice, FormError);
+text_serde!(AnnounceAs, FormError);
 
 impl fmt::Display for HostIp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

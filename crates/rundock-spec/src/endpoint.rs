@@ -105,19 +105,7 @@ impl fmt::Display for EtcdEndpoint {
     }
 }
 
-impl From<EtcdEndpoint> for String {
-    fn from(value: EtcdEndpoint) -> String {
-        value.text
-    }
-}
-
-impl TryFrom<String> for EtcdEndpoint {
-    type Error = EndpointError;
-
-    fn try_from(text: String) -> Result<Self, EndpointError> {
-        text.parse()
-    }
-}
+text_serde!(EtcdEndpoint, EndpointError);
 
 #[cfg(test)]
 mod tests {

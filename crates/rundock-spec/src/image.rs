@@ -177,19 +177,7 @@ impl fmt::Display for ImageRef {
     }
 }
 
-impl From<ImageRef> for String {
-    fn from(value: ImageRef) -> String {
-        value.text
-    }
-}
-
-impl TryFrom<String> for ImageRef {
-    type Error = ImageError;
-
-    fn try_from(text: String) -> Result<Self, ImageError> {
-        text.parse()
-    }
-}
+text_serde!(ImageRef, ImageError);
 
 #[cfg(test)]
 mod tests {

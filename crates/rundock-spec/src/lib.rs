@@ -5,6 +5,27 @@
 //! [`skydns`] (the etcd key and record the announcer writes). Nothing here talks to
 //! Docker, etcd or runit; the only I/O callers do is reading and writing `spec.json`.
 
+/// `From<T> for String` and `TryFrom<String> for T` through `Display` and `FromStr`, so a
+/// parsed value is stored in spec.json as the text it reads from (serde's `into` and
+/// `try_from`), and reading spec.json parses it again with the one parser.
+macro_rules! text_serde {
+    ($t:ty, $err:ty) => {
+        impl From<$t> for String {
+            fn from(value: $t) -> String {
+                value.to_string()
+            }
+        }
+
+        impl TryFrom<String> for $t {
+            type Error = $err;
+
+            fn try_from(text: String) -> Result<Self, $err> {
+                text.parse()
+            }
+        }
+    };
+}
+
 pub mod address;
 pub mod dockerargs;
 pub mod endpoint;
