@@ -173,7 +173,7 @@ struct Lookup<'a> {
 
 impl Lookup<'_> {
     fn ttl(&self, found: &Found<'_>) -> u32 {
-        found.entry.answer_ttl(self.zones.default_ttl)
+        found.answer_ttl(self.zones.default_ttl)
     }
 
     fn soa(&self) -> Record {
