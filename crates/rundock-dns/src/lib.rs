@@ -7,6 +7,7 @@
 //! [`serve`]).
 
 pub mod answer;
+pub mod instances;
 pub mod records;
 pub mod server;
 pub mod sync;
@@ -170,7 +171,7 @@ pub async fn serve(
         .with_context(|| format!("listening on {}", opts.listen))?;
     let shared: sync::Shared = Arc::new(RwLock::new(sync::State {
         records: RecordSet::new(&spec.prefix),
-        loaded: false,
+        ..sync::State::default()
     }));
     let responder = Arc::new(server::Responder {
         zones,

@@ -19,6 +19,21 @@ pub struct State {
     /// False until the first list succeeded: until then queries get SERVFAIL rather
     /// than a false NXDOMAIN.
     pub loaded: bool,
+    /// Bumped after every change to `records`, so consumers wake on changes instead of
+    /// polling (see [`State::subscribe`]).
+    pub(crate) changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl State {
+    /// A receiver that sees a new generation number after every change applied to
+    /// `records`: after each list and after each watch event.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|generation| *generation += 1);
+    }
 }
 
 pub type Shared = Arc<RwLock<State>>;
@@ -110,6 +125,7 @@ pub fn replace_all(shared: &Shared, prefix: &str, snapshot: Snapshot) {
     let mut state = shared.write().unwrap_or_else(|e| e.into_inner());
     state.records = fresh;
     state.loaded = true;
+    state.changed();
 }
 
 /// Applies one watch event. A v2 delete may be a whole directory (or its expiry).
@@ -130,6 +146,7 @@ pub fn apply(shared: &Shared, event: &Event, v2: bool) {
             records.remove(key);
         }
     }
+    state.changed();
 }
 
 /// Doubling delay between retries, capped, reset after a success.
@@ -216,5 +233,22 @@ mod tests {
         let state = shared.read().unwrap();
         assert!(state.records.is_empty());
         assert_eq!(state.records.revision, 9);
+    }
+
+    #[test]
+    fn subscribers_see_a_new_generation_after_each_list_and_event() {
+        let shared = shared();
+        let mut changes = shared.read().unwrap().subscribe();
+        assert!(!changes.has_changed().unwrap());
+        replace_all(&shared, "/skydns", Snapshot::default());
+        assert!(changes.has_changed().unwrap());
+        let first = *changes.borrow_and_update();
+        apply(
+            &shared,
+            &Event::Put(kv("/skydns/x/a", r#"{"host":"10.0.0.1"}"#, None, 3)),
+            false,
+        );
+        assert!(changes.has_changed().unwrap());
+        assert!(*changes.borrow_and_update() > first);
     }
 }
