@@ -115,6 +115,7 @@ fn spec(name: &str, web: &Web, etcd: &Etcd, api: EtcdApi, health: Vec<HealthChec
             public: vec!["lo".into()],
         },
         drain: 0,
+        watch: None,
     }
 }
 

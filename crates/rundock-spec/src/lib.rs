@@ -12,6 +12,7 @@ pub mod skydns;
 pub mod spec;
 pub mod tree;
 pub mod validate;
+pub mod watch;
 
 pub use error::SpecError;
 pub use spec::*;

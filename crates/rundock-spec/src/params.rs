@@ -60,6 +60,7 @@ pub const OPTIONS: &[&str] = &[
     "install_dir",
     "wait",
     "wait_timeout",
+    "watch",
 ];
 
 pub const DEFAULT_DOMAIN: &str = "s.prod.example.com";
@@ -226,7 +227,32 @@ fn build_spec(
         None => DockerArgs::default(),
     };
     let mut container = container_spec(p, &name, &host_label, image, from_args)?;
+    // watch: parsed in watch.rs. It follows records under the announcer's domain and
+    // etcd, or, for a service that announces nothing, under its own.
+    let watch_templates = p
+        .take("watch")
+        .map(crate::watch::parse_option)
+        .transpose()?;
+    let watch_own = match (&watch_templates, p.has("announce")) {
+        (Some(_), false) => Some((
+            p.validated("domain", validate::domain)?
+                .unwrap_or_else(|| DEFAULT_DOMAIN.to_string()),
+            etcd_spec(p)?,
+        )),
+        _ => None,
+    };
     let announce = announce_spec(p, &mut container)?;
+    let watch = watch_templates.map(|templates| {
+        let (domain, etcd) = watch_own.unwrap_or_else(|| {
+            let a = announce.as_ref().expect("announce was given");
+            (a.domain.clone(), a.etcd.clone())
+        });
+        crate::watch::WatchSpec {
+            domain,
+            etcd,
+            templates,
+        }
+    });
     let drain = p.seconds("drain", 0, 0, 3600)?;
     let interfaces = Interfaces {
         private: p
@@ -253,6 +279,7 @@ fn build_spec(
         paths,
         interfaces,
         drain,
+        watch,
     })
 }
 

@@ -143,6 +143,7 @@ pub(crate) mod tests {
                 public: vec!["eth0".into()],
             },
             drain: 0,
+            watch: None,
         }
     }
 

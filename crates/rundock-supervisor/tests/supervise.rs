@@ -88,6 +88,7 @@ impl Case {
                 public: vec!["lo".into()],
             },
             drain: 0,
+            watch: None,
         }
     }
 
