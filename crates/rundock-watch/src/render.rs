@@ -189,4 +189,25 @@ mod tests {
         let err = render("t", "{{ nmaes.web }}", &context).unwrap_err();
         assert!(describe(&err).contains("undefined"), "{}", describe(&err));
     }
+
+    #[test]
+    fn the_shipped_nginx_example_renders_upstreams_with_backups_and_empty_names() {
+        let example = include_str!("../../../examples/nginx-upstream.conf.j2");
+        let web = context(&[0, 1, 2]).names.remove("web").unwrap();
+        let context = Context::new("s.test", vec![("web".into(), web), ("api".into(), vec![])]);
+        let text = render("nginx-upstream.conf.j2", example, &context).unwrap();
+        assert_eq!(
+            text,
+            "# Rendered by rundock watch from the records of api, web in s.test: do not edit.\n\
+             upstream api {\n\
+             \x20   # No instance of api.s.test answers: 502 rather than a config nginx refuses.\n\
+             \x20   server 127.0.0.1:9 down;\n\
+             }\n\
+             upstream web {\n\
+             \x20   server 10.0.0.1:8080 weight=50;  # node-1\n\
+             \x20   server 10.0.0.2:8080 weight=50;  # node-2\n\
+             \x20   server [::1]:8080 weight=50 backup;  # node-3\n\
+             }\n"
+        );
+    }
 }
