@@ -12,7 +12,8 @@
 //! - Each template is reconciled ([`target::Target::update`]): an unchanged instance set
 //!   renders the same bytes, which writes and reloads nothing; failures are logged naming
 //!   what failed and leave the old file in place; a failed reload is retried on the next
-//!   change.
+//!   change, and anything that failed is tried again after a back-off ([`RETRY_FIRST`]
+//!   doubling to [`RETRY_MAX`]) even without one.
 //!
 //! This file owns loading the spec ([`load`]) and the process lifecycle ([`run`], [`watch`]).
 
@@ -37,6 +38,9 @@ use crate::target::{Outcome, Target};
 pub const QUIET: Duration = Duration::from_millis(50);
 /// ...but a render never waits longer than this after the first change.
 pub const MAX_DELAY: Duration = Duration::from_millis(500);
+/// After a failure, the first retry without a change, doubling up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
 /// The TTL given to [`Zones`]; only the instance list is used, never the TTL.
 const UNUSED_TTL: u32 = 300;
 
@@ -100,8 +104,22 @@ pub async fn watch(spec: WatchSpec, stop: impl Future<Output = ()>) -> anyhow::R
         );
     }
     let follow = async {
-        // The first list counts as a change, so the first render follows it.
-        while changes.changed().await.is_ok() {
+        // After a failure the same reconcile runs again after a back-off even without a
+        // change: a check that failed because the reader was not up yet (a frontend
+        // container still starting) must not wait for the next record change.
+        let mut retry: Option<Duration> = None;
+        loop {
+            // The first list counts as a change, so the first render follows it.
+            let woke = match retry {
+                Some(delay) => tokio::select! {
+                    changed = changes.changed() => changed.is_ok(),
+                    _ = tokio::time::sleep(delay) => true,
+                },
+                None => changes.changed().await.is_ok(),
+            };
+            if !woke {
+                break;
+            }
             settle(&mut changes).await;
             let contexts: Vec<Result<Context, String>> = {
                 let state = shared.read().unwrap_or_else(|e| e.into_inner());
@@ -113,12 +131,14 @@ pub async fn watch(spec: WatchSpec, stop: impl Future<Output = ()>) -> anyhow::R
                     .map(|t| context(&spec, &zones, &state.records, &t.spec.names))
                     .collect()
             };
+            let mut failed = false;
             for (target, context) in targets.iter_mut().zip(contexts) {
                 let dest = target.spec.dest.display().to_string();
                 let context = match context {
                     Ok(context) => context,
                     Err(e) => {
                         eprintln!("rundock watch: {dest}: {e}");
+                        failed = true;
                         continue;
                     }
                 };
@@ -130,9 +150,13 @@ pub async fn watch(spec: WatchSpec, stop: impl Future<Output = ()>) -> anyhow::R
                         if written { ", written" } else { "" },
                         if reloaded { ", reloaded" } else { "" }
                     ),
-                    Outcome::Failed(why) => eprintln!("rundock watch: {why}"),
+                    Outcome::Failed(why) => {
+                        eprintln!("rundock watch: {why}");
+                        failed = true;
+                    }
                 }
             }
+            retry = failed.then(|| retry.map_or(RETRY_FIRST, |d| (d * 2).min(RETRY_MAX)));
         }
     };
     tokio::select! {

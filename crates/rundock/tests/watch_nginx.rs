@@ -508,3 +508,300 @@ fn bad_input_is_named_leaves_the_old_file_and_the_watcher_keeps_running() {
     unchanged(&b, "upstream x { server 127.0.0.1:9; }\n");
     assert!(watcher.running());
 }
+
+#[test]
+fn the_module_runs_watch_as_a_sibling_in_the_service_tree() {
+    kit::ensure_test_image();
+    let etcd = kit::Etcd::start();
+    let backend = unique("sib-web");
+    etcdctl_put(
+        &etcd,
+        &format!("{PREFIX}/{backend}/node-1"),
+        r#"{"host":"127.0.0.1","port":8001}"#,
+    );
+    let host = Host::new();
+    let _runsvdir = kit::Runsvdir::start(&host.service_dir());
+    let files = tempfile::tempdir().unwrap();
+    let template = files.path().join("upstream.j2");
+    std::fs::write(
+        &template,
+        "{% for i in instances %}{{ i.address }}\n{% endfor %}",
+    )
+    .unwrap();
+    let dest = files.path().join("upstream.conf");
+    let reloads = files.path().join("reloads");
+    let name = unique("sib-front");
+    let (r, code) = host.call(
+        json!({
+            "state": "enabled", "wait": true, "name": name, "image": kit::TEST_IMAGE,
+            "command": "sleep 3600", "stop_timeout": 1, "host_label": "node-1",
+            "domain": DOMAIN, "etcd": etcd.endpoint(),
+            "watch": [{"names": [backend], "template": template, "dest": dest,
+                       "reload": ["/bin/sh", "-c", format!("echo reload >>{}", reloads.display())]}],
+        }),
+        false,
+        false,
+    );
+    assert_eq!(code, 0, "{r}");
+    let tree = host.tree(&name);
+    assert!(tree.join("services/watch/run").is_file());
+    let rendered = |text: &'static str| {
+        kit::wait_for(Duration::from_secs(15), || {
+            (std::fs::read_to_string(&dest).ok()? == text).then_some(())
+        })
+        .is_some()
+    };
+    let log = host.path("log").join(&name).join("watch/current");
+    assert!(
+        rendered("127.0.0.1:8001\n"),
+        "not rendered; watch log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    etcdctl_put(
+        &etcd,
+        &format!("{PREFIX}/{backend}/node-2"),
+        r#"{"host":"127.0.0.2","port":8002}"#,
+    );
+    assert!(rendered("127.0.0.1:8001\n127.0.0.2:8002\n"));
+    let reloaded = kit::wait_for(Duration::from_secs(5), || {
+        (std::fs::read_to_string(&reloads).ok()?.lines().count() == 2).then_some(())
+    });
+    assert!(reloaded.is_some(), "two changes, two reloads");
+    let logged = kit::wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).ok().filter(|t| {
+            t.contains("rundock watch: ") && t.contains("2 instance(s), written, reloaded")
+        })
+    });
+    assert!(
+        logged.is_some(),
+        "the watch log has no render line:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let down = kit::run("sv", &["-w", "30", "down", &tree.display().to_string()]);
+    assert!(down.status.success(), "{down:?}");
+    // Stopped with its tree: a later change renders nothing.
+    etcdctl_put(
+        &etcd,
+        &format!("{PREFIX}/{backend}/node-3"),
+        r#"{"host":"127.0.0.3","port":8003}"#,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        std::fs::read_to_string(&dest).unwrap(),
+        "127.0.0.1:8001\n127.0.0.2:8002\n"
+    );
+}
+
+/// Standard base64 (the etcd v3 JSON gateway's keys and values).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One etcd v3 gateway call over a plain socket, so the clock starts at the write and not
+/// at a process start.
+fn etcd_call(etcd: &kit::Etcd, path: &str, body: serde_json::Value) -> String {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(("127.0.0.1", etcd.client_port)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// benches/watch.sh: etcd change -> nginx serving the new config, against nginx's own
+/// reload as the floor; instance death -> nginx no longer configured with it.
+#[test]
+#[ignore = "a benchmark: benches/watch.sh"]
+fn bench_watch() {
+    let rounds: usize = std::env::var("RUNDOCK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    kit::ensure_test_image();
+    let etcd = kit::Etcd::start();
+    let name = unique("bench");
+    let backends: Vec<Backend> = ["node-1", "node-2", "node-3"]
+        .iter()
+        .map(|label| Backend::deploy(&name, label, &etcd))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("upstream.conf");
+    std::fs::write(
+        &upstream,
+        format!("upstream {name} {{ server 127.0.0.1:9 down; }}\nmap $host $rendered_instances {{ default \"\"; }}\n"),
+    )
+    .unwrap();
+    let nginx = Nginx::start(dir.path(), &name);
+    let all = "node-1 node-2 node-3";
+
+    // Floor: write the file by hand and reload nginx; time until it serves the new map.
+    let mut floor = Vec::new();
+    for i in 0..rounds {
+        let text = format!("upstream {name} {{ server 127.0.0.1:9 down; }}\nmap $host $rendered_instances {{ default \"floor-{i}\"; }}\n");
+        let start = Instant::now();
+        std::fs::write(&upstream, text).unwrap();
+        let out = kit::run(
+            "nginx",
+            &nginx
+                .reload_argv()
+                .iter()
+                .skip(1)
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        assert!(out.status.success());
+        floor.push(settled(start, || nginx.instances() == format!("floor-{i}")));
+    }
+
+    let template = dir.path().join("upstream.conf.j2");
+    std::fs::write(&template, frontend_template()).unwrap();
+    let watcher = Watcher::start(
+        dir.path(),
+        &etcd,
+        json!([{"names": [name], "template": template, "dest": upstream,
+                "check": nginx.check_argv(), "reload": nginx.reload_argv()}]),
+    );
+    assert!(poll(|| nginx.instances() == all), "{}", watcher.log());
+
+    // etcd put / delete of an instance -> nginx serving a config with / without it.
+    let key = format!("{PREFIX}/{name}/extra");
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let start = Instant::now();
+        etcd_call(
+            &etcd,
+            "/v3/kv/put",
+            json!({"key": base64(key.as_bytes()), "value": base64(br#"{"host":"127.0.0.1","port":9}"#)}),
+        );
+        added.push(settled(start, || nginx.instances().starts_with("extra ")));
+        let start = Instant::now();
+        etcd_call(
+            &etcd,
+            "/v3/kv/deleterange",
+            json!({"key": base64(key.as_bytes())}),
+        );
+        removed.push(settled(start, || nginx.instances() == all));
+    }
+
+    // docker kill -> nginx no longer configured with the instance; then wait for its return.
+    let (mut withdrawn, mut death) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let victim = &backends[i % 3];
+        let rest: Vec<&str> = ["node-1", "node-2", "node-3"]
+            .into_iter()
+            .filter(|l| *l != victim.label)
+            .collect();
+        let rest = rest.join(" ");
+        let start = Instant::now();
+        // The CLI returns well after the container died (and often after nginx followed):
+        // spawn it and start polling at once.
+        let mut kill = Command::new("docker")
+            .args(["kill", &victim.container()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let record = format!("{PREFIX}/{name}/{}", victim.label);
+        let range = json!({"key": base64(record.as_bytes())});
+        assert!(poll(
+            || !etcd_call(&etcd, "/v3/kv/range", range.clone()).contains("\"kvs\"")
+        ));
+        withdrawn.push(start.elapsed());
+        death.push(settled(start, || nginx.instances() == rest));
+        assert!(kill.wait().unwrap().success());
+        let back = kit::wait_for(Duration::from_secs(30), || {
+            (nginx.instances() == all).then_some(())
+        });
+        assert!(back.is_some(), "{} not back", victim.label);
+    }
+    println!(
+        "rundock watch -> nginx 1.22 ({rounds} rounds each, medians; debounce quiet {} ms)",
+        rundock_watch::QUIET.as_millis()
+    );
+    println!(
+        "  hand-written file + nginx -s reload -> served (floor): {}",
+        ms(median(floor))
+    );
+    println!(
+        "  etcd put    -> nginx serving it:                      {}",
+        ms(median(added))
+    );
+    println!(
+        "  etcd delete -> nginx serving without it:              {}",
+        ms(median(removed))
+    );
+    println!(
+        "  docker kill -> record gone from etcd:                  {}",
+        ms(median(withdrawn))
+    );
+    println!(
+        "  docker kill -> nginx no longer sending to it:          {}",
+        ms(median(death))
+    );
+}
+
+/// When nginx settled on the new configuration: the first answer from it after the last
+/// answer from the old one. nginx lets the old workers accept for about 100 ms after a
+/// reload (the master starts the new workers, sleeps 100 ms, then stops the old ones),
+/// so the first new answer is not yet the end. Polls every millisecond; panics if the
+/// new configuration is not served within 10 s.
+fn settled(start: Instant, mut is_new: impl FnMut() -> bool) -> Duration {
+    assert!(poll(&mut is_new), "the change never reached nginx");
+    let mut first_new_after_old = start.elapsed();
+    let window = Instant::now() + Duration::from_millis(500);
+    let mut was_new = true;
+    while Instant::now() < window {
+        let now_new = is_new();
+        if now_new && !was_new {
+            first_new_after_old = start.elapsed();
+        }
+        was_new = now_new;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(was_new, "nginx went back to the old configuration");
+    first_new_after_old
+}
+
+/// Polls every 2 ms for up to 10 s.
+fn poll(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
