@@ -220,7 +220,9 @@ impl Backend {
                 "state": "enabled", "wait": true, "name": name,
                 "container_name": format!("{name}-{label}"),
                 "image": kit::TEST_IMAGE,
-                "command": format!("sh -c 'mkdir -p /www && echo {label} >/www/index.html && exec httpd -f -p 8080 -h /www'"),
+                // Stops at once on docker stop (a PID 1 without a TERM handler would
+                // serve on until the stop timeout and hide a missing drain).
+                "command": ["sh", "-c", format!("mkdir -p /www; echo {label} >/www/index.html; trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait")],
                 "ports": format!("127.0.0.1:{port}:8080"), "announce": port, "port": 8080,
                 "announce_as": "127.0.0.0/8", "domain": DOMAIN, "host_label": label,
                 "etcd": etcd.endpoint(), "ttl": 10, "stop_timeout": 2,
