@@ -19,6 +19,8 @@ pub enum Kind {
     Dict,
     /// A list of mappings or strings (health checks).
     ListRaw,
+    /// A list of mappings (watch templates).
+    ListDict,
     /// A mapping, or a string shorthand (etcd: the endpoints). Documented as a dict:
     /// Ansible's docs allow suboptions only there, and its dict type takes strings too.
     DictOrStr,
@@ -35,6 +37,7 @@ impl Kind {
             Kind::List => ("list", Some("str")),
             Kind::Dict => ("dict", None),
             Kind::ListRaw => ("list", Some("raw")),
+            Kind::ListDict => ("list", Some("dict")),
             Kind::DictOrStr => ("dict", None),
         }
     }
@@ -173,10 +176,10 @@ pub const OPTIONS: &[OptionDef] = &[
     opt("port", Int, Announce, "the container port `announce` maps to (default `announce`)"),
     opt("announce_as", Str, Announce, "`private`, `public`, `container`, an interface or a CIDR: the address the record carries and the port is published on")
         .default(Default::Str("private")),
-    opt("domain", Str, Announce, "the record is `NAME.DOMAIN`")
+    opt("domain", Str, Announce, "the record is `NAME.DOMAIN` (also where `watch` looks)")
         .default(Default::Str("s.prod.example.com")),
     opt("host_label", Str, Service, "this host's instance label (default: the short host name)"),
-    opt("etcd", DictOrStr, Announce, "endpoints, api, prefix, TLS files, username/password"),
+    opt("etcd", DictOrStr, Announce, "endpoints, api, prefix, TLS files, username/password (also for `watch`)"),
     opt("ttl", Int, Announce, "seconds a record outlives a dead announcer (etcd lease TTL)")
         .default(Default::Int(60)),
     opt("dns_ttl", Int, Announce, "the record's `ttl`: how long resolvers may cache it (at most `ttl`)")
@@ -186,6 +189,7 @@ pub const OPTIONS: &[OptionDef] = &[
     opt("priority", Int, Announce, "SRV priority"),
     opt("weight", Int, Announce, "SRV weight"),
     opt("text", Str, Announce, "TXT text"),
+    opt("watch", ListDict, Service, "templates rendered from live records, checked and reloaded (`rundock watch` as a sibling)"),
     opt("private_interface", List, Service, "interfaces tried for `private` and `$PRIVATE_IP`")
         .default(Default::List(&["eth1", "eth0"])),
     opt("public_interface", List, Service, "interfaces tried for `public` and `$PUBLIC_IP`")
