@@ -41,10 +41,20 @@ pub struct Sockets {
 
 impl Sockets {
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Sockets> {
-        let udp = UdpSocket::bind(addr).await?;
-        // With port 0 the kernel picks UDP's port; TCP takes the same one.
-        let tcp = TcpListener::bind(udp.local_addr()?).await?;
-        Ok(Sockets { udp, tcp })
+        // With port 0 the kernel picks UDP's port and TCP takes the same number, which
+        // an outgoing TCP connection may hold already (both come from the ephemeral
+        // range): pick again a few times rather than fail.
+        let attempts = if addr.port() == 0 { 20 } else { 1 };
+        let mut last = None;
+        for _ in 0..attempts {
+            let udp = UdpSocket::bind(addr).await?;
+            match TcpListener::bind(udp.local_addr()?).await {
+                Ok(tcp) => return Ok(Sockets { udp, tcp }),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
