@@ -803,7 +803,7 @@ impl Params {
             Some(Value::Bool(b)) => Ok(Some(b.to_string())),
             Some(other) => Err(SpecError::new(
                 key,
-                format!("must be a string, not {}", kind(&other)),
+                format!("must be a string, not {}", validate::json_kind(&other)),
             )),
         }
     }
@@ -851,7 +851,10 @@ impl Params {
             }
             Some(other) => Err(SpecError::new(
                 key,
-                format!("must be a whole number, not {}", kind(&other)),
+                format!(
+                    "must be a whole number, not {}",
+                    validate::json_kind(&other)
+                ),
             )),
         }
     }
@@ -881,7 +884,7 @@ impl Params {
                 let shown = match &value {
                     Value::String(s) => quoted(s),
                     Value::Number(n) => n.to_string(),
-                    other => kind(other).to_string(),
+                    other => validate::json_kind(other).to_string(),
                 };
                 SpecError::new(
                     key,
@@ -919,7 +922,10 @@ impl Params {
             Some(Value::Number(n)) => Ok(Some(vec![n.to_string()])),
             Some(other) => Err(SpecError::new(
                 key,
-                format!("must be a list of strings, not {}", kind(&other)),
+                format!(
+                    "must be a list of strings, not {}",
+                    validate::json_kind(&other)
+                ),
             )),
         }
     }
@@ -945,7 +951,7 @@ impl Params {
                 key,
                 format!(
                     "must be a list of strings or a string, not {}",
-                    kind(&other)
+                    validate::json_kind(&other)
                 ),
             )),
         }
@@ -999,7 +1005,7 @@ impl Params {
             },
             other => Err(SpecError::new(
                 key,
-                format!("must be a mapping, not {}", kind(&other)),
+                format!("must be a mapping, not {}", validate::json_kind(&other)),
             )),
         }
     }
@@ -1032,19 +1038,8 @@ fn scalar_string(key: &str, value: Value) -> Result<String> {
         Value::Bool(b) => Ok(b.to_string()),
         other => Err(SpecError::new(
             key,
-            format!("must hold strings, not {}", kind(&other)),
+            format!("must hold strings, not {}", validate::json_kind(&other)),
         )),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
     }
 }
 

@@ -393,6 +393,19 @@ pub fn key_prefix(field: &str, value: &str) -> Result<String> {
     }
 }
 
+/// What a JSON value is, for "must be a list, not a mapping" messages.
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
 /// How a value is shown inside an error: JSON-quoted, so spaces and control characters
 /// are visible, and cut short when long.
 pub fn quoted(value: &str) -> String {

@@ -132,7 +132,7 @@ pub fn parse_option(value: Value) -> Result<Vec<TemplateSpec>> {
                 "watch",
                 format!(
                     "must be a list of {{names, template, dest, check, reload}} mappings, not {}",
-                    kind(&other)
+                    validate::json_kind(&other)
                 ),
             ))
         }
@@ -156,7 +156,7 @@ fn template_spec(item: Value) -> Result<TemplateSpec> {
             "",
             format!(
                 "must be a mapping {{names, template, dest, check, reload}}, not {}",
-                kind(&item)
+                validate::json_kind(&item)
             ),
         ));
     };
@@ -181,7 +181,7 @@ fn template_spec(item: Value) -> Result<TemplateSpec> {
                 "names",
                 format!(
                     "must be a list of names ({NAME_FORM}), not {}",
-                    kind(&other)
+                    validate::json_kind(&other)
                 ),
             ))
         }
@@ -197,7 +197,10 @@ fn template_spec(item: Value) -> Result<TemplateSpec> {
             Some(Value::String(text)) => validate::absolute_path(field, &text),
             Some(other) => Err(SpecError::new(
                 field,
-                format!("must be an absolute path, not {}", kind(&other)),
+                format!(
+                    "must be an absolute path, not {}",
+                    validate::json_kind(&other)
+                ),
             )),
             None => Err(SpecError::new(
                 field,
@@ -222,7 +225,7 @@ fn template_spec(item: Value) -> Result<TemplateSpec> {
             }
             Some(other) => Err(SpecError::new(
                 field,
-                format!("must be {ARGV_FORM}, not {}", kind(&other)),
+                format!("must be {ARGV_FORM}, not {}", validate::json_kind(&other)),
             )),
         }
     };
@@ -252,7 +255,10 @@ fn words(field: &str, items: Vec<Value>, form: &str) -> Result<Vec<String>> {
             Value::Number(n) => Ok(n.to_string()),
             other => Err(SpecError::new(
                 field,
-                format!("must hold strings ({form}), not {}", kind(&other)),
+                format!(
+                    "must hold strings ({form}), not {}",
+                    validate::json_kind(&other)
+                ),
             )),
         })
         .collect()
@@ -299,17 +305,6 @@ fn relative_name(field: &str, name: &str) -> Result<String> {
             field,
             format!("{} is not {NAME_FORM}", quoted(name)),
         ))
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
     }
 }
 

@@ -264,6 +264,15 @@ fn request_loop(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(us
     })
 }
 
+/// The upstream nginx starts with, before the watcher has rendered one.
+fn write_placeholder(upstream: &Path, name: &str) {
+    std::fs::write(
+        upstream,
+        format!("upstream {name} {{ server 127.0.0.1:9 down; }}\nmap $host $rendered_instances {{ default \"\"; }}\n"),
+    )
+    .unwrap();
+}
+
 #[test]
 fn nginx_follows_the_records_through_kill_and_drain_without_failed_requests_on_drain() {
     kit::ensure_test_image();
@@ -275,12 +284,7 @@ fn nginx_follows_the_records_through_kill_and_drain_without_failed_requests_on_d
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("upstream.conf");
-    // A placeholder nginx starts with; the watcher replaces it.
-    std::fs::write(
-        &upstream,
-        format!("upstream {name} {{ server 127.0.0.1:9 down; }}\nmap $host $rendered_instances {{ default \"\"; }}\n"),
-    )
-    .unwrap();
+    write_placeholder(&upstream, &name);
     std::fs::set_permissions(&upstream, std::fs::Permissions::from_mode(0o640)).unwrap();
     let nginx = Nginx::start(dir.path(), &name);
     let template = dir.path().join("upstream.conf.j2");
@@ -661,11 +665,7 @@ fn bench_watch() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("upstream.conf");
-    std::fs::write(
-        &upstream,
-        format!("upstream {name} {{ server 127.0.0.1:9 down; }}\nmap $host $rendered_instances {{ default \"\"; }}\n"),
-    )
-    .unwrap();
+    write_placeholder(&upstream, &name);
     let nginx = Nginx::start(dir.path(), &name);
     let all = "node-1 node-2 node-3";
 
