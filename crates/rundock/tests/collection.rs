@@ -428,3 +428,58 @@ fn the_host_role_refuses_to_guess_when_no_init_runs_runsvdir() {
         "{out}"
     );
 }
+
+/// The method the host role picks for an init named in `rundock_runsvdir` (detection
+/// itself is checked above): (success, output).
+fn runsvdir_method(init: &str, service_dir: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = dir.path().join("play.yml");
+    std::fs::write(
+        &playbook,
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - ansible.builtin.include_role:\n        \
+             name: rundock.rundock.host\n        tasks_from: runsvdir_method\n      \
+             vars: {{rundock_runsvdir: {init}, rundock_service_dir: {service_dir}}}\n    \
+             - ansible.builtin.debug:\n        msg: \"method={{{{ rundock_runsvdir_method }}}}\"\n"
+        ),
+    )
+    .unwrap();
+    ansible_with(
+        &kit::workspace_root(),
+        "ansible-playbook",
+        &[
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            playbook.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn the_runsvdir_method_follows_the_init_and_the_service_dir() {
+    for (init, service_dir, method) in [
+        ("systemd", "/etc/service", "debian-systemd"),
+        ("systemd", "/srv/service", "systemd-unit"),
+        ("sysvinit", "/etc/service", "debian-sysvinit"),
+        ("runit", "/etc/service", "runit"),
+        ("external", "/srv/service", "external"),
+    ] {
+        let (ok, out) = runsvdir_method(init, service_dir);
+        assert!(
+            ok && out.contains(&format!("\"msg\": \"method={method}\"")),
+            "{init} {service_dir}:\n{out}"
+        );
+    }
+    for init in ["runit", "sysvinit"] {
+        let (ok, out) = runsvdir_method(init, "/srv/service");
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains(&format!(
+                "rundock_service_dir: {init} runs runsvdir on /etc/service only"
+            )),
+            "{out}"
+        );
+    }
+}
