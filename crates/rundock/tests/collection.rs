@@ -483,3 +483,27 @@ fn the_runsvdir_method_follows_the_init_and_the_service_dir() {
         );
     }
 }
+
+/// `ansible-test sanity` on the collection (ansible/sanity; the first run makes its
+/// venvs from PyPI, later runs take seconds).
+#[test]
+fn ansible_test_sanity_passes() {
+    let out = Command::new(kit::workspace_root().join("ansible/sanity"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    for test in [
+        "ansible-doc",
+        "validate-modules",
+        "yamllint",
+        "runtime-metadata",
+        "shebang",
+    ] {
+        assert!(
+            report.contains(&format!("Running sanity test \"{test}\"")),
+            "{test} did not run:\n{report}"
+        );
+    }
+}
