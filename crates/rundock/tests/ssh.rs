@@ -360,4 +360,28 @@ fn roles_and_adhoc_over_ssh_with_become() {
         &["--become"],
     );
     assert!(ok && out.contains("ssh-host | SUCCESS"), "{out}");
+
+    // The dns role takes its service away again.
+    let (ok, out) = remote.site(&["--become", "-e", "rundock_dns_state=absent"]);
+    assert!(ok, "{out}");
+    assert!(
+        !remote.dir("service/rundock-dns").exists(),
+        "rundock-dns still linked"
+    );
+    assert!(
+        !remote.dir("sv/rundock-dns").exists(),
+        "rundock-dns tree left behind"
+    );
+    let silent = kit::wait_for(Duration::from_secs(10), || {
+        let port = remote.dns_port.to_string();
+        let out = kit::run(
+            "dig",
+            &["+time=1", "+tries=1", "@127.0.0.1", "-p", &port, &name],
+        );
+        (!out.status.success()).then_some(())
+    });
+    assert!(
+        silent.is_some(),
+        "rundock dns still answers after rundock_dns_state=absent"
+    );
 }
