@@ -338,6 +338,14 @@ fn roles_and_adhoc_over_ssh_with_become() {
         "second run changed something:\n{out}"
     );
 
+    let (ok, out) = remote.site(&["--become", "--check", "--diff"]);
+    assert!(ok, "check mode failed:\n{out}");
+    assert_eq!(
+        recap_changed(&out),
+        Some(0),
+        "check mode predicts a change:\n{out}"
+    );
+
     // Ad hoc with become: disable (record withdrawn, link gone), then again (no change).
     let (ok, out) = remote.adhoc(
         &format!("state=disabled name={}", remote.service),
