@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Restart latency of a supervised container against Docker's own restart policy.
 #
-# rundock: a runsvdir over a temp dir runs `supervise` for a busybox httpd container; the
+# rundock: the module (an args file run by the rundock binary, as Ansible runs it)
+# installs a service tree for a busybox httpd container into temp dirs, and a runsvdir
+# over the temp service dir runs it (tests/lib.sh starts it as the testkit does); the
 # container is killed ROUNDS times with `docker kill` and ROUNDS times with `kill -9` of
 # its process, and each time we take the new container's State.StartedAt minus the
 # moment of the kill (Docker's own timestamp, so polling adds no error). Between kills the
 # container runs STABLE seconds, longer than both back-offs' reset time (10 s), so every
 # kill is a first failure. Docker: the same container under `--restart=always`, same
 # kills (a `docker kill` is a manual stop for Docker and is not restarted).
-# Prints medians and the supervisor's RSS. RUNDOCK_BIN may name a `rundock` binary
-# (`rundock supervise TREE`); by default the library's example is built in release mode.
+# Prints medians and the supervisor's RSS. RUNDOCK_BIN may name a `rundock` binary; by
+# default the release build is made (the module installs it as the tree's runner).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. tests/lib.sh
 rounds=${ROUNDS:-10}
 stable=${STABLE:-11}
 image=${IMAGE:-rundock-test/busybox:latest}
@@ -20,28 +23,30 @@ image=${IMAGE:-rundock-test/busybox:latest}
 if [ -n "${RUNDOCK_BIN:-}" ]; then
   bin=$RUNDOCK_BIN
 else
-  cargo build -q --release -p rundock-supervisor --example supervise
-  bin=$root/target/release/examples/supervise
+  cargo build -q --release --bin rundock
+  bin=$root/target/release/rundock
 fi
 
-if ! docker image inspect "$image" >/dev/null 2>&1; then
-  ctx=$(mktemp -d)
-  cp /bin/busybox "$ctx/busybox"
-  printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["/bin/sh"]\n' >"$ctx/Dockerfile"
-  docker build -q -t "$image" "$ctx" >/dev/null
-  rm -rf "$ctx"
-fi
+ensure_test_image "$image"
 
 work=$(mktemp -d)
 name=rundock-bench-$$
 dname=rundock-bench-docker-$$
 runsvdir_pid=
+# module STATE: runs the module on the bench service, as Ansible would (args file).
+module() {
+  cat >"$work/args.json" <<JSON
+{"state": "$1", "name": "$name", "container_name": "$name", "image": "$image", "pull": "never",
+ "command": ["httpd", "-f", "-p", "8080"], "stop_timeout": 5, "wait": $([ "$1" = enabled ] && echo true || echo false),
+ "sv_dir": "$work/sv", "service_dir": "$work/service", "log_dir": "$work/log", "install_dir": "$work/install",
+ "_ansible_check_mode": false, "_ansible_diff": false}
+JSON
+  "$bin" "$work/args.json" >"$work/module.out" || { cat "$work/module.out" >&2; return 1; }
+}
 cleanup() {
   if [ -n "$runsvdir_pid" ]; then
-    sv -w 30 force-stop "$work/service/bench" >/dev/null 2>&1 || true
-    sv exit "$work/service/bench" >/dev/null 2>&1 || true
-    kill -HUP "$runsvdir_pid" 2>/dev/null || true
-    wait "$runsvdir_pid" 2>/dev/null || true
+    module absent || true
+    stop_runsvdir "$work/service" "$runsvdir_pid"
   fi
   docker rm -f "$name" "$dname" >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -95,33 +100,20 @@ median() {
 }
 
 # --- rundock under runsv ---------------------------------------------------------------
-svc=$work/service/bench
-mkdir -p "$svc" "$work/sv" "$work/log"
-cat >"$svc/spec.json" <<JSON
-{"format": 1, "name": "$name", "host_label": "bench",
- "container": {"container_name": "$name", "image": "$image", "pull": "never",
-   "command": ["httpd", "-f", "-p", "8080"], "entrypoint": null, "env": {}, "ports": [],
-   "volumes": [], "volumes_from": [], "labels": {}, "hostname": "bench-$name", "user": null,
-   "workdir": null, "network": null, "privileged": false, "cap_add": [], "cap_drop": [],
-   "memory": null, "nano_cpus": null, "stop_timeout": 5},
- "announce": null,
- "paths": {"sv_dir": "$work/sv", "service_dir": "$work/service", "log_dir": "$work/log", "runner": "$bin"},
- "interfaces": {"private": ["lo"], "public": ["lo"]}, "drain": 0}
-JSON
-printf '#!/bin/sh\nexec 2>&1\nexec %s supervise %s\n' "$bin" "$svc" >"$svc/run.tmp"
-chmod 755 "$svc/run.tmp"
-mv "$svc/run.tmp" "$svc/run"
-runsvdir -P "$work/service" >"$work/runsvdir.log" 2>&1 &
-runsvdir_pid=$!
+mkdir -p "$work"/{sv,service,log,install}
+start_runsvdir "$work/service" "$work/runsvdir.log"
+module enabled
+svc=$work/sv/docker-$name/services/container
+runner=$(ls "$work"/install/*/rundock)
 
 wait_restart "$name" none >/dev/null || { echo "supervised container never ran" >&2; cat "$work/runsvdir.log" >&2; exit 1; }
-sup_pid=$(sv status "$svc" | sed -n 's/.*(pid \([0-9]*\)).*/\1/p')
+sup_pid=$(cat "$svc/supervise/pid")
 rss=$(awk '/VmRSS/ {print $2, $3}' "/proc/$sup_pid/status")
 hwm=$(awk '/VmHWM/ {print $2, $3}' "/proc/$sup_pid/status")
 
 rd_kill=$(measure "$name" docker-kill)
 rd_k9=$(measure "$name" kill-9)
-sup_pid=$(sv status "$svc" | sed -n 's/.*(pid \([0-9]*\)).*/\1/p')
+sup_pid=$(cat "$svc/supervise/pid")
 rss_after=$(awk '/VmRSS/ {print $2, $3}' "/proc/$sup_pid/status")
 
 # --- Docker --restart=always -------------------------------------------------------------
@@ -130,7 +122,7 @@ dk_k9=$(measure "$dname" kill-9)
 dk_kill=$(ROUNDS=1 rounds=1 measure "$dname" docker-kill)
 
 echo "rounds: $rounds, container up ${stable}s between kills"
-echo "supervisor binary: $bin ($(stat -c %s "$bin") bytes)"
+echo "supervisor binary: $bin, installed as $runner ($(stat -c %s "$runner") bytes)"
 echo "supervisor RSS: $rss (peak $hwm) while supervising; $rss_after after $((2 * rounds)) restarts"
 echo "rundock under runsv, docker kill -> running: $(median <<<"$rd_kill")"
 echo "rundock under runsv, kill -9 pid -> running: $(median <<<"$rd_k9")"

@@ -7,10 +7,11 @@
 
 use crate::docker::{ContainerView, Watcher};
 use crate::health::{describe, Outcome, Prober, Target};
-use crate::log::say;
 use crate::record_key;
 use anyhow::Context;
 use rundock_etcd::{Client, EtcdError, Lease, Refreshed};
+use rundock_runtime::log::Prefix;
+use rundock_runtime::{say, Backoff, Shutdown};
 use rundock_spec::skydns::Record;
 use rundock_spec::{AnnounceAs, AnnounceSpec, Interfaces, Spec};
 use std::net::IpAddr;
@@ -19,10 +20,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Small, so a record is back about a second after etcd answers again; a refused
 /// connection a second is no load.
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
+const ETCD_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), BACKOFF_CAP);
 /// For errors a retry will not fix soon (permissions, bad credentials).
 const BACKOFF_CAP_PERMANENT: Duration = Duration::from_secs(10);
 /// How often an address that could not be resolved is tried again.
@@ -47,7 +48,7 @@ struct Published {
 }
 
 struct Announcer {
-    name: String,
+    name: Prefix,
     announce: AnnounceSpec,
     interfaces: Interfaces,
     key: String,
@@ -60,14 +61,14 @@ struct Announcer {
     maintenance: bool,
     published: Option<Published>,
     etcd_error: Option<String>,
-    backoff: Duration,
+    backoff: Backoff,
     retry_at: Option<Instant>,
     refresh_at: Option<Instant>,
     target_tx: watch::Sender<Target>,
 }
 
 pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
-    let name = spec.name.clone();
+    let name = Prefix::new("announce", &spec.name);
     let Some(announce) = spec.announce.clone() else {
         // Nothing to announce. Idle rather than exit, so runit does not restart us in a
         // loop; the tree renderer does not create this service then anyway.
@@ -77,8 +78,7 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
     };
     let key = record_key(&spec).expect("announce section present");
     let client = Client::new(&announce.etcd).context("etcd client")?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let mut stop = Shutdown::new()?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
 
@@ -118,7 +118,13 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
     say!(
         name,
         "announcing {key} via etcd {} ({}) while container {} runs{}",
-        announce.etcd.endpoints.join(","),
+        announce
+            .etcd
+            .endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         match announce.etcd.api {
             rundock_spec::EtcdApi::V3 => "v3",
             rundock_spec::EtcdApi::V2 => "v2",
@@ -157,7 +163,7 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
             value: None,
         }),
         etcd_error: None,
-        backoff: BACKOFF_START,
+        backoff: ETCD_BACKOFF,
         retry_at: None,
         refresh_at: None,
         target_tx,
@@ -171,8 +177,7 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
             .min();
         tokio::select! {
             biased;
-            _ = term.recv() => return Ok(a.shutdown("TERM").await),
-            _ = int.recv() => return Ok(a.shutdown("INT").await),
+            signal = stop.recv() => return Ok(a.shutdown(signal).await),
             _ = usr1.recv() => {
                 a.maintenance = !a.maintenance;
                 say!(a.name, "maintenance {}", if a.maintenance { "on (USR1)" } else { "off (USR1)" });
@@ -197,12 +202,7 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
 }
 
 async fn wait_for_stop() -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    Shutdown::new()?.recv().await;
     Ok(())
 }
 
@@ -243,7 +243,7 @@ impl Announcer {
         let record = Record {
             host: addr.to_string(),
             port: self.announce.port,
-            ttl: self.announce.ttl,
+            ttl: self.announce.dns_ttl,
             priority: self.announce.priority.unwrap_or(0),
             weight: self.announce.weight.unwrap_or(0),
             text: self.announce.text.clone().unwrap_or_default(),
@@ -437,7 +437,7 @@ impl Announcer {
                 self.client.current_endpoint()
             );
         }
-        self.backoff = BACKOFF_START;
+        self.backoff.reset();
         self.retry_at = None;
     }
 
@@ -451,8 +451,7 @@ impl Announcer {
         } else {
             BACKOFF_CAP_PERMANENT
         };
-        self.retry_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(cap);
+        self.retry_at = Some(Instant::now() + self.backoff.next_delay_within(cap));
     }
 
     /// TERM/INT: delete the record and revoke the lease, then exit 0.

@@ -8,10 +8,11 @@
 //! state stands (containers outlive a dockerd restart with live-restore, and the health
 //! checks still watch the service) and the watcher reconnects with a capped backoff.
 
-use crate::log::say;
 use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
+use rundock_runtime::log::Prefix;
+use rundock_runtime::{say, Backoff};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,7 +33,7 @@ pub struct ContainerView {
 }
 
 pub(crate) struct Watcher {
-    pub name: String,
+    pub name: Prefix,
     pub container: String,
     /// The network whose address counts, if the spec names one.
     pub network: Option<String>,
@@ -63,7 +64,7 @@ impl Watcher {
     pub async fn run(self, docker_slot: watch::Sender<Option<Docker>>) {
         // One second back covers clock granularity; replayed events are harmless.
         let mut since_nanos = now_nanos() - 1_000_000_000;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut docker_down = false;
         loop {
             let docker = match connect().await {
@@ -73,8 +74,7 @@ impl Watcher {
                         say!(self.name, "docker unreachable: {e}; retrying");
                         docker_down = true;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.sleep().await;
                     continue;
                 }
             };
@@ -102,8 +102,7 @@ impl Watcher {
                 filters: Some(filters),
             }));
             if !self.inspect(&docker, "at start").await {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.sleep().await;
                 continue;
             }
             let mut recheck: Option<Instant> = None;
@@ -118,7 +117,7 @@ impl Watcher {
                 };
                 match next {
                     Some(Ok(event)) => {
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                         if let Some(t) = event.time_nano {
                             since_nanos = since_nanos.max(t as i128);
                         }
@@ -155,8 +154,7 @@ impl Watcher {
             };
             say!(self.name, "docker event stream {ended}; reconnecting");
             let _ = docker_slot.send(None);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff.sleep().await;
         }
     }
 

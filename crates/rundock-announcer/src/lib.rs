@@ -22,7 +22,6 @@
 mod announcer;
 pub mod docker;
 pub mod health;
-mod log;
 
 use anyhow::Context;
 use rundock_spec::{skydns, Spec};

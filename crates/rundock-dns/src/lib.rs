@@ -30,14 +30,14 @@ pub struct DnsOptions {
         long = "etcd",
         value_name = "URLS",
         value_delimiter = ',',
-        default_value = "http://127.0.0.1:2379"
+        default_value = rundock_spec::DEFAULT_ETCD_ENDPOINT
     )]
-    pub etcd: Vec<String>,
+    pub etcd: Vec<rundock_spec::EtcdEndpoint>,
     /// etcd API: v3 (JSON gateway) or v2 (legacy keys API).
     #[arg(long, value_name = "API", default_value = "v3", value_parser = ["v3", "v2"])]
     pub etcd_api: String,
     /// Key prefix the records live under.
-    #[arg(long, default_value = "/skydns")]
+    #[arg(long, default_value = rundock_spec::DEFAULT_PREFIX)]
     pub prefix: String,
     /// A domain to answer for (repeatable), e.g. s.prod.example.com.
     #[arg(long = "domain", value_name = "DOMAIN", required = true)]
@@ -73,7 +73,7 @@ impl DnsOptions {
     /// Options for `domains` with every other value at its default.
     pub fn new(domains: Vec<String>) -> DnsOptions {
         DnsOptions {
-            etcd: vec!["http://127.0.0.1:2379".into()],
+            etcd: vec!["http://127.0.0.1:2379".parse().unwrap()],
             etcd_api: "v3".into(),
             prefix: "/skydns".into(),
             domains,
@@ -108,7 +108,7 @@ impl DnsOptions {
             None => None,
         };
         Ok(EtcdSpec {
-            endpoints: self.etcd.iter().map(|e| e.trim().to_string()).collect(),
+            endpoints: self.etcd.clone(),
             api,
             prefix: self.prefix.clone(),
             ca_file: self.etcd_ca_file.clone(),
@@ -138,13 +138,10 @@ pub fn run(opts: DnsOptions) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the TERM handler")?;
+        let mut shutdown =
+            rundock_runtime::Shutdown::new().context("installing the TERM and INT handlers")?;
         let stop = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+            shutdown.recv().await;
         };
         serve(
             opts,
@@ -168,10 +165,8 @@ pub async fn serve(
     let sockets = server::Sockets::bind(opts.listen)
         .await
         .with_context(|| format!("listening on {}", opts.listen))?;
-    let shared: sync::Shared = Arc::new(RwLock::new(sync::State {
-        records: RecordSet::new(&spec.prefix),
-        loaded: false,
-    }));
+    let shared: sync::Shared =
+        Arc::new(RwLock::new(sync::State::new(RecordSet::new(&spec.prefix))));
     let responder = Arc::new(server::Responder {
         zones,
         shared: shared.clone(),
@@ -205,7 +200,7 @@ mod tests {
         assert_eq!(opts.listen, "127.0.0.1:5353".parse().unwrap());
         assert_eq!(opts.ttl, 300);
         let spec = opts.etcd_spec().unwrap();
-        assert_eq!(spec.endpoints, ["http://127.0.0.1:2379"]);
+        assert_eq!(spec.endpoints[0].as_str(), "http://127.0.0.1:2379");
         assert_eq!(spec.api, EtcdApi::V3);
         assert_eq!(spec.prefix, "/skydns");
     }

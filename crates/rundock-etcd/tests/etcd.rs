@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn spec(endpoints: Vec<String>, api: EtcdApi) -> EtcdSpec {
+    let endpoints = endpoints.iter().map(|e| e.parse().unwrap()).collect();
     EtcdSpec::new(endpoints, api)
 }
 

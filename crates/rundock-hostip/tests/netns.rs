@@ -58,28 +58,31 @@ fn addr(s: &str) -> IpAddr {
 fn selects_addresses_of_a_real_interface() {
     let results = in_test_netns(|| {
         let lists = Interfaces {
-            private: vec!["eth1".into(), "rdtest0".into()],
-            public: vec!["rdtest0:inet6".into()],
+            private: vec!["eth1".parse().unwrap(), "rdtest0".parse().unwrap()],
+            public: vec!["rdtest0:inet6".parse().unwrap()],
         };
         let none = Interfaces {
-            private: vec!["eth9".into()],
-            public: vec!["eth9".into()],
+            private: vec!["eth9".parse().unwrap()],
+            public: vec!["eth9".parse().unwrap()],
         };
         let choice = |c: AnnounceAs, i: &Interfaces| resolve(&c, i);
         vec![
             choice(AnnounceAs::Private, &lists),
             choice(AnnounceAs::Public, &lists),
-            choice(AnnounceAs::Interface("rdtest0".into()), &lists),
-            choice(AnnounceAs::Interface("rdtest0[1]".into()), &lists),
-            choice(AnnounceAs::Interface("rdtest0:inet6".into()), &lists),
-            choice(AnnounceAs::Cidr("10.99.0.0/16".into()), &lists),
-            choice(AnnounceAs::Cidr("fd99::/16".into()), &lists),
-            choice(AnnounceAs::Cidr("10.98.0.0/16".into()), &lists),
+            choice(AnnounceAs::Interface("rdtest0".parse().unwrap()), &lists),
+            choice(AnnounceAs::Interface("rdtest0[1]".parse().unwrap()), &lists),
+            choice(
+                AnnounceAs::Interface("rdtest0:inet6".parse().unwrap()),
+                &lists,
+            ),
+            choice(AnnounceAs::Cidr("10.99.0.0/16".parse().unwrap()), &lists),
+            choice(AnnounceAs::Cidr("fd99::/16".parse().unwrap()), &lists),
+            choice(AnnounceAs::Cidr("10.98.0.0/16".parse().unwrap()), &lists),
             // Nothing listed exists: fall back to the first up, non-loopback address.
             choice(AnnounceAs::Private, &none),
             resolve_token("$PRIVATE_IP", &lists),
             resolve_token("$PUBLIC_IP", &lists),
-            choice(AnnounceAs::Interface("eth9".into()), &lists),
+            choice(AnnounceAs::Interface("eth9".parse().unwrap()), &lists),
         ]
     });
     assert_eq!(results[0], Ok(addr("10.99.0.1")));

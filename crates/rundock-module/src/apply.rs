@@ -47,13 +47,7 @@ pub fn apply(
         fsutil::write_atomic(&write.path, &write.contents, write.mode)?;
     }
     if let Some(LinkChange::Create { link, target }) = &plan.link {
-        let service_dir = link.parent().context("link has a parent")?;
-        if !service_dir.is_dir() {
-            anyhow::bail!(
-                "service_dir: {} does not exist; is runit installed (Debian: apt-get install runit)?",
-                service_dir.display()
-            );
-        }
+        // preflight::check_paths made sure the service dir exists.
         fsutil::symlink_atomic(target, link)?;
     }
     if plan.restart {

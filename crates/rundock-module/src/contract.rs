@@ -4,9 +4,9 @@
 //! `_ansible_*` keys. Check mode (`_ansible_check_mode`) writes nothing and reports what
 //! would change; diff mode (`_ansible_diff`) adds before/after with secrets masked.
 
+use crate::params::{self, HostFacts, Request, State};
 use crate::plan::{make_plan, Plan};
-use crate::{apply, install, Hooks};
-use rundock_spec::params::{self, HostFacts, Request, State};
+use crate::{apply, fsutil, install, preflight, Hooks};
 use rundock_spec::skydns;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -70,16 +70,26 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
         .paths
         .sv_dir
         .join(format!("docker-{}", request.name));
+    // Everything that can refuse the call does so here, before the first write.
+    preflight::check_paths(&plan, &request, &tree_dir)?;
+    let mut warnings = match &request.spec {
+        Some(spec) if request.state != State::Absent => preflight::check_host(spec)?,
+        _ => Vec::new(),
+    };
 
     let mut result = Map::new();
     let changed = plan.changed();
     if diff_mode {
         result.insert("diff".into(), plan.diff());
     }
-    let mut warnings = Vec::new();
+    if !check_mode {
+        remove_stale_temp_files(&request, &tree_dir).map_err(|e| format!("{e:#}"))?;
+    }
     if !check_mode && changed {
-        warnings = apply::apply(&plan, &tree_dir, request.spec.as_ref(), hooks)
-            .map_err(|e| format!("{e:#}"))?;
+        warnings.extend(
+            apply::apply(&plan, &tree_dir, request.spec.as_ref(), hooks)
+                .map_err(|e| format!("{e:#}"))?,
+        );
     }
     if let (Some(timeout), false) = (request.wait, check_mode) {
         if matches!(request.state, State::Enabled | State::Restarted) {
@@ -106,15 +116,21 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
     Ok(Value::Object(result))
 }
 
-fn truthy(value: Option<&Value>) -> bool {
-    match value {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => {
-            matches!(s.to_ascii_lowercase().as_str(), "yes" | "true" | "1" | "on")
+/// What an earlier run killed mid-write left behind: in the tree, beside the runner and
+/// beside the link.
+fn remove_stale_temp_files(request: &Request, tree_dir: &Path) -> anyhow::Result<()> {
+    fsutil::remove_stale_temp_files(tree_dir, true)?;
+    if let Some(spec) = &request.spec {
+        if let Some(runner_dir) = spec.paths.runner.parent() {
+            fsutil::remove_stale_temp_files(runner_dir, false)?;
         }
-        Some(Value::Number(n)) => n.as_i64() == Some(1),
-        _ => false,
     }
+    fsutil::remove_stale_temp_files(&request.paths.service_dir, false)?;
+    Ok(())
+}
+
+fn truthy(value: Option<&Value>) -> bool {
+    value.and_then(params::ansible_bool).unwrap_or(false)
 }
 
 fn message(request: &Request, plan: &Plan, check_mode: bool) -> String {

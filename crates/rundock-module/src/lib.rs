@@ -9,8 +9,10 @@ pub mod apply;
 pub mod contract;
 pub mod fsutil;
 pub mod install;
+pub mod options;
+pub mod params;
 pub mod plan;
-pub mod runit;
+pub mod preflight;
 
 use rundock_spec::Spec;
 
@@ -26,3 +28,5 @@ pub trait Hooks {
 }
 
 pub use contract::run_module;
+/// runsv control (`sv`, supervised or not), shared with the run scripts' side.
+pub use rundock_runit::control as runit;

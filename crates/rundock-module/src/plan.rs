@@ -1,9 +1,9 @@
 //! What a module call would change, worked out by reading the disk only. Check mode
 //! reports a plan; normal mode hands it to [`crate::apply`].
 
+use crate::params::{Request, State};
 use crate::{fsutil, install, runit};
 use anyhow::Result;
-use rundock_spec::params::{Request, State};
 use rundock_spec::tree::{self, TreeFile, ANNOUNCE_SERVICE};
 use rundock_spec::{Spec, MASK, SPEC_FILE};
 use serde_json::{json, Value};
@@ -164,7 +164,15 @@ fn masked_spec_pair(before: Option<&[u8]>, after: &[u8]) -> (String, String) {
 
 /// The installed spec of a tree, if there is one that parses.
 pub fn installed_spec(tree_dir: &Path) -> Option<Spec> {
-    Spec::load(&tree_dir.join(SPEC_FILE)).ok()
+    read_installed_spec(tree_dir).ok().flatten()
+}
+
+/// The installed spec of a tree: `None` when there is none or it does not parse (it is
+/// then rewritten); an error when it cannot be read (permission denied).
+pub fn read_installed_spec(tree_dir: &Path) -> Result<Option<Spec>> {
+    let path = tree_dir.join(SPEC_FILE);
+    Ok(fsutil::read_if_exists(&path)?
+        .and_then(|bytes| Spec::from_json(&String::from_utf8_lossy(&bytes)).ok()))
 }
 
 /// Works out the plan for `request`. `source_binary` is the module's own binary.
@@ -179,7 +187,7 @@ pub fn make_plan(request: &Request, source_binary: &Path) -> Result<Plan> {
         .service_dir
         .join(format!("docker-{}", request.name));
     let linked = std::fs::symlink_metadata(&link).is_ok();
-    let installed = installed_spec(&tree_dir);
+    let installed = read_installed_spec(&tree_dir)?;
     let tree_exists = tree_dir.exists();
 
     if let Some(spec) = &request.spec {
@@ -187,13 +195,13 @@ pub fn make_plan(request: &Request, source_binary: &Path) -> Result<Plan> {
             plan.install_runner = Some((source_binary.to_path_buf(), spec.paths.runner.clone()));
         }
         let files = tree::render(spec);
-        plan.writes = file_writes(&tree_dir, &files);
+        plan.writes = file_writes(&tree_dir, &files)?;
         if spec.announce.is_none() && tree_dir.join(ANNOUNCE_SERVICE).exists() {
             plan.remove_siblings.push(tree_dir.join(ANNOUNCE_SERVICE));
         }
     }
     let tree_changes = !plan.writes.is_empty() || !plan.remove_siblings.is_empty();
-    let running = runit::runsv_running(&tree_dir);
+    let running = runit::supervised(&tree_dir)?;
 
     match request.state {
         State::Present => {
@@ -239,22 +247,23 @@ pub fn make_plan(request: &Request, source_binary: &Path) -> Result<Plan> {
     Ok(plan)
 }
 
-fn file_writes(tree_dir: &Path, files: &[TreeFile]) -> Vec<FileWrite> {
-    files
-        .iter()
-        .filter_map(|file| {
-            let path = tree_dir.join(&file.path);
-            let before = std::fs::read(&path).ok();
-            let before_mode = fsutil::mode_of(&path);
-            let same = before.as_deref() == Some(file.contents.as_slice())
-                && before_mode == Some(file.mode);
-            (!same).then(|| FileWrite {
+fn file_writes(tree_dir: &Path, files: &[TreeFile]) -> Result<Vec<FileWrite>> {
+    let mut writes = Vec::new();
+    for file in files {
+        let path = tree_dir.join(&file.path);
+        let before = fsutil::read_if_exists(&path)?;
+        let before_mode = fsutil::mode_of(&path);
+        let same =
+            before.as_deref() == Some(file.contents.as_slice()) && before_mode == Some(file.mode);
+        if !same {
+            writes.push(FileWrite {
                 path,
                 contents: file.contents.clone(),
                 mode: file.mode,
                 before,
                 before_mode,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok(writes)
 }

@@ -5,6 +5,7 @@
 //! host at container start); every other `$`, backtick or `;` is plain text, and text
 //! that is not a known flag or its value is refused.
 
+use crate::address::{AnnounceAs, HostIp};
 use crate::error::{Result, SpecError};
 use crate::spec::{PortMapping, Protocol, PRIVATE_IP_TOKEN, PUBLIC_IP_TOKEN};
 use crate::validate::{self, quoted};
@@ -33,9 +34,69 @@ pub struct DockerArgs {
     pub nano_cpus: Option<u64>,
 }
 
-const SUPPORTED: &str = "-e/--env, -p/--publish, -v/--volume, --volumes-from, -h/--hostname, \
-    -u/--user, -w/--workdir, --entrypoint, --network/--net, -l/--label, --privileged, \
-    --cap-add, --cap-drop, -m/--memory, --cpus";
+/// The docker run flags `args` understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flag {
+    Env,
+    Publish,
+    Volume,
+    VolumesFrom,
+    Hostname,
+    User,
+    Workdir,
+    Entrypoint,
+    Network,
+    Label,
+    Privileged,
+    CapAdd,
+    CapDrop,
+    Memory,
+    Cpus,
+}
+
+/// Every flag with its spellings, the canonical (long) one first; the order is the
+/// order of the list in error messages.
+const FLAGS: &[(Flag, &[&str])] = &[
+    (Flag::Env, &["--env", "-e"]),
+    (Flag::Publish, &["--publish", "-p"]),
+    (Flag::Volume, &["--volume", "-v"]),
+    (Flag::VolumesFrom, &["--volumes-from"]),
+    (Flag::Hostname, &["--hostname", "-h"]),
+    (Flag::User, &["--user", "-u"]),
+    (Flag::Workdir, &["--workdir", "-w"]),
+    (Flag::Entrypoint, &["--entrypoint"]),
+    (Flag::Network, &["--network", "--net"]),
+    (Flag::Label, &["--label", "-l"]),
+    (Flag::Privileged, &["--privileged"]),
+    (Flag::CapAdd, &["--cap-add"]),
+    (Flag::CapDrop, &["--cap-drop"]),
+    (Flag::Memory, &["--memory", "-m"]),
+    (Flag::Cpus, &["--cpus"]),
+];
+
+impl Flag {
+    /// The flag `spelling` names, if `args` supports it, with its long spelling (which
+    /// names it in messages: `args --env`).
+    fn parse(spelling: &str) -> Option<(Flag, &'static str)> {
+        FLAGS
+            .iter()
+            .find(|(_, spellings)| spellings.contains(&spelling))
+            .map(|(flag, spellings)| (*flag, spellings[0]))
+    }
+
+    /// The supported flags for an error message: `-e/--env, …, --network/--net, …`
+    /// (a short spelling before the long one, as docker's own help lists them).
+    fn supported() -> String {
+        FLAGS
+            .iter()
+            .map(|(_, spellings)| match spellings {
+                [long, short] if !short.starts_with("--") => format!("{short}/{long}"),
+                _ => spellings.join("/"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
 
 /// Splits `text` into words with shell quoting rules (single quotes, double quotes,
 /// backslash) and nothing else: no variables, globs, command substitution or operators.
@@ -114,17 +175,18 @@ pub fn parse(text: &str) -> Result<DockerArgs> {
         let word = &words[i];
         i += 1;
         let (flag, inline) = split_flag(word)?;
-        let canonical = canonical_flag(&flag).ok_or_else(|| {
+        let (known, name) = Flag::parse(&flag).ok_or_else(|| {
             SpecError::new(
                 FIELD,
                 format!(
-                    "unsupported docker run flag {}; supported: {SUPPORTED} \
+                    "unsupported docker run flag {}; supported: {} \
                      (the container command goes in 'command')",
-                    quoted(&flag)
+                    quoted(&flag),
+                    Flag::supported()
                 ),
             )
         })?;
-        if canonical == "--privileged" {
+        if known == Flag::Privileged {
             if let Some(value) = inline {
                 out.privileged = match value.as_str() {
                     "true" => true,
@@ -155,7 +217,7 @@ pub fn parse(text: &str) -> Result<DockerArgs> {
                 v
             }
         };
-        apply(&mut out, canonical, &value)?;
+        apply(&mut out, known, name, &value)?;
     }
     Ok(out)
 }
@@ -193,32 +255,11 @@ fn split_flag(word: &str) -> Result<(String, Option<String>)> {
     ))
 }
 
-fn canonical_flag(flag: &str) -> Option<&'static str> {
-    Some(match flag {
-        "-e" | "--env" => "--env",
-        "-p" | "--publish" => "--publish",
-        "-v" | "--volume" => "--volume",
-        "--volumes-from" => "--volumes-from",
-        "-h" | "--hostname" => "--hostname",
-        "-u" | "--user" => "--user",
-        "-w" | "--workdir" => "--workdir",
-        "--entrypoint" => "--entrypoint",
-        "--network" | "--net" => "--network",
-        "-l" | "--label" => "--label",
-        "--privileged" => "--privileged",
-        "--cap-add" => "--cap-add",
-        "--cap-drop" => "--cap-drop",
-        "-m" | "--memory" => "--memory",
-        "--cpus" => "--cpus",
-        _ => return None,
-    })
-}
-
-fn apply(out: &mut DockerArgs, flag: &str, value: &str) -> Result<()> {
-    let field = format!("{FIELD} {flag}");
+fn apply(out: &mut DockerArgs, flag: Flag, name: &str, value: &str) -> Result<()> {
+    let field = format!("{FIELD} {name}");
     let field = field.as_str();
     match flag {
-        "--env" => {
+        Flag::Env => {
             let (name, val) = value.split_once('=').ok_or_else(|| {
                 SpecError::new(
                     field,
@@ -234,34 +275,35 @@ fn apply(out: &mut DockerArgs, flag: &str, value: &str) -> Result<()> {
                 validate::no_control(field, "an environment value", val)?,
             );
         }
-        "--publish" => out.ports.push(parse_publish(field, value)?),
-        "--volume" => out.volumes.push(validate::volume(field, value)?),
-        "--volumes-from" => out.volumes_from.push(validate::volumes_from(field, value)?),
-        "--hostname" => out.hostname = Some(validate::hostname(field, value)?),
-        "--user" => out.user = Some(validate::user(field, value)?),
-        "--workdir" => {
+        Flag::Publish => out.ports.push(parse_publish(field, value)?),
+        Flag::Volume => out.volumes.push(validate::volume(field, value)?),
+        Flag::VolumesFrom => out.volumes_from.push(validate::volumes_from(field, value)?),
+        Flag::Hostname => out.hostname = Some(validate::hostname(field, value)?),
+        Flag::User => out.user = Some(validate::user(field, value)?),
+        Flag::Workdir => {
             out.workdir = Some(
                 validate::absolute_path(field, value)?
                     .to_string_lossy()
                     .into_owned(),
             )
         }
-        "--entrypoint" => {
+        Flag::Entrypoint => {
             out.entrypoint = Some(vec![validate::no_control(field, "the entrypoint", value)?])
         }
-        "--network" => out.network = Some(validate::network(field, value)?),
-        "--label" => {
+        Flag::Network => out.network = Some(validate::network(field, value)?),
+        Flag::Label => {
             let (key, val) = value.split_once('=').unwrap_or((value, ""));
             out.labels.insert(
                 validate::label_key(field, key)?,
                 validate::no_control(field, "a label value", val)?,
             );
         }
-        "--cap-add" => out.cap_add.push(validate::capability(field, value)?),
-        "--cap-drop" => out.cap_drop.push(validate::capability(field, value)?),
-        "--memory" => out.memory = Some(validate::memory(field, value)?),
-        "--cpus" => out.nano_cpus = Some(validate::cpus(field, value)?),
-        other => unreachable!("flag {other} is canonical but not handled"),
+        Flag::CapAdd => out.cap_add.push(validate::capability(field, value)?),
+        Flag::CapDrop => out.cap_drop.push(validate::capability(field, value)?),
+        Flag::Memory => out.memory = Some(validate::memory(field, value)?),
+        Flag::Cpus => out.nano_cpus = Some(validate::cpus(field, value)?),
+        // Takes no value: handled where the words are read.
+        Flag::Privileged => out.privileged = true,
     }
     Ok(())
 }
@@ -298,12 +340,15 @@ pub fn parse_publish(field: &str, value: &str) -> Result<PortMapping> {
             _ => return Err(bad("has too many ':'")),
         }
     };
-    if let Some(ip) = &host_ip {
-        let ok = ip == PRIVATE_IP_TOKEN || ip == PUBLIC_IP_TOKEN || ip.parse::<IpAddr>().is_ok();
-        if !ok {
-            return Err(bad("has a host IP that is not an address"));
-        }
-    }
+    let host_ip = match host_ip.as_deref() {
+        None | Some("") => None,
+        Some(PRIVATE_IP_TOKEN) => Some(HostIp::Address(AnnounceAs::Private)),
+        Some(PUBLIC_IP_TOKEN) => Some(HostIp::Address(AnnounceAs::Public)),
+        Some(ip) => Some(HostIp::Ip(
+            ip.parse::<IpAddr>()
+                .map_err(|_| bad("has a host IP that is not an address"))?,
+        )),
+    };
     let parse_port = |p: &str| -> Result<u16> {
         p.parse::<i64>()
             .map_err(|_| bad("has a port that is not a number"))
@@ -315,7 +360,7 @@ pub fn parse_publish(field: &str, value: &str) -> Result<PortMapping> {
         None => (None, parse_port(ports)?),
     };
     Ok(PortMapping {
-        host_ip: host_ip.filter(|ip| !ip.is_empty()),
+        host_ip,
         host_port,
         container_port,
         protocol,
@@ -351,7 +396,7 @@ mod tests {
         assert_eq!(
             parsed.ports,
             vec![PortMapping {
-                host_ip: Some("$PRIVATE_IP".into()),
+                host_ip: Some(HostIp::Address(AnnounceAs::Private)),
                 host_port: Some(8083),
                 container_port: 8083,
                 protocol: Protocol::Tcp
@@ -370,7 +415,10 @@ mod tests {
         assert_eq!(parsed.env.len(), 3);
         assert_eq!(parsed.ports.len(), 4);
         assert_eq!(parsed.ports[1].protocol, Protocol::Udp);
-        assert_eq!(parsed.ports[2].host_ip.as_deref(), Some("::1"));
+        assert_eq!(
+            parsed.ports[2].host_ip,
+            Some(HostIp::Ip("::1".parse().unwrap()))
+        );
         assert_eq!(parsed.ports[3].host_port, None);
         assert_eq!(parsed.cap_add, vec!["NET_ADMIN"]);
         assert_eq!(parsed.cap_drop, vec!["MKNOD"]);
@@ -379,6 +427,28 @@ mod tests {
         assert!(parsed.privileged);
         assert_eq!(parsed.network.as_deref(), Some("host"));
         assert_eq!(parsed.entrypoint, Some(vec!["/bin/sh".to_string()]));
+    }
+
+    #[test]
+    fn every_spelling_is_parsed_and_listed_in_the_message() {
+        assert_eq!(
+            Flag::supported(),
+            "-e/--env, -p/--publish, -v/--volume, --volumes-from, -h/--hostname, \
+             -u/--user, -w/--workdir, --entrypoint, --network/--net, -l/--label, --privileged, \
+             --cap-add, --cap-drop, -m/--memory, --cpus"
+        );
+        for (flag, spellings) in FLAGS {
+            assert!(spellings[0].starts_with("--"), "{flag:?}");
+            for spelling in *spellings {
+                assert_eq!(
+                    Flag::parse(spelling),
+                    Some((*flag, spellings[0])),
+                    "{spelling}"
+                );
+            }
+        }
+        let err = parse("--restart always").unwrap_err();
+        assert!(err.to_string().contains(&Flag::supported()), "{err}");
     }
 
     #[test]

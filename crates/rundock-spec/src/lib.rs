@@ -1,17 +1,43 @@
 //! The rundock service spec and everything that is a pure function of it.
 //!
-//! Data flows one way: module parameters → [`params::spec_from_params`] → a validated
+//! Data flows one way: module parameters (parsed by `rundock-module`) → a validated
 //! [`Spec`] → [`tree::render`] (the files of the runit service tree) and
 //! [`skydns`] (the etcd key and record the announcer writes). Nothing here talks to
 //! Docker, etcd or runit; the only I/O callers do is reading and writing `spec.json`.
 
+/// `From<T> for String` and `TryFrom<String> for T` through `Display` and `FromStr`, so a
+/// parsed value is stored in spec.json as the text it reads from (serde's `into` and
+/// `try_from`), and reading spec.json parses it again with the one parser.
+macro_rules! text_serde {
+    ($t:ty, $err:ty) => {
+        impl From<$t> for String {
+            fn from(value: $t) -> String {
+                value.to_string()
+            }
+        }
+
+        impl TryFrom<String> for $t {
+            type Error = $err;
+
+            fn try_from(text: String) -> Result<Self, $err> {
+                text.parse()
+            }
+        }
+    };
+}
+
+pub mod address;
 pub mod dockerargs;
+pub mod endpoint;
 pub mod error;
-pub mod params;
+pub mod image;
 pub mod skydns;
 pub mod spec;
 pub mod tree;
 pub mod validate;
 
+pub use address::{AnnounceAs, Family, HostIp, InterfaceChoice};
+pub use endpoint::EtcdEndpoint;
 pub use error::SpecError;
+pub use image::ImageRef;
 pub use spec::*;

@@ -1,13 +1,16 @@
 //! The validated service spec: the one source of truth written to `spec.json` and read
 //! by the supervisor and the announcer.
 
+use crate::address::{AnnounceAs, HostIp, InterfaceChoice};
+use crate::endpoint::EtcdEndpoint;
+use crate::image::ImageRef;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Bumped when the meaning of `spec.json` changes incompatibly.
-pub const SPEC_FORMAT: u32 = 1;
+pub const SPEC_FORMAT: u32 = 2;
 
 /// Substituted at container start with the host's private address (see `rundock-hostip`).
 pub const PRIVATE_IP_TOKEN: &str = "$PRIVATE_IP";
@@ -35,7 +38,7 @@ pub struct Spec {
 #[serde(deny_unknown_fields)]
 pub struct ContainerSpec {
     pub container_name: String,
-    pub image: String,
+    pub image: ImageRef,
     pub pull: PullPolicy,
     /// `None`: the image's own command.
     pub command: Option<Vec<String>>,
@@ -85,12 +88,13 @@ impl Protocol {
     }
 }
 
-/// One `-p` mapping. `host_ip` may be an address or one of the `$PRIVATE_IP` /
-/// `$PUBLIC_IP` tokens, resolved on the host when the container is created.
+/// One `-p` mapping. `host_ip` is an address, or an address choice (`$PRIVATE_IP`,
+/// `$PUBLIC_IP`, the announce choice) resolved on the host when the container is
+/// created; `None` binds every address, as Docker does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortMapping {
-    pub host_ip: Option<String>,
+    pub host_ip: Option<HostIp>,
     /// `None`: Docker picks a free port.
     pub host_port: Option<u16>,
     pub container_port: u16,
@@ -108,8 +112,11 @@ pub struct AnnounceSpec {
     /// e.g. `s.prod.example.com`; the record answers for `NAME.DOMAIN`.
     pub domain: String,
     pub etcd: EtcdSpec,
-    /// Record TTL in seconds (lease TTL and the record's own `ttl`).
+    /// Seconds a record outlives a dead announcer: the etcd lease TTL (v2: key TTL).
     pub ttl: u32,
+    /// The record's own `ttl`: what SkyDNS-compatible servers answer with, so how long
+    /// resolvers may keep an instance after its record is gone. At most `ttl`.
+    pub dns_ttl: u32,
     /// Seconds between refreshes; always < ttl.
     pub interval: u32,
     pub health: Vec<HealthCheck>,
@@ -118,24 +125,10 @@ pub struct AnnounceSpec {
     pub text: Option<String>,
 }
 
-/// Which address the record carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "kind", content = "value")]
-pub enum AnnounceAs {
-    Private,
-    Public,
-    /// The container's own address on its Docker network.
-    Container,
-    /// An interface, optionally with a family (`eth0:inet6`) or an index (`eth0[1]`).
-    Interface(String),
-    /// The first host address inside this network, e.g. `10.0.0.0/8`.
-    Cidr(String),
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdSpec {
-    pub endpoints: Vec<String>,
+    pub endpoints: Vec<EtcdEndpoint>,
     pub api: EtcdApi,
     /// Key prefix, `/skydns` by default.
     pub prefix: String,
@@ -191,17 +184,17 @@ pub struct Paths {
 #[serde(deny_unknown_fields)]
 pub struct Interfaces {
     /// Tried in order; the first that exists with an address wins.
-    pub private: Vec<String>,
-    pub public: Vec<String>,
+    pub private: Vec<InterfaceChoice>,
+    pub public: Vec<InterfaceChoice>,
 }
 
 impl ContainerSpec {
     /// A container of `image` named `container_name`, with the image's command and
     /// Docker's defaults for everything else (pull if missing, 10 s stop timeout).
-    pub fn new(container_name: impl Into<String>, image: impl Into<String>) -> ContainerSpec {
+    pub fn new(container_name: impl Into<String>, image: ImageRef) -> ContainerSpec {
         ContainerSpec {
             container_name: container_name.into(),
-            image: image.into(),
+            image,
             pull: PullPolicy::Missing,
             command: None,
             entrypoint: None,
@@ -226,16 +219,44 @@ impl ContainerSpec {
 
 impl EtcdSpec {
     /// `endpoints` speaking `api`, keys under `/skydns`, no TLS, no authentication.
-    pub fn new(endpoints: Vec<String>, api: EtcdApi) -> EtcdSpec {
+    pub fn new(endpoints: Vec<EtcdEndpoint>, api: EtcdApi) -> EtcdSpec {
         EtcdSpec {
             endpoints,
             api,
-            prefix: "/skydns".into(),
+            prefix: DEFAULT_PREFIX.into(),
             ca_file: None,
             cert_file: None,
             key_file: None,
             username: None,
             password: None,
+        }
+    }
+}
+
+impl EtcdSpec {
+    /// The rules TLS puts on an endpoint list, checked by the module before anything is
+    /// written and by the etcd client before it dials: https needs the CA (no system
+    /// roots are built in), and a client certificate needs its key. Returns the option
+    /// at fault and why.
+    pub fn check_tls(&self) -> Result<(), (&'static str, String)> {
+        if self.ca_file.is_none() && self.endpoints.iter().any(EtcdEndpoint::is_https) {
+            return Err((
+                "ca_file",
+                "is required with https endpoints: the CA that signed etcd's certificate \
+                 (this build trusts no system roots)"
+                    .into(),
+            ));
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => Err((
+                "cert_file",
+                "needs key_file too: give both or neither".into(),
+            )),
+            (None, Some(_)) => Err((
+                "key_file",
+                "needs cert_file too: give both or neither".into(),
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -303,6 +324,11 @@ impl Spec {
         shown
     }
 }
+
+/// Where records are looked for and written when nothing else is said.
+pub const DEFAULT_ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
+/// SkyDNS's key prefix.
+pub const DEFAULT_PREFIX: &str = "/skydns";
 
 pub const SPEC_FILE: &str = "spec.json";
 pub const MASK: &str = "********";

@@ -12,6 +12,7 @@
 //! then 1 s, doubling up to [`MAX_DELAY`]. runsv adds its own 1 s pause when `run` lasted
 //! less than a second.
 
+use rundock_runtime::Backoff;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
@@ -23,6 +24,7 @@ pub(crate) const STABLE_AFTER: Duration = Duration::from_secs(10);
 pub(crate) const BASE_DELAY: Duration = Duration::from_secs(1);
 /// The delay never grows beyond this.
 pub(crate) const MAX_DELAY: Duration = Duration::from_secs(30);
+const CRASH_BACKOFF: Backoff = Backoff::new(BASE_DELAY, MAX_DELAY);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct State {
@@ -32,12 +34,10 @@ pub(crate) struct State {
 
 /// How long to wait before starting the container after `failures` short lives.
 pub(crate) fn delay(failures: u32) -> Duration {
-    if failures == 0 {
-        return Duration::ZERO;
+    match failures {
+        0 => Duration::ZERO,
+        n => CRASH_BACKOFF.nth_delay(n - 1),
     }
-    // 2^(failures-1) overflows quickly; beyond 2^5 s the cap applies anyway.
-    let doublings = (failures - 1).min(16);
-    BASE_DELAY.saturating_mul(1u32 << doublings).min(MAX_DELAY)
 }
 
 /// The failure count after a run: `uptime` is how long the container ran, `None` when the

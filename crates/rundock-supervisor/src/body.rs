@@ -48,7 +48,7 @@ pub(crate) fn create_body(spec: &Spec, addresses: &Addresses) -> ContainerCreate
             exposed_ports.push(key.clone());
         }
         let binding = PortBinding {
-            host_ip: port.host_ip.as_ref().map(sub),
+            host_ip: port.host_ip.as_ref().map(|ip| addresses.host_ip(ip)),
             // An empty host port asks Docker for a free one.
             host_port: Some(port.host_port.map(|p| p.to_string()).unwrap_or_default()),
         };
@@ -70,7 +70,7 @@ pub(crate) fn create_body(spec: &Spec, addresses: &Addresses) -> ContainerCreate
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
 
     ContainerCreateBody {
-        image: Some(c.image.clone()),
+        image: Some(c.image.to_string()),
         cmd: c
             .command
             .as_ref()
@@ -116,12 +116,13 @@ pub(crate) fn create_body(spec: &Spec, addresses: &Addresses) -> ContainerCreate
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use rundock_spec::{AnnounceAs, HostIp};
     use rundock_spec::{ContainerSpec, Interfaces, Paths, PortMapping, Protocol, SPEC_FORMAT};
 
     pub(crate) fn container() -> ContainerSpec {
         ContainerSpec {
             hostname: Some("node1-web".into()),
-            ..ContainerSpec::new("web", "registry.example:5000/web:1")
+            ..ContainerSpec::new("web", "registry.example:5000/web:1".parse().unwrap())
         }
     }
 
@@ -139,8 +140,8 @@ pub(crate) mod tests {
                 runner: "/usr/local/bin/rundock".into(),
             },
             interfaces: Interfaces {
-                private: vec!["eth1".into()],
-                public: vec!["eth0".into()],
+                private: vec!["eth1".parse().unwrap()],
+                public: vec!["eth0".parse().unwrap()],
             },
             drain: 0,
         }
@@ -155,13 +156,13 @@ pub(crate) mod tests {
         c.env.insert("ADDR".into(), "$PUBLIC_IP:9000".into());
         c.ports = vec![
             PortMapping {
-                host_ip: Some("$PRIVATE_IP".into()),
+                host_ip: Some(HostIp::Address(AnnounceAs::Private)),
                 host_port: Some(8086),
                 container_port: 8086,
                 protocol: Protocol::Tcp,
             },
             PortMapping {
-                host_ip: Some("127.0.0.1".into()),
+                host_ip: Some(HostIp::Ip("127.0.0.1".parse().unwrap())),
                 host_port: Some(18086),
                 container_port: 8086,
                 protocol: Protocol::Tcp,
@@ -187,8 +188,10 @@ pub(crate) mod tests {
         c.stop_timeout = 25;
         let spec = spec(c);
         let addrs = Addresses {
-            private: Some("10.0.0.5".parse().unwrap()),
-            public: Some("203.0.113.7".parse().unwrap()),
+            resolved: vec![
+                (AnnounceAs::Private, "10.0.0.5".parse().unwrap()),
+                (AnnounceAs::Public, "203.0.113.7".parse().unwrap()),
+            ],
         };
         let body = create_body(&spec, &addrs);
 

@@ -11,12 +11,13 @@
 //! Credential helpers (`credsStore`, `credHelpers`) are not run; without an `auth` entry
 //! the pull is anonymous.
 
-use crate::log::say;
+use crate::log::prefix;
 use base64::Engine;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::CreateImageOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
+use rundock_runtime::say;
 use rundock_spec::{PullPolicy, Spec};
 use std::path::PathBuf;
 
@@ -37,57 +38,13 @@ pub(crate) enum ImageError {
     },
 }
 
-/// An image reference split the way the pull API wants it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Reference {
-    /// Everything before the tag or digest, e.g. `registry:5000/team/app`.
-    pub repository: String,
-    /// A tag (`latest` when none is given) or a digest (`sha256:…`).
-    pub tag: String,
-    /// The registry host (`registry:5000`), or `docker.io`.
-    pub registry: String,
-}
-
-impl Reference {
-    pub fn parse(image: &str) -> Reference {
-        let (name, tag) = match image.split_once('@') {
-            Some((name, digest)) => (name, digest.to_string()),
-            None => {
-                // A colon after the last slash is a tag; one before it is a registry port.
-                let last_slash = image.rfind('/').map(|i| i + 1).unwrap_or(0);
-                match image[last_slash..].rfind(':') {
-                    Some(i) => (
-                        &image[..last_slash + i],
-                        image[last_slash + i + 1..].to_string(),
-                    ),
-                    None => (image, "latest".to_string()),
-                }
-            }
-        };
-        // Docker's rule: the first component is a registry if it looks like a host.
-        let registry = match name.split_once('/') {
-            Some((first, _))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                first.to_string()
-            }
-            _ => "docker.io".to_string(),
-        };
-        Reference {
-            repository: name.to_string(),
-            tag,
-            registry,
-        }
-    }
-}
-
 /// Ensures the image per the spec's pull policy; returns its id (`sha256:…`).
 pub(crate) async fn ensure(docker: &Docker, spec: &Spec) -> Result<String, ImageError> {
-    let image = &spec.container.image;
+    let image = spec.container.image.as_str();
     match spec.container.pull {
         PullPolicy::Never => local_id(docker, image)
             .await?
-            .ok_or_else(|| ImageError::MissingNeverPull(image.clone())),
+            .ok_or_else(|| ImageError::MissingNeverPull(image.to_string())),
         PullPolicy::Missing => {
             if let Some(id) = local_id(docker, image).await? {
                 return Ok(id);
@@ -99,7 +56,7 @@ pub(crate) async fn ensure(docker: &Docker, spec: &Spec) -> Result<String, Image
             Ok(()) => present(docker, image).await,
             Err(error) => match local_id(docker, image).await? {
                 Some(id) => {
-                    say!(spec.name, "{error}; using the local copy");
+                    say!(prefix(spec), "{error}; using the local copy");
                     Ok(id)
                 }
                 None => Err(error),
@@ -132,11 +89,11 @@ pub(crate) async fn local_id(docker: &Docker, image: &str) -> Result<Option<Stri
 }
 
 async fn pull(docker: &Docker, spec: &Spec) -> Result<(), ImageError> {
-    let image = &spec.container.image;
-    let reference = Reference::parse(image);
-    let credentials = credentials(&reference.registry);
+    let reference = &spec.container.image;
+    let image = reference.as_str();
+    let credentials = credentials(reference.registry());
     say!(
-        spec.name,
+        prefix(spec),
         "pulling {image}{}",
         if credentials.is_some() {
             " (with credentials from the Docker config)"
@@ -145,14 +102,14 @@ async fn pull(docker: &Docker, spec: &Spec) -> Result<(), ImageError> {
         }
     );
     let options = CreateImageOptions {
-        from_image: Some(reference.repository.clone()),
-        tag: Some(reference.tag.clone()),
+        from_image: Some(reference.repository().to_string()),
+        tag: Some(reference.tag_or_digest().to_string()),
         ..Default::default()
     };
     let mut progress = docker.create_image(Some(options), None, credentials);
     while let Some(item) = progress.next().await {
         item.map_err(|e| ImageError::Pull {
-            image: image.clone(),
+            image: image.to_string(),
             reason: e.to_string(),
         })?;
     }
@@ -217,8 +174,12 @@ mod tests {
     use super::*;
 
     fn r(image: &str) -> (String, String, String) {
-        let r = Reference::parse(image);
-        (r.repository, r.tag, r.registry)
+        let r: rundock_spec::ImageRef = image.parse().unwrap();
+        (
+            r.repository().into(),
+            r.tag_or_digest().into(),
+            r.registry().into(),
+        )
     }
 
     fn t(a: &str, b: &str, c: &str) -> (String, String, String) {
@@ -226,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn references_split_into_repository_tag_and_registry() {
+    fn references_split_into_what_the_pull_api_takes() {
         assert_eq!(r("busybox"), t("busybox", "latest", "docker.io"));
         assert_eq!(r("library/redis:7"), t("library/redis", "7", "docker.io"));
         assert_eq!(
@@ -238,8 +199,12 @@ mod tests {
             t("registry:5000/influxdb", "1.8", "registry:5000")
         );
         assert_eq!(
-            r("127.0.0.1:5000/a/b@sha256:abcd"),
-            t("127.0.0.1:5000/a/b", "sha256:abcd", "127.0.0.1:5000")
+            r("127.0.0.1:5000/a/b@sha256:0123456789abcdef0123456789abcdef"),
+            t(
+                "127.0.0.1:5000/a/b",
+                "sha256:0123456789abcdef0123456789abcdef",
+                "127.0.0.1:5000"
+            )
         );
         assert_eq!(
             r("ghcr.io/org/app:v1"),

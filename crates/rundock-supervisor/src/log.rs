@@ -1,13 +1,11 @@
-//! The supervisor's own log lines: plain text on stderr, `rundock supervise NAME: ...`.
-//!
-//! runsv's `run` script does `exec 2>&1` and svlogd timestamps each line, so a line needs
-//! no time or level of its own. Nothing logged here may carry an environment value.
+//! The supervisor's own log lines: `rundock supervise NAME: ...` on stderr, in the
+//! format of every rundock process ([`rundock_runtime::say!`]). Nothing logged here may
+//! carry an environment value.
 
-/// Logs one line, prefixed with the service name.
-macro_rules! say {
-    ($name:expr, $($arg:tt)*) => {
-        eprintln!("rundock supervise {}: {}", $name, format_args!($($arg)*))
-    };
+use rundock_runtime::log::Prefix;
+use rundock_spec::Spec;
+
+/// What the supervisor of `spec`'s service prefixes its lines with.
+pub(crate) fn prefix(spec: &Spec) -> Prefix {
+    Prefix::new("supervise", &spec.name)
 }
-
-pub(crate) use say;

@@ -23,7 +23,7 @@
 use crate::backoff;
 use crate::body::{self, create_body};
 use crate::image;
-use crate::log::say;
+use crate::log::prefix;
 use crate::output::{self, Copy};
 use crate::tokens::Addresses;
 use crate::EXIT_FAILURE;
@@ -36,11 +36,11 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt;
+use rundock_runtime::{say, Shutdown};
 use rundock_spec::{Spec, LABEL_HOST, LABEL_SERVICE};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// How long the last output may take to arrive after the container exited.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
@@ -59,28 +59,6 @@ pub(crate) async fn connect(stop_timeout: u32) -> anyhow::Result<Docker> {
     docker.negotiate_version().await.with_context(unreachable)
 }
 
-/// TERM and INT, handled alike.
-struct Signals {
-    term: Signal,
-    int: Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "TERM",
-            _ = self.int.recv() => "INT",
-        }
-    }
-}
-
 /// A started container and the copy of its output.
 struct Life {
     id: String,
@@ -89,9 +67,9 @@ struct Life {
 
 /// The whole run; returns the process exit code.
 pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
-    let name = spec.name.as_str();
+    let name = &prefix(spec);
     // First of all, so a TERM during a pull or a back-off is ours to handle.
-    let mut signals = match Signals::new() {
+    let mut signals = match Shutdown::new() {
         Ok(signals) => signals,
         Err(e) => {
             say!(name, "cannot handle signals: {e}");
@@ -119,7 +97,7 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
         );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            sig = signals.next() => {
+            sig = signals.recv() => {
                 say!(name, "{sig} while waiting to start; exiting");
                 save(0);
                 return 0;
@@ -138,7 +116,7 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
 
     let started = tokio::select! {
         result = start(&docker, spec) => result,
-        sig = signals.next() => {
+        sig = signals.recv() => {
             say!(name, "{sig} before the container was running");
             shutdown(&docker, spec, &mut signals).await;
             save(0);
@@ -157,7 +135,7 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
     let since = Instant::now();
     let exited = tokio::select! {
         result = wait_exit(&docker, &life.id) => result,
-        sig = signals.next() => {
+        sig = signals.recv() => {
             say!(name, "{sig}");
             shutdown(&docker, spec, &mut signals).await;
             life.output.finish(OUTPUT_GRACE).await;
@@ -195,7 +173,7 @@ pub(crate) fn exit_code(code: i64) -> i32 {
 
 /// Image, stale containers, then create (or reuse), attach and start.
 async fn start(docker: &Docker, spec: &Spec) -> anyhow::Result<Life> {
-    let name = spec.name.as_str();
+    let name = &prefix(spec);
     let container_name = spec.container.container_name.as_str();
     let image_id = image::ensure(docker, spec).await?;
     let addresses = Addresses::resolve(&spec.container, &spec.interfaces)?;
@@ -247,7 +225,7 @@ async fn attach_and_start(docker: &Docker, spec: &Spec, id: &str) -> anyhow::Res
         .await
         .with_context(|| format!("cannot start container {container_name}"))?;
     say!(
-        spec.name,
+        prefix(spec),
         "started container {container_name} ({}, image {})",
         short(id),
         spec.container.image
@@ -266,7 +244,7 @@ async fn remove_stale(
     identity: &[(&'static str, String)],
     image_id: &str,
 ) -> anyhow::Result<Option<(String, ContainerStateStatusEnum)>> {
-    let name = spec.name.as_str();
+    let name = &prefix(spec);
     let container_name = spec.container.container_name.as_str();
     let timeout = spec.container.stop_timeout;
     let mut keep = None;
@@ -411,8 +389,8 @@ async fn remove(docker: &Docker, id: &str) -> anyhow::Result<()> {
 
 /// TERM/INT: stop and remove our container (one named ours and labelled as this
 /// service); a second signal while it stops kills it.
-async fn shutdown(docker: &Docker, spec: &Spec, signals: &mut Signals) {
-    let name = spec.name.as_str();
+async fn shutdown(docker: &Docker, spec: &Spec, signals: &mut Shutdown) {
+    let name = &prefix(spec);
     let container_name = spec.container.container_name.as_str();
     let timeout = spec.container.stop_timeout;
     let ours = match inspect(docker, container_name).await {
@@ -452,7 +430,7 @@ async fn shutdown(docker: &Docker, spec: &Spec, signals: &mut Signals) {
                 say!(name, "cannot stop container {container_name}: {e}");
             }
         }
-        sig = signals.next() => {
+        sig = signals.recv() => {
             say!(name, "second {sig}: killing container {container_name}");
             let kill = KillContainerOptions { signal: "KILL".into() };
             if let Err(e) = docker.kill_container(&id, Some(kill)).await {

@@ -74,7 +74,7 @@ impl Case {
                 command: Some(command.iter().map(|s| s.to_string()).collect()),
                 hostname: Some(format!("{HOST}-{}", self.name)),
                 stop_timeout: 5,
-                ..ContainerSpec::new(self.name.clone(), TEST_IMAGE)
+                ..ContainerSpec::new(self.name.clone(), TEST_IMAGE.parse().unwrap())
             },
             announce: None,
             paths: Paths {
@@ -84,8 +84,8 @@ impl Case {
                 runner: "/usr/local/bin/rundock".into(),
             },
             interfaces: Interfaces {
-                private: vec!["lo".into()],
-                public: vec!["lo".into()],
+                private: vec!["lo".parse().unwrap()],
+                public: vec!["lo".parse().unwrap()],
             },
             drain: 0,
         }
@@ -242,7 +242,9 @@ fn creates_the_container_from_the_spec_and_serves_on_its_port() {
     let port = free_port();
     let mut spec = case.spec(&["httpd", "-f", "-p", "8080", "-h", "/"]);
     spec.container.ports.push(PortMapping {
-        host_ip: Some("$PRIVATE_IP".into()),
+        host_ip: Some(rundock_spec::HostIp::Address(
+            rundock_spec::AnnounceAs::Private,
+        )),
         host_port: Some(port),
         container_port: 8080,
         protocol: Protocol::Tcp,
@@ -458,7 +460,7 @@ fn pulls_from_a_loopback_registry_with_always_and_missing() {
     );
 
     let mut spec = case.spec(&["true"]);
-    spec.container.image = reference.clone();
+    spec.container.image = reference.parse().unwrap();
     spec.container.pull = PullPolicy::Missing;
     let missing = case.run(&spec);
     assert_eq!(missing.code, Some(0), "stderr:\n{}", missing.err);
@@ -494,7 +496,9 @@ fn pulls_from_a_loopback_registry_with_always_and_missing() {
 fn pull_never_with_a_missing_image_fails_with_one_clear_line() {
     let case = Case::new("never");
     let mut spec = case.spec(&["true"]);
-    spec.container.image = format!("127.0.0.1:9/rundock-absent-{}:none", std::process::id());
+    spec.container.image = format!("127.0.0.1:9/rundock-absent-{}:none", std::process::id())
+        .parse()
+        .unwrap();
     let finished = case.run(&spec);
     assert_eq!(finished.code, Some(rundock_supervisor::EXIT_FAILURE));
     let lines: Vec<&str> = finished.err.lines().collect();
@@ -611,7 +615,7 @@ fn a_reused_container_that_cannot_start_is_recreated_once_then_the_run_fails() {
     let port = free_port();
     let mut spec = case.spec(&["true"]);
     spec.container.ports.push(PortMapping {
-        host_ip: Some("127.0.0.1".into()),
+        host_ip: Some(rundock_spec::HostIp::Ip("127.0.0.1".parse().unwrap())),
         host_port: Some(port),
         container_port: 8080,
         protocol: Protocol::Tcp,

@@ -101,6 +101,45 @@ fn build_image(tag: &str) {
     build_image_with_marker(tag, "base")
 }
 
+/// The command line of a single-member etcd on loopback with the v2 API on. The scripts
+/// spell the same in `tests/lib.sh` (`etcd_args`); a test keeps the two equal.
+pub fn etcd_args(name: &str, data: &Path, client_port: u16, peer_port: u16) -> Vec<String> {
+    let client = format!("http://127.0.0.1:{client_port}");
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    [
+        "etcd",
+        "--name",
+        name,
+        "--data-dir",
+        &data.to_string_lossy(),
+        "--listen-client-urls",
+        &client,
+        "--advertise-client-urls",
+        &client,
+        "--listen-peer-urls",
+        &peer,
+        "--initial-advertise-peer-urls",
+        &peer,
+        "--initial-cluster",
+        &format!("{name}={peer}"),
+        "--enable-v2=true",
+        "--log-level",
+        "error",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The command line of a runsvdir over `service_dir` (`runsvdir_args` in
+/// `tests/lib.sh`).
+pub fn runsvdir_args(service_dir: &Path) -> Vec<String> {
+    vec![
+        "runsvdir".into(),
+        "-P".into(),
+        service_dir.to_string_lossy().into_owned(),
+    ]
+}
+
 /// An etcd 3.4 server on loopback ports of its own, v2 enabled, stopped on drop.
 pub struct Etcd {
     child: Child,
@@ -125,28 +164,9 @@ impl Etcd {
     }
 
     fn spawn(data: &Path, client_port: u16, peer_port: u16) -> Child {
-        let client = format!("http://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
-        Command::new("etcd")
-            .args([
-                "--name",
-                "test",
-                "--data-dir",
-                &data.to_string_lossy(),
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-                "--initial-cluster",
-                &format!("test={peer}"),
-                "--enable-v2=true",
-                "--log-level",
-                "error",
-            ])
+        let args = etcd_args("test", data, client_port, peer_port);
+        Command::new(&args[0])
+            .args(&args[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -205,9 +225,9 @@ pub struct Runsvdir {
 impl Runsvdir {
     pub fn start(service_dir: &Path) -> Runsvdir {
         std::fs::create_dir_all(service_dir).expect("service dir");
-        let child = Command::new("runsvdir")
-            .arg("-P")
-            .arg(service_dir)
+        let args = runsvdir_args(service_dir);
+        let child = Command::new(&args[0])
+            .args(&args[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -340,5 +360,37 @@ impl Drop for DnsServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs one of `tests/lib.sh`'s functions; its words, one a line.
+    fn script_words(function: &str, args: &[&str]) -> Vec<String> {
+        let lib = workspace_root().join("tests/lib.sh");
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(". \"$0\" && {function} \"$@\""))
+            .arg(&lib)
+            .args(args)
+            .output()
+            .expect("run bash");
+        assert!(out.status.success(), "{function}: {out:?}");
+        stdout(&out).lines().map(String::from).collect()
+    }
+
+    #[test]
+    fn scripts_start_the_parts_like_the_testkit() {
+        let data = Path::new("/var/lib/some etcd");
+        assert_eq!(
+            script_words("etcd_args", &["demo", "/var/lib/some etcd", "2379", "2380"]),
+            etcd_args("demo", data, 2379, 2380)
+        );
+        assert_eq!(
+            script_words("runsvdir_args", &["/etc/service"]),
+            runsvdir_args(Path::new("/etc/service"))
+        );
     }
 }

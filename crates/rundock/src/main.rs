@@ -78,14 +78,14 @@ impl rundock_module::Hooks for ServiceHooks {
                 "the container of {} runs but its record was not announced within {} s (failing health check? see {})",
                 spec.name,
                 timeout.as_secs(),
-                rundock_module::runit::log_dir(spec, "announce").display()
+                rundock_runit::log_dir(spec, "announce").display()
             )
         }
         anyhow::bail!(
             "the container of {} was not running the current spec within {} s (see {})",
             spec.name,
             timeout.as_secs(),
-            rundock_module::runit::log_dir(spec, "container").display()
+            rundock_runit::log_dir(spec, "container").display()
         )
     }
 }
@@ -106,9 +106,9 @@ fn main() -> ExitCode {
         Command::Module { args_file } => return module(&args_file),
         Command::Supervise { tree } => load(&tree).and_then(rundock_supervisor::run),
         Command::Announce { tree } => load(&tree).and_then(rundock_announcer::run),
-        Command::StopTree { tree } => rundock_module::runit::stop_tree(&tree).map(|_| 0),
+        Command::StopTree { tree } => rundock_runit::stop_tree(&tree).map(|_| 0),
         Command::Log { tree, stream } => {
-            rundock_module::runit::exec_svlogd(&tree, &stream).map(|never| match never {})
+            rundock_runit::exec_svlogd(&tree, &stream).map(|never| match never {})
         }
         Command::Dns(options) => rundock_dns::run(*options).map(|_| 0),
     };

@@ -56,7 +56,7 @@ fn deploy_find_kill_and_find_again() {
     assert_eq!(r["service"]["record_key"], json!(key));
     let value: serde_json::Value =
         serde_json::from_str(etcd.get_prefix(&key).lines().nth(1).expect("record")).unwrap();
-    assert_eq!(value, json!({"host": "127.0.0.1", "port": port, "ttl": 10}));
+    assert_eq!(value, json!({"host": "127.0.0.1", "port": port, "ttl": 5}));
 
     // dig finds it: A (all instances and this instance) and SRV with the port.
     let found = kit::wait_for(Duration::from_secs(5), || {
@@ -188,5 +188,56 @@ fn wait_fails_clearly_when_the_health_check_never_passes() {
         etcd.get_prefix(&format!("/skydns/com/example/test/s/{name}")),
         ""
     );
+    host.adhoc(&format!("state=absent name={name} {}", host.dirs_kv()), &[]);
+}
+
+/// An announced port without an explicit mapping is published on the announced address
+/// only: a backend announced on one address does not answer on the host's others.
+#[test]
+fn an_announced_port_binds_only_the_announced_address() {
+    kit::ensure_test_image();
+    let etcd = kit::Etcd::start();
+    let host = Host::new();
+    let _runsvdir = kit::Runsvdir::start(&host.service_dir());
+    let name = unique("bind");
+    let port = kit::free_port();
+    let service = format!(
+        "name={name} image={} command=\"sh -c 'mkdir -p /www && echo ok >/www/index.html && exec httpd -f -p 8080 -h /www'\" \
+         announce={port} port=8080 announce_as=lo:inet domain={DOMAIN} host_label=node-1 etcd={} ttl=10 \
+         stop_timeout=2 health=http:{port}/ {}",
+        kit::TEST_IMAGE,
+        etcd.endpoint(),
+        host.dirs_kv()
+    );
+    let (r, out) = host.adhoc(&format!("state=enabled wait=yes {service}"), &[]);
+    assert_eq!(r["changed"], json!(true), "{r} {out:?}");
+    let bindings = kit::stdout(&kit::docker(&[
+        "inspect",
+        "-f",
+        "{{json .HostConfig.PortBindings}}",
+        &name,
+    ]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&bindings).unwrap(),
+        json!({"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": port.to_string()}]})
+    );
+    let curl = |addr: &str| {
+        kit::run(
+            "curl",
+            &[
+                "-sf",
+                "-m",
+                "2",
+                "-o",
+                "/dev/null",
+                &format!("http://{addr}:{port}/"),
+            ],
+        )
+        .status
+        .success()
+    };
+    assert!(curl("127.0.0.1"), "reachable on the announced address");
+    // 127.0.0.2 is this host too (all of 127/8 is local), but not the announced address.
+    assert!(!curl("127.0.0.2"), "not reachable on another local address");
     host.adhoc(&format!("state=absent name={name} {}", host.dirs_kv()), &[]);
 }

@@ -280,3 +280,208 @@ fn second_run_changes_nothing_and_check_mode_writes_nothing() {
         .expect("key layout");
     assert!(!instance.is_empty() && !instance.contains('/'), "{key}");
 }
+
+/// Bad values generated per class (endpoints, interfaces, image references, paths):
+/// `(option, value, runtime's refusal)`; the runtime's refusal is the error of the type
+/// the supervisor, announcer or etcd client parse the stored spec with, `None` for the
+/// classes only the module reads (paths).
+fn generated_bad_values() -> Vec<(&'static str, Value, Option<String>)> {
+    use rundock_spec::{AnnounceAs, EtcdEndpoint, ImageRef};
+    let mut cases = Vec::new();
+    let hosts = ["127.0.0.1", "[::1]", "etcd.example.com"];
+    let bad_ports = ["99999", "65536", "0", "-1", "x", "1e3", ""];
+    let mut endpoints: Vec<String> = Vec::new();
+    for host in hosts {
+        for port in bad_ports {
+            endpoints.push(format!("http://{host}:{port}"));
+        }
+        for tail in ["/v3", "/?x=1", "/#frag", " "] {
+            endpoints.push(format!("https://{host}:2379{tail}"));
+        }
+        endpoints.push(format!("http://user:secret@{host}:2379"));
+        endpoints.push(format!("ftp://{host}:2379"));
+        endpoints.push(format!("{host}:2379"));
+    }
+    endpoints.extend(
+        [
+            "http://[::1:2379",
+            "http://::1]:2379",
+            "http://[::g]:2379",
+            "http://:2379",
+            "http://",
+        ]
+        .map(String::from),
+    );
+    for value in endpoints {
+        let runtime = value.parse::<EtcdEndpoint>().err().map(|e| e.to_string());
+        assert!(
+            runtime.is_some(),
+            "{value} should be refused by the runtime too"
+        );
+        cases.push(("etcd.endpoints", json!({"endpoints": [value]}), runtime));
+    }
+    let mut interfaces: Vec<String> = Vec::new();
+    for name in ["eth0", "wg0", "br-lan"] {
+        for suffix in [
+            ":inet4",
+            ":",
+            "[",
+            "[]",
+            "[x]",
+            "[-1]",
+            "[256]",
+            "[1][2]",
+            ":inet6:inet",
+            "]",
+            "/",
+        ] {
+            interfaces.push(format!("{name}{suffix}"));
+        }
+    }
+    interfaces.extend(
+        [
+            "abcdefghijklmnop",
+            "eth 0",
+            "eth0\t",
+            "10.0.0.0/33",
+            "fd00::/129",
+            "10.0.0/8",
+            "x/8",
+            "",
+        ]
+        .map(String::from),
+    );
+    for value in interfaces {
+        let runtime = value.parse::<AnnounceAs>().err().map(|e| e.to_string());
+        assert!(
+            runtime.is_some(),
+            "{value:?} should be refused by the runtime too"
+        );
+        cases.push(("announce_as", json!(value), runtime));
+    }
+    let mut images: Vec<String> = Vec::new();
+    for base in ["busybox", "registry:5000/team/app", "localhost/x"] {
+        for bad in [
+            "{b}:",
+            "{b}:-x",
+            "{b}:a b",
+            "{b}@sha256:short",
+            "{b}@:00",
+            "{b}/",
+            "{b}//y",
+            "{b}:t:t",
+        ] {
+            images.push(bad.replace("{b}", base));
+        }
+        images.push(base.to_ascii_uppercase());
+    }
+    images.extend(["r:99999/x", "r:0/x", "-x", ":tag", "x;rm -rf /", "$(id)"].map(String::from));
+    for value in images {
+        let runtime = value.parse::<ImageRef>().err().map(|e| e.to_string());
+        assert!(
+            runtime.is_some(),
+            "{value:?} should be refused by the runtime too"
+        );
+        cases.push(("image", json!(value), runtime));
+    }
+    let long = format!("/{}", "a".repeat(1100));
+    let long_component = format!("/srv/{}", "b".repeat(300));
+    for option in ["sv_dir", "install_dir", "log_dir", "service_dir"] {
+        for value in [
+            "relative",
+            "/a/../b",
+            "/a/./b",
+            "/a\nb",
+            long.as_str(),
+            long_component.as_str(),
+        ] {
+            cases.push((option, json!(value), None));
+        }
+    }
+    cases
+}
+
+#[test]
+fn generated_bad_values_are_refused_alike_by_module_and_runtime() {
+    let host = Host::new();
+    let before = snapshot(host.root.path());
+    let cases = generated_bad_values();
+    assert!(cases.len() >= 100, "{} cases", cases.len());
+    for (option, value, runtime) in cases {
+        let mut options = base();
+        options["announce"] = json!(8080);
+        match option.split_once('.') {
+            Some((parent, _)) => options[parent] = value.clone(),
+            None => options[option] = value.clone(),
+        }
+        let (result, code) = host.call(options, false, false);
+        assert_eq!(result["failed"], json!(true), "{option}={value} → {result}");
+        assert_ne!(code, 0);
+        let msg = result["msg"].as_str().expect("msg");
+        assert!(
+            msg.starts_with(&format!("{option}: ")),
+            "{option}={value}: the message should name {option}: {msg}"
+        );
+        if let Some(runtime) = runtime {
+            assert!(
+                msg.ends_with(&runtime),
+                "{option}={value}: module and runtime must refuse alike:\n module: {msg}\nruntime: {runtime}"
+            );
+        }
+        assert_eq!(
+            snapshot(host.root.path()),
+            before,
+            "{option}={value} changed the disk"
+        );
+    }
+}
+
+#[test]
+fn host_facts_are_checked_before_anything_is_written() {
+    let host = Host::new();
+    let before = snapshot(host.root.path());
+    // An interface this host does not have: a typo must not loop under runsv.
+    let (result, _) = host.call(
+        json!({"state": "enabled", "name": "web", "image": "rundock-test/busybox:latest",
+               "announce": 8080, "announce_as": "bogus"}),
+        false,
+        false,
+    );
+    let msg = result["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("announce_as: interface bogus does not exist"),
+        "{msg}"
+    );
+    // state=enabled with a service dir that does not exist.
+    let mut options =
+        json!({"state": "enabled", "name": "web", "image": "rundock-test/busybox:latest"});
+    options["service_dir"] = json!(host.path("no-such-service-dir"));
+    let (result, _) = host.call(options, false, false);
+    let msg = result["msg"].as_str().unwrap();
+    assert!(msg.starts_with("service_dir: "), "{msg}");
+    // A directory option below a file.
+    std::fs::write(host.path("file"), "x").unwrap();
+    let before_file = snapshot(host.root.path());
+    let mut options =
+        json!({"state": "present", "name": "web", "image": "rundock-test/busybox:latest"});
+    options["install_dir"] = json!(host.path("file/lib"));
+    let (result, _) = host.call(options, false, false);
+    let msg = result["msg"].as_str().unwrap();
+    assert!(msg.starts_with("install_dir: "), "{msg}");
+    assert_eq!(snapshot(host.root.path()), before_file, "nothing written");
+    std::fs::remove_file(host.path("file")).unwrap();
+    assert_eq!(snapshot(host.root.path()), before);
+    // An interface that exists but has no address yet is a warning, not a failure.
+    let (result, code) = host.call(
+        json!({"state": "present", "name": "web", "image": "rundock-test/busybox:latest",
+               "announce": 8080, "announce_as": "lo:inet[5]"}),
+        true,
+        false,
+    );
+    assert_eq!(code, 0, "{result}");
+    let warnings = result["warnings"].to_string();
+    assert!(
+        warnings.contains("announce_as: no lo:inet[5] address"),
+        "{result}"
+    );
+}

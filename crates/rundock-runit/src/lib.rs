@@ -1,79 +1,21 @@
-//! runit control: whether runsv supervises a directory, `sv` with absolute paths and
-//! explicit waits, the ordered stop of a tree (control/t) and the log service.
+//! runit, from both sides: [`control`] drives runsv from outside (`sv` with absolute
+//! paths and explicit waits, whether runsv supervises a directory), which the module
+//! uses for states; the rest is what a service tree's `control/t` and `log/run`
+//! scripts exec (`rundock stop-tree`, `rundock log`).
+//!
+//! Why a crate of its own: the run scripts' side does not belong to the Ansible side
+//! (rundock-module), and it is not a long-running process's concern (rundock-runtime);
+//! one `sv` command line serves both the module and the tree.
+
+pub mod control;
 
 use anyhow::{bail, Context, Result};
+use control::{runsv_running, sv};
 use rundock_spec::tree::{ANNOUNCE_SERVICE, CONTAINER_SERVICE};
 use rundock_spec::Spec;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-/// Whether a runsv process supervises `dir`: runsv holds `supervise/ok` (a FIFO) open for
-/// reading, so a non-blocking open for writing succeeds only while it runs.
-pub fn runsv_running(dir: &Path) -> bool {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(dir.join("supervise/ok"))
-        .is_ok()
-}
-
-/// Whether runsv holds the service down: `supervise/stat` says `down` while it is
-/// supervised.
-pub fn held_down(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("supervise/stat")).is_ok_and(|s| s.trim() == "down")
-}
-
-/// Waits until no runsv supervises `dir` (runsvdir notices a removed link within 5 s).
-pub fn wait_runsv_gone(dir: &Path, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while runsv_running(dir) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
-}
-
-/// Waits until runsv supervises `dir`.
-pub fn wait_runsv_up(dir: &Path, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !runsv_running(dir) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
-}
-
-/// `sv -w WAIT COMMAND DIR`. `dir` must be absolute: sv resolves other names against
-/// `$SVDIR`.
-pub fn sv(command: &str, dir: &Path, wait_secs: u32) -> Result<()> {
-    debug_assert!(dir.is_absolute());
-    let output = Command::new("sv")
-        .arg("-w")
-        .arg(wait_secs.max(1).to_string())
-        .arg(command)
-        .arg(dir)
-        .output()
-        .context("cannot run sv (is runit installed?)")?;
-    if !output.status.success() {
-        bail!(
-            "sv {command} {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&output.stdout).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Seconds to wait for a whole tree to stop: drain, the container's stop timeout, slack.
-pub fn stop_wait_secs(spec: Option<&Spec>) -> u32 {
-    spec.map_or(60, |s| s.drain + s.container.stop_timeout + 20)
-}
+use std::time::Duration;
 
 /// The tree's control/t: stop the announcer (the record goes first), wait the drain
 /// time, stop the container, then HUP the tree's runsvdir so it stops its runsv children

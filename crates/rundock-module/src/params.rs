@@ -1,71 +1,24 @@
-//! Module parameters → validated [`Request`].
+//! Module parameters → validated [`Request`]: the Ansible side of the contract.
 //!
 //! Ansible neither validates, defaults, converts nor masks the arguments of a binary
 //! module, so all of that happens here: ad hoc `-a 'k=v'` gives every value as a string
 //! and playbooks keep JSON types, so each option is coerced the way Ansible coerces it
 //! (ints from numeric strings, booleans from yes/no/true/false/1/0, lists from comma
-//! strings) and every error names its option.
+//! strings) and every error names its option. Which options exist, their defaults and
+//! choices come from [`crate::options::OPTIONS`]; the values themselves are parsed by
+//! the types of `rundock_spec`, which the runtime uses too.
 
-use crate::dockerargs::{self, split_words_on, DockerArgs};
-use crate::error::{Result, SpecError};
-use crate::spec::*;
-use crate::validate::{self, quoted};
+use crate::options::{self, option, Scope};
+use rundock_spec::dockerargs::{self, split_words_on, DockerArgs};
+use rundock_spec::error::{Result, SpecError};
+use rundock_spec::validate::{self, quoted};
+use rundock_spec::*;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-/// Every option the module accepts, in documentation order.
-pub const OPTIONS: &[&str] = &[
-    "state",
-    "name",
-    "image",
-    "args",
-    "command",
-    "entrypoint",
-    "env",
-    "ports",
-    "volumes",
-    "volumes_from",
-    "labels",
-    "hostname",
-    "user",
-    "workdir",
-    "network",
-    "privileged",
-    "cap_add",
-    "cap_drop",
-    "memory",
-    "cpus",
-    "container_name",
-    "pull",
-    "stop_timeout",
-    "drain",
-    "announce",
-    "port",
-    "announce_as",
-    "domain",
-    "host_label",
-    "etcd",
-    "ttl",
-    "interval",
-    "health",
-    "priority",
-    "weight",
-    "text",
-    "private_interface",
-    "public_interface",
-    "sv_dir",
-    "service_dir",
-    "log_dir",
-    "install_dir",
-    "wait",
-    "wait_timeout",
-];
-
-pub const DEFAULT_DOMAIN: &str = "s.prod.example.com";
-pub const DEFAULT_ETCD: &str = "http://127.0.0.1:2379";
-pub const DEFAULT_TTL: u32 = 60;
-pub const DEFAULT_INTERVAL: u32 = 45;
+/// `interval` when not given: three quarters of `ttl`, at most this.
+const DEFAULT_INTERVAL: u32 = 45;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -111,26 +64,17 @@ pub struct Request {
 }
 
 pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<Request> {
-    let mut p = Params::new(params)?;
-    let state = match p.string("state")?.as_deref() {
+    let mut p = Params::top_level(params)?;
+    let state = match p.choice("state")? {
         Some("present") => State::Present,
         Some("enabled") => State::Enabled,
         Some("disabled") => State::Disabled,
         Some("absent") => State::Absent,
         Some("restarted") => State::Restarted,
-        Some(other) => {
+        _ => {
             return Err(SpecError::new(
                 "state",
-                format!(
-                    "{} is not a state: present, enabled, disabled, absent or restarted",
-                    quoted(other)
-                ),
-            ))
-        }
-        None => {
-            return Err(SpecError::new(
-                "state",
-                "is required: present, enabled, disabled, absent or restarted",
+                format!("is required: {}", one_of_words(options::STATES)),
             ))
         }
     };
@@ -143,25 +87,16 @@ pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<R
             ))
         }
     };
-    let install_dir = p
-        .path("install_dir")?
-        .unwrap_or_else(|| PathBuf::from("/usr/local/lib/rundock"));
+    let install_dir = p.path_or_default("install_dir")?;
     let paths = Paths {
-        sv_dir: p
-            .path("sv_dir")?
-            .unwrap_or_else(|| PathBuf::from("/etc/sv")),
-        service_dir: p
-            .path("service_dir")?
-            .unwrap_or_else(|| PathBuf::from("/etc/service")),
-        log_dir: p
-            .path("log_dir")?
-            .unwrap_or_else(|| PathBuf::from("/var/log/rundock")),
+        sv_dir: p.path_or_default("sv_dir")?,
+        service_dir: p.path_or_default("service_dir")?,
+        log_dir: p.path_or_default("log_dir")?,
         runner: install_dir.join(&facts.version).join("rundock"),
     };
-    let wait_timeout = p.seconds("wait_timeout", 120, 1, 3600)?;
+    let wait_timeout = p.seconds("wait_timeout", 1, 3600)?;
     let wait = p
-        .boolean("wait")?
-        .unwrap_or(false)
+        .boolean_or_default("wait")?
         .then(|| std::time::Duration::from_secs(wait_timeout.into()));
     let image = p.string("image")?;
     if image.is_none() && matches!(state, State::Present | State::Enabled) {
@@ -187,7 +122,7 @@ pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<R
         // absent (and disabled without an image) act on the installed tree: the other
         // options of the service may be given, as a play that flips `state` does, and
         // mean nothing here. Unknown names are still refused.
-        p.values.retain(|key, _| !OPTIONS.contains(&key.as_str()));
+        p.values.retain(|key, _| !options::is_option(key));
     }
     p.finish()?;
     Ok(Request {
@@ -207,7 +142,7 @@ fn build_spec(
     paths: Paths,
     facts: &HostFacts,
 ) -> Result<Spec> {
-    let image = validate::image("image", image)?;
+    let image = parse_as::<ImageRef>("image", image)?;
     let host_label = match p.string("host_label")? {
         Some(label) => validate::dns_label("host_label", &label)?,
         None => validate::host_label_from_hostname(&facts.hostname).ok_or_else(|| {
@@ -227,23 +162,11 @@ fn build_spec(
     };
     let mut container = container_spec(p, &name, &host_label, image, from_args)?;
     let announce = announce_spec(p, &mut container)?;
-    let drain = p.seconds("drain", 0, 0, 3600)?;
+    let drain = p.seconds("drain", 0, 3600)?;
     let interfaces = Interfaces {
-        private: p
-            .words("private_interface")?
-            .unwrap_or_else(|| vec!["eth1".into(), "eth0".into()]),
-        public: p
-            .words("public_interface")?
-            .unwrap_or_else(|| vec!["eth0".into()]),
+        private: p.interfaces("private_interface")?,
+        public: p.interfaces("public_interface")?,
     };
-    for (field, list) in [
-        ("private_interface", &interfaces.private),
-        ("public_interface", &interfaces.public),
-    ] {
-        for iface in list {
-            interface_name(field, iface)?;
-        }
-    }
     Ok(Spec {
         format: SPEC_FORMAT,
         name,
@@ -260,22 +183,13 @@ fn container_spec(
     p: &mut Params,
     name: &str,
     host_label: &str,
-    image: String,
+    image: ImageRef,
     args: DockerArgs,
 ) -> Result<ContainerSpec> {
-    let pull = match p.string("pull")?.as_deref() {
-        None | Some("missing") => PullPolicy::Missing,
-        Some("always") => PullPolicy::Always,
-        Some("never") => PullPolicy::Never,
-        Some(other) => {
-            return Err(SpecError::new(
-                "pull",
-                format!(
-                    "{} is not a pull policy: always, missing or never",
-                    quoted(other)
-                ),
-            ))
-        }
+    let pull = match p.choice_or_default("pull")? {
+        "always" => PullPolicy::Always,
+        "never" => PullPolicy::Never,
+        _ => PullPolicy::Missing,
     };
     let mut env = args.env;
     if let Some(map) = p.dict("env")? {
@@ -335,7 +249,7 @@ fn container_spec(
     )?;
     let nano_cpus = one_of("cpus", args.nano_cpus, p.validated("cpus", validate::cpus)?)?;
     let entrypoint = one_of("entrypoint", args.entrypoint, p.command("entrypoint")?)?;
-    let privileged = p.boolean("privileged")?.unwrap_or(false) || args.privileged;
+    let privileged = p.boolean_or_default("privileged")? || args.privileged;
     let command = p.command("command")?;
     let container_name = match p.string("container_name")? {
         Some(n) => validate::docker_name("container_name", &n)?,
@@ -361,7 +275,7 @@ fn container_spec(
         cap_drop,
         memory,
         nano_cpus,
-        stop_timeout: p.seconds("stop_timeout", 10, 0, 3600)?,
+        stop_timeout: p.seconds("stop_timeout", 0, 3600)?,
     })
 }
 
@@ -375,21 +289,13 @@ fn default_hostname(host_label: &str, name: &str) -> String {
 fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option<AnnounceSpec>> {
     let announce = p.int("announce")?;
     let Some(announce) = announce else {
-        for dependent in [
-            "port",
-            "announce_as",
-            "domain",
-            "etcd",
-            "ttl",
-            "interval",
-            "health",
-            "priority",
-            "weight",
-            "text",
-        ] {
-            if p.has(dependent) {
+        let announce_only = options::OPTIONS
+            .iter()
+            .filter(|o| o.scope == Scope::Announce);
+        for dependent in announce_only {
+            if p.has(dependent.name) {
                 return Err(SpecError::new(
-                    dependent,
+                    dependent.name,
                     "only applies to announced services: set announce to the host port to announce",
                 ));
             }
@@ -401,12 +307,12 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
         Some(n) => validate::port("port", n)?,
         None => port,
     };
-    let announce_as = match p.string("announce_as")?.as_deref() {
-        None | Some("private") => AnnounceAs::Private,
-        Some("public") => AnnounceAs::Public,
-        Some("container") => AnnounceAs::Container,
-        Some(other) if other.contains('/') => AnnounceAs::Cidr(cidr("announce_as", other)?),
-        Some(other) => AnnounceAs::Interface(interface_name("announce_as", other)?),
+    let announce_as = match p.validated("announce_as", parse_as::<AnnounceAs>)? {
+        Some(choice) => choice,
+        None => parse_as(
+            "announce_as",
+            option("announce_as").default_str().unwrap_or_default(),
+        )?,
     };
     if announce_as == AnnounceAs::Container {
         if port != container_port {
@@ -424,9 +330,11 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
             .filter(|m| m.container_port == container_port && m.protocol == Protocol::Tcp)
             .collect();
         if published.is_empty() {
-            // Announcing a port nobody can reach is never what is meant: publish it.
+            // Announcing a port nobody can reach is never what is meant: publish it, on
+            // the address the record carries and nowhere else (a backend announced as
+            // private must not answer on the host's public interface).
             container.ports.push(PortMapping {
-                host_ip: None,
+                host_ip: Some(HostIp::Address(announce_as.clone())),
                 host_port: Some(port),
                 container_port,
                 protocol: Protocol::Tcp,
@@ -445,11 +353,8 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
             ));
         }
     }
-    let domain = match p.string("domain")? {
-        Some(d) => validate::domain("domain", &d)?,
-        None => DEFAULT_DOMAIN.to_string(),
-    };
-    let ttl = p.seconds("ttl", DEFAULT_TTL, 2, 86_400)?;
+    let domain = validate::domain("domain", &p.string_or_default("domain")?)?;
+    let ttl = p.seconds("ttl", 2, 86_400)?;
     let interval = match p.int("interval")? {
         Some(n) => validate::seconds("interval", n, 1, 86_400)?,
         None => DEFAULT_INTERVAL.min(ttl * 3 / 4).max(1),
@@ -459,6 +364,18 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
             "interval",
             format!(
                 "{interval} must be less than ttl ({ttl}): the record is refreshed every interval seconds and expires after ttl"
+            ),
+        ));
+    }
+    let dns_ttl = match p.int("dns_ttl")? {
+        Some(n) => validate::seconds("dns_ttl", n, 1, 86_400)?,
+        None => option("dns_ttl").default_int().unwrap_or(1).min(ttl),
+    };
+    if dns_ttl > ttl {
+        return Err(SpecError::new(
+            "dns_ttl",
+            format!(
+                "{dns_ttl} must not exceed ttl ({ttl}): a resolver must not keep a record longer than it can outlive its announcer"
             ),
         ));
     }
@@ -477,6 +394,7 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
         domain,
         etcd,
         ttl,
+        dns_ttl,
         interval,
         health,
         priority,
@@ -494,61 +412,33 @@ fn small(field: &str, n: i64) -> Result<u16> {
     })
 }
 
-/// `eth0`, `eth0:inet`, `eth0:inet6`, `eth0[1]`.
-fn interface_name(field: &str, value: &str) -> Result<String> {
-    let (name, rest) = match value.find([':', '[']) {
-        Some(i) => value.split_at(i),
-        None => (value, ""),
-    };
-    let name_ok = !name.is_empty()
-        && name.len() <= 15
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.-@".contains(&c));
-    let rest_ok = match rest {
-        "" | ":inet" | ":inet6" => true,
-        r => r
-            .strip_prefix('[')
-            .and_then(|r| r.strip_suffix(']'))
-            .is_some_and(|n| n.parse::<u8>().is_ok()),
-    };
-    if name_ok && rest_ok {
-        Ok(value.to_string())
-    } else {
-        Err(SpecError::new(
-            field,
-            format!(
-                "{} is not an address choice: private, public, container, an interface \
-                 (eth0, eth0:inet6, eth0[1]) or a CIDR (10.0.0.0/8)",
-                quoted(value)
-            ),
-        ))
-    }
+/// Parses `value` as `T`, the one parser the runtime uses too; the error names `field`.
+fn parse_as<T>(field: &str, value: &str) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e: T::Err| SpecError::new(field, e.to_string()))
 }
 
-fn cidr(field: &str, value: &str) -> Result<String> {
-    let ok = value.split_once('/').is_some_and(|(ip, bits)| {
-        match (ip.parse::<std::net::IpAddr>(), bits.parse::<u8>()) {
-            (Ok(std::net::IpAddr::V4(_)), Ok(b)) => b <= 32,
-            (Ok(std::net::IpAddr::V6(_)), Ok(b)) => b <= 128,
-            _ => false,
-        }
-    });
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(SpecError::new(
-            field,
-            format!(
-                "{} is not a CIDR: ADDRESS/BITS such as 10.0.0.0/8 or fd00::/8",
-                quoted(value)
-            ),
-        ))
+/// `a, b or c` for messages.
+fn one_of_words(words: &[&str]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }
 
 fn etcd_spec(p: &mut Params) -> Result<EtcdSpec> {
-    let mut spec = EtcdSpec::new(vec![DEFAULT_ETCD.to_string()], EtcdApi::V3);
+    let mut spec = EtcdSpec::new(
+        vec![DEFAULT_ETCD_ENDPOINT
+            .parse()
+            .expect("the default endpoint parses")],
+        EtcdApi::V3,
+    );
     let Some(value) = p.take("etcd") else {
         return Ok(spec);
     };
@@ -571,7 +461,7 @@ fn etcd_spec(p: &mut Params) -> Result<EtcdSpec> {
             }
             spec.endpoints = endpoints
                 .iter()
-                .map(|ep| validate::etcd_endpoint("endpoints", ep))
+                .map(|ep| parse_as::<EtcdEndpoint>("endpoints", ep))
                 .collect::<Result<_>>()?;
         }
         spec.api = match e.string("api")?.as_deref() {
@@ -590,12 +480,8 @@ fn etcd_spec(p: &mut Params) -> Result<EtcdSpec> {
         spec.ca_file = e.path("ca_file")?;
         spec.cert_file = e.path("cert_file")?;
         spec.key_file = e.path("key_file")?;
-        if spec.cert_file.is_some() != spec.key_file.is_some() {
-            return Err(SpecError::new(
-                "cert_file",
-                "cert_file and key_file go together: give both or neither",
-            ));
-        }
+        spec.check_tls()
+            .map_err(|(field, why)| SpecError::new(field, why))?;
         spec.username = e.string("username")?;
         spec.password = e.string("password")?;
         if spec.username.is_some() != spec.password.is_some() {
@@ -707,8 +593,8 @@ fn health_check(item: Value) -> Result<HealthCheck> {
         }
         None => return Err(SpecError::new("kind", "is required: http, tcp or exec")),
     };
-    let interval = h.seconds("interval", 5, 1, 3600)?;
-    let timeout = h.seconds("timeout", 2.min(interval), 1, 3600)?;
+    let interval = h.seconds_or("interval", 5, 1, 3600)?;
+    let timeout = h.seconds_or("timeout", 2.min(interval), 1, 3600)?;
     if timeout > interval {
         return Err(SpecError::new(
             "timeout",
@@ -761,11 +647,20 @@ fn one_of<T: PartialEq>(
 }
 
 /// The parameters not yet consumed; whatever is left at [`Params::finish`] is unknown.
+/// At the top level (the module's own options) every key asked for is a row of the
+/// option table, and the `*_or_default` accessors take the table's default.
 struct Params {
     values: BTreeMap<String, Value>,
+    top_level: bool,
 }
 
 impl Params {
+    fn top_level(map: &Map<String, Value>) -> Result<Self> {
+        let mut params = Params::new(map)?;
+        params.top_level = true;
+        Ok(params)
+    }
+
     fn new(map: &Map<String, Value>) -> Result<Self> {
         let values = map
             .iter()
@@ -774,7 +669,10 @@ impl Params {
             .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Ok(Params { values })
+        Ok(Params {
+            values,
+            top_level: false,
+        })
     }
 
     fn has(&self, key: &str) -> bool {
@@ -782,7 +680,75 @@ impl Params {
     }
 
     fn take(&mut self, key: &str) -> Option<Value> {
+        debug_assert!(
+            !self.top_level || options::is_option(key),
+            "{key} is read but not in the option table"
+        );
         self.values.remove(key)
+    }
+
+    /// A string option that must be one of the table's choices for `key`.
+    fn choice(&mut self, key: &str) -> Result<Option<&'static str>> {
+        let choices = option(key).choices;
+        match self.string(key)? {
+            None => Ok(None),
+            Some(value) => choices
+                .iter()
+                .find(|c| **c == value)
+                .copied()
+                .map(Some)
+                .ok_or_else(|| {
+                    SpecError::new(
+                        key,
+                        format!("{} is not one of {}", quoted(&value), one_of_words(choices)),
+                    )
+                }),
+        }
+    }
+
+    fn choice_or_default(&mut self, key: &str) -> Result<&'static str> {
+        Ok(self
+            .choice(key)?
+            .or(option(key).default_str())
+            .expect("a choice option has a default in the table"))
+    }
+
+    fn string_or_default(&mut self, key: &str) -> Result<String> {
+        Ok(match self.string(key)? {
+            Some(value) => value,
+            None => option(key)
+                .default_str()
+                .expect("the table has a default")
+                .to_string(),
+        })
+    }
+
+    fn path_or_default(&mut self, key: &str) -> Result<PathBuf> {
+        match self.path(key)? {
+            Some(path) => Ok(path),
+            None => validate::absolute_path(key, option(key).default_str().unwrap_or_default()),
+        }
+    }
+
+    fn boolean_or_default(&mut self, key: &str) -> Result<bool> {
+        Ok(self
+            .boolean(key)?
+            .or(option(key).default_bool())
+            .unwrap_or(false))
+    }
+
+    /// An interface list; an empty list names no interface, so it means the default.
+    fn interfaces(&mut self, key: &str) -> Result<Vec<InterfaceChoice>> {
+        let given = self.validated_list(key, parse_as::<InterfaceChoice>)?;
+        if !given.is_empty() {
+            return Ok(given);
+        }
+        option(key)
+            .default_list()
+            .unwrap_or_default()
+            .iter()
+            .map(|name| parse_as(key, name))
+            .collect()
     }
 
     fn finish(self) -> Result<()> {
@@ -870,7 +836,13 @@ impl Params {
             .ok_or_else(|| SpecError::new(key, "is required: a whole number"))
     }
 
-    fn seconds(&mut self, key: &str, default: u32, min: i64, max: i64) -> Result<u32> {
+    /// Whole seconds within `min..=max`, the table's default when not given.
+    fn seconds(&mut self, key: &str, min: i64, max: i64) -> Result<u32> {
+        let default = option(key).default_int().expect("the table has a default");
+        self.seconds_or(key, default, min, max)
+    }
+
+    fn seconds_or(&mut self, key: &str, default: u32, min: i64, max: i64) -> Result<u32> {
         match self.int(key)? {
             Some(n) => validate::seconds(key, n, min, max),
             None => Ok(default),
@@ -878,26 +850,19 @@ impl Params {
     }
 
     fn boolean(&mut self, key: &str) -> Result<Option<bool>> {
-        let bad = |shown: String| {
-            SpecError::new(
-                key,
-                format!("{shown} is not a boolean: yes/no, true/false, on/off or 1/0"),
-            )
-        };
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(1) => Ok(Some(true)),
-                Some(0) => Ok(Some(false)),
-                _ => Err(bad(n.to_string())),
-            },
-            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-                "yes" | "y" | "true" | "t" | "on" | "1" => Ok(Some(true)),
-                "no" | "n" | "false" | "f" | "off" | "0" => Ok(Some(false)),
-                _ => Err(bad(quoted(&s))),
-            },
-            Some(other) => Err(bad(kind(&other).to_string())),
+            Some(value) => ansible_bool(&value).map(Some).ok_or_else(|| {
+                let shown = match &value {
+                    Value::String(s) => quoted(s),
+                    Value::Number(n) => n.to_string(),
+                    other => kind(other).to_string(),
+                };
+                SpecError::new(
+                    key,
+                    format!("{shown} is not a boolean: yes/no, true/false, on/off or 1/0"),
+                )
+            }),
         }
     }
 
@@ -1015,6 +980,26 @@ impl Params {
     }
 }
 
+/// A boolean as Ansible reads one: JSON booleans, 1/0, and yes/no, y/n, true/false, t/f,
+/// on/off, 1/0 in any case. The module's own flags (`_ansible_check_mode`) and its
+/// boolean options go through this one reading.
+pub fn ansible_bool(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(1) => Some(true),
+            Some(0) => Some(false),
+            _ => None,
+        },
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "yes" | "y" | "true" | "t" | "on" | "1" => Some(true),
+            "no" | "n" | "false" | "f" | "off" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn scalar_string(key: &str, value: Value) -> Result<String> {
     match value {
         Value::String(s) => Ok(s),
@@ -1051,6 +1036,89 @@ mod tests {
         parse_request(value.as_object().unwrap(), &facts)
     }
 
+    /// A valid value for every row of the option table: the parser must read them all
+    /// (an option in the table it ignored would be refused as unknown by `finish`).
+    #[test]
+    fn the_parser_reads_every_option_of_the_table() {
+        let value_for = |o: &options::OptionDef| -> Value {
+            match o.name {
+                "state" => json!("enabled"),
+                "name" => json!("web"),
+                "image" => json!("busybox:1"),
+                "args" => json!("-e A=1"),
+                "ports" => json!(["127.0.0.1:8080:8080"]),
+                "volumes" => json!(["/data:/data"]),
+                "volumes_from" => json!(["data"]),
+                "cap_add" | "cap_drop" => json!(["NET_ADMIN"]),
+                "memory" => json!("512m"),
+                "cpus" => json!("1.5"),
+                "workdir" => json!("/srv"),
+                "announce" | "port" => json!(8080),
+                "announce_as" => json!("lo"),
+                "domain" => json!("s.example.com"),
+                "etcd" => json!({"endpoints": ["http://127.0.0.1:2379"]}),
+                "ttl" => json!(30),
+                "dns_ttl" => json!(5),
+                "interval" => json!(20),
+                "health" => json!([{"kind": "tcp", "port": 8080}]),
+                "text" => json!("t"),
+                "env" | "labels" => json!({"k": "v"}),
+                "command" | "entrypoint" => json!(["sh"]),
+                "private_interface" | "public_interface" => json!(["eth0"]),
+                "sv_dir" | "service_dir" | "log_dir" | "install_dir" => json!("/srv/x"),
+                "hostname" | "container_name" | "host_label" | "user" | "network" => json!("web-1"),
+                "pull" => json!("never"),
+                _ => match o.kind {
+                    options::Kind::Bool => json!(true),
+                    options::Kind::Int => json!(7),
+                    _ => panic!("{}: give it a value in this test", o.name),
+                },
+            }
+        };
+        let mut all = Map::new();
+        for o in options::OPTIONS {
+            all.insert(o.name.to_string(), value_for(o));
+        }
+        let facts = HostFacts {
+            hostname: "node-1".into(),
+            version: "0.0.0".into(),
+        };
+        let request = parse_request(&all, &facts).unwrap();
+        assert!(request.spec.is_some());
+    }
+
+    #[test]
+    fn defaults_come_from_the_table() {
+        let spec =
+            request(json!({"state": "enabled", "name": "web", "image": "busybox", "announce": 80}))
+                .unwrap()
+                .spec
+                .unwrap();
+        assert_eq!(
+            spec.container.stop_timeout,
+            option("stop_timeout").default_int().unwrap()
+        );
+        assert_eq!(spec.drain, option("drain").default_int().unwrap());
+        assert_eq!(
+            spec.paths.sv_dir,
+            PathBuf::from(option("sv_dir").default_str().unwrap())
+        );
+        let announce = spec.announce.unwrap();
+        assert_eq!(announce.dns_ttl, option("dns_ttl").default_int().unwrap());
+        assert_eq!(announce.ttl, option("ttl").default_int().unwrap());
+        assert_eq!(
+            announce.announce_as.to_string(),
+            option("announce_as").default_str().unwrap()
+        );
+        let private: Vec<String> = spec
+            .interfaces
+            .private
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(private, option("private_interface").default_list().unwrap());
+    }
+
     #[test]
     fn absent_accepts_the_options_of_the_service_but_not_unknown_ones() {
         let full = json!({"state": "absent", "name": "web", "image": "busybox", "announce": 80, "args": "-e A=1"});
@@ -1072,7 +1140,42 @@ mod tests {
         assert_eq!(spec.container.ports[0].host_port, Some(8086));
         let announce = spec.announce.unwrap();
         assert_eq!((announce.ttl, announce.interval), (60, 45));
-        assert_eq!(announce.domain, DEFAULT_DOMAIN);
+        assert_eq!(announce.domain, "s.prod.example.com");
+    }
+
+    #[test]
+    fn an_announced_port_binds_where_the_record_points() {
+        let spec = |announce_as: &str| {
+            request(
+                json!({"state": "enabled", "name": "web", "image": "busybox",
+                           "announce": 8086, "announce_as": announce_as}),
+            )
+            .unwrap()
+            .spec
+            .unwrap()
+        };
+        for choice in ["private", "public", "eth1:inet6[1]", "10.0.0.0/8"] {
+            let ports = spec(choice).container.ports;
+            assert_eq!(ports.len(), 1);
+            assert_eq!(
+                ports[0].host_ip,
+                Some(HostIp::Address(choice.parse().unwrap())),
+                "{choice}"
+            );
+        }
+        assert!(
+            spec("container").container.ports.is_empty(),
+            "container publishes nothing"
+        );
+        // An explicit mapping stays as written.
+        let explicit = request(
+            json!({"state": "enabled", "name": "web", "image": "busybox",
+                                      "announce": 8086, "ports": ["8086:8086"]}),
+        )
+        .unwrap()
+        .spec
+        .unwrap();
+        assert_eq!(explicit.container.ports[0].host_ip, None);
     }
 
     #[test]

@@ -1,0 +1,245 @@
+//! The module's options: one table, the single source of their names, types, defaults,
+//! choices and the states that use them.
+//!
+//! [`crate::params`] parses by this table (an option it does not list is unknown; a
+//! default or a choice comes from here), and tests hold the Ansible docs
+//! (`rundock.yml`), the service role and the README against it. Adding an option is one
+//! row here plus its behaviour.
+
+/// An option's type, as Ansible's argument specs name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Int,
+    Bool,
+    Path,
+    /// A list of strings (a JSON list, or a comma-separated string ad hoc).
+    List,
+    /// A string → string mapping (a JSON object, or `k=v, k2=v2` ad hoc).
+    Dict,
+    /// A list of mappings or strings (health checks).
+    ListRaw,
+    /// A mapping, or a string shorthand (etcd: the endpoints). Documented as a dict:
+    /// Ansible's docs allow suboptions only there, and its dict type takes strings too.
+    DictOrStr,
+}
+
+impl Kind {
+    /// The `type` (and `elements`) Ansible's docs give this kind.
+    pub fn ansible_type(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Kind::Str => ("str", None),
+            Kind::Int => ("int", None),
+            Kind::Bool => ("bool", None),
+            Kind::Path => ("path", None),
+            Kind::List => ("list", Some("str")),
+            Kind::Dict => ("dict", None),
+            Kind::ListRaw => ("list", Some("raw")),
+            Kind::DictOrStr => ("dict", None),
+        }
+    }
+}
+
+/// A default as documented; `None` where the default is computed from other options or
+/// the host (the docs then say how).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Default {
+    None,
+    Str(&'static str),
+    Int(u32),
+    Bool(bool),
+    List(&'static [&'static str]),
+}
+
+/// Which calls an option belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every call (state, name, paths, wait).
+    Call,
+    /// The service's spec: the container and the host it runs on.
+    Service,
+    /// Only with `announce` set: the record and how it is kept.
+    Announce,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionDef {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+    pub default: Default,
+    pub choices: &'static [&'static str],
+    pub scope: Scope,
+    /// One line for the README's table; `rundock.yml` carries the full description.
+    pub doc: &'static str,
+}
+
+const fn opt(name: &'static str, kind: Kind, scope: Scope, doc: &'static str) -> OptionDef {
+    OptionDef {
+        name,
+        kind,
+        required: false,
+        default: Default::None,
+        choices: &[],
+        scope,
+        doc,
+    }
+}
+
+impl OptionDef {
+    const fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    const fn default(mut self, default: Default) -> Self {
+        self.default = default;
+        self
+    }
+
+    const fn choices(mut self, choices: &'static [&'static str]) -> Self {
+        self.choices = choices;
+        self
+    }
+
+    /// The documented default as a number (for `Kind::Int` options).
+    pub fn default_int(&self) -> Option<u32> {
+        match self.default {
+            Default::Int(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn default_str(&self) -> Option<&'static str> {
+        match self.default {
+            Default::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn default_bool(&self) -> Option<bool> {
+        match self.default {
+            Default::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn default_list(&self) -> Option<&'static [&'static str]> {
+        match self.default {
+            Default::List(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+use Kind::*;
+use Scope::*;
+
+pub const STATES: &[&str] = &["present", "enabled", "disabled", "absent", "restarted"];
+
+/// Every option the module accepts, in documentation order.
+pub const OPTIONS: &[OptionDef] = &[
+    opt("state", Str, Call, "`present` (tree installed), `enabled` (linked into the service dir, runs), `disabled` (stopped, unlinked, tree kept), `absent` (stopped; tree, containers and record removed), `restarted`")
+        .required()
+        .choices(STATES),
+    opt("name", Str, Call, "a DNS label; the runit service is `docker-NAME`, the record `NAME.DOMAIN`").required(),
+    opt("image", Str, Service, "the image reference; required for `present` and `enabled`"),
+    opt("args", Str, Service, "docker-run flags, parsed, never given to a shell"),
+    opt("command", List, Service, "the container command"),
+    opt("entrypoint", List, Service, "the container entrypoint"),
+    opt("env", Dict, Service, "environment (values are secrets: masked in diffs)"),
+    opt("ports", List, Service, "published ports `[IP:][HOST_PORT:]CONTAINER_PORT[/proto]`"),
+    opt("volumes", List, Service, "`SOURCE:TARGET[:OPTIONS]` mounts"),
+    opt("volumes_from", List, Service, "containers to take volumes from"),
+    opt("labels", Dict, Service, "container labels"),
+    opt("hostname", Str, Service, "container host name (default `HOST_LABEL-NAME`)"),
+    opt("user", Str, Service, "`NAME|UID[:GROUP|GID]`"),
+    opt("workdir", Path, Service, "working directory in the container"),
+    opt("network", Str, Service, "network mode or network name"),
+    opt("privileged", Bool, Service, "run privileged").default(Default::Bool(false)),
+    opt("cap_add", List, Service, "capabilities to add"),
+    opt("cap_drop", List, Service, "capabilities to drop"),
+    opt("memory", Str, Service, "memory limit, e.g. `512m`"),
+    opt("cpus", Str, Service, "CPU limit, e.g. `1.5`"),
+    opt("container_name", Str, Service, "the container's name (default `NAME`)"),
+    opt("pull", Str, Service, "image pull policy")
+        .default(Default::Str("missing"))
+        .choices(&["always", "missing", "never"]),
+    opt("stop_timeout", Int, Service, "seconds `docker stop` waits before it kills")
+        .default(Default::Int(10)),
+    opt("drain", Int, Service, "seconds between withdrawing the record and stopping the container")
+        .default(Default::Int(0)),
+    opt("announce", Int, Service, "the host port the record carries; sets up the announcer"),
+    opt("port", Int, Announce, "the container port `announce` maps to (default `announce`)"),
+    opt("announce_as", Str, Announce, "`private`, `public`, `container`, an interface or a CIDR: the address the record carries and the port is published on")
+        .default(Default::Str("private")),
+    opt("domain", Str, Announce, "the record is `NAME.DOMAIN`")
+        .default(Default::Str("s.prod.example.com")),
+    opt("host_label", Str, Service, "this host's instance label (default: the short host name)"),
+    opt("etcd", DictOrStr, Announce, "endpoints, api, prefix, TLS files, username/password"),
+    opt("ttl", Int, Announce, "seconds a record outlives a dead announcer (etcd lease TTL)")
+        .default(Default::Int(60)),
+    opt("dns_ttl", Int, Announce, "the record's `ttl`: how long resolvers may cache it (at most `ttl`)")
+        .default(Default::Int(5)),
+    opt("interval", Int, Announce, "seconds between lease refreshes, below `ttl` (default 3/4 of `ttl`, at most 45)"),
+    opt("health", ListRaw, Announce, "checks that gate the record: `http`, `tcp`, `exec`"),
+    opt("priority", Int, Announce, "SRV priority"),
+    opt("weight", Int, Announce, "SRV weight"),
+    opt("text", Str, Announce, "TXT text"),
+    opt("private_interface", List, Service, "interfaces tried for `private` and `$PRIVATE_IP`")
+        .default(Default::List(&["eth1", "eth0"])),
+    opt("public_interface", List, Service, "interfaces tried for `public` and `$PUBLIC_IP`")
+        .default(Default::List(&["eth0"])),
+    opt("sv_dir", Path, Call, "where service trees live")
+        .default(Default::Str("/etc/sv")),
+    opt("service_dir", Path, Call, "the directory runsvdir scans")
+        .default(Default::Str("/etc/service")),
+    opt("log_dir", Path, Call, "where svlogd keeps the logs")
+        .default(Default::Str("/var/log/rundock")),
+    opt("install_dir", Path, Call, "where the runner binary is installed")
+        .default(Default::Str("/usr/local/lib/rundock")),
+    opt("wait", Bool, Call, "return only once the container runs and its record is in etcd")
+        .default(Default::Bool(false)),
+    opt("wait_timeout", Int, Call, "seconds `wait` waits before it fails")
+        .default(Default::Int(120)),
+];
+
+/// The row of `name`. Panics on a name the table lacks: the parser asks only for its own
+/// options, and a test walks them all.
+pub fn option(name: &str) -> &'static OptionDef {
+    OPTIONS
+        .iter()
+        .find(|o| o.name == name)
+        .unwrap_or_else(|| panic!("{name} is not in the option table"))
+}
+
+pub fn is_option(name: &str) -> bool {
+    OPTIONS.iter().any(|o| o.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_defaults_fit_their_kind() {
+        for (i, o) in OPTIONS.iter().enumerate() {
+            assert!(
+                !OPTIONS[..i].iter().any(|p| p.name == o.name),
+                "{} twice",
+                o.name
+            );
+            let fits = match o.default {
+                Default::None => true,
+                Default::Str(s) => {
+                    matches!(o.kind, Str | Path) && (o.choices.is_empty() || o.choices.contains(&s))
+                }
+                Default::Int(_) => o.kind == Int,
+                Default::Bool(_) => o.kind == Bool,
+                Default::List(_) => o.kind == List,
+            };
+            assert!(fits, "{}: default does not fit its kind", o.name);
+            assert!(!(o.required && o.default != Default::None), "{}", o.name);
+        }
+    }
+}

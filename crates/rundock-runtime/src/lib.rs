@@ -1,0 +1,22 @@
+//! What every long-running rundock process needs (`supervise` and `announce` under
+//! runsv, `dns` in the foreground): stopping on TERM or INT ([`Shutdown`]), waiting a
+//! doubling delay between retries ([`Backoff`]), and one format for its log lines
+//! ([`say!`], [`log::Prefix`]).
+//!
+//! Why a crate of its own: each of these was written again in every process that needed
+//! it, and the copies had started to differ in small ways (which signals stop, how a
+//! delay grows). Here each is written once, small enough to read in a minute, with
+//! tokio (signals, timers) as the only dependency, so the supervisor, the announcer and
+//! the DNS responder share it without pulling in each other's clients.
+//!
+//! Why no logging crate: a line needs no timestamp or level of its own (svlogd stamps
+//! every line it keeps, and runit's `run` scripts send stderr there), there is one sink
+//! (stderr) and no filtering; a `log` facade with a backend would add code to a binary
+//! that Ansible copies on every task and give nothing the format string does not.
+
+pub mod backoff;
+pub mod log;
+pub mod shutdown;
+
+pub use backoff::Backoff;
+pub use shutdown::Shutdown;

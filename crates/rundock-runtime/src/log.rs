@@ -1,0 +1,45 @@
+//! One log line format for every rundock process: plain text on stderr,
+//! `rundock COMMAND SERVICE: what happened`, one line per change of state.
+//!
+//! The run scripts do `exec 2>&1` and svlogd timestamps each line it keeps, so a line
+//! needs no time or level of its own. Nothing logged may carry a password or an
+//! environment value: log what changed, not the spec.
+
+use std::fmt;
+
+/// Who a line is from: `rundock announce web`, the command and the service it runs for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix(String);
+
+impl Prefix {
+    pub fn new(command: &str, service: &str) -> Prefix {
+        Prefix(format!("rundock {command} {service}"))
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Logs one line on stderr: `say!(prefix, "format", args…)` writes `PREFIX: text`.
+#[macro_export]
+macro_rules! say {
+    ($prefix:expr, $($arg:tt)*) => {
+        ::std::eprintln!("{}: {}", $prefix, ::std::format_args!($($arg)*))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_names_the_command_and_the_service() {
+        let prefix = Prefix::new("announce", "web");
+        assert_eq!(prefix.to_string(), "rundock announce web");
+        assert_eq!(format!("{prefix}: {}", 1), "rundock announce web: 1");
+        crate::say!(prefix, "the macro takes a prefix and a format: {}", 1);
+    }
+}
