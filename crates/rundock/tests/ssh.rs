@@ -298,7 +298,8 @@ fn roles_and_adhoc_over_ssh_with_become() {
     assert!(!ok, "the module succeeded as a non-root user:\n{out}");
     assert!(out.contains("FAILED"), "{out}");
     assert!(
-        out.contains("Permission denied") && out.contains(&remote.dir("").display().to_string()),
+        out.to_lowercase().contains("permission denied")
+            && out.contains(&remote.dir("").display().to_string()),
         "the failure does not say which path it could not write:\n{out}"
     );
     assert!(
