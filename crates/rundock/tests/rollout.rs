@@ -43,6 +43,9 @@ fn web_image(tag: &str, healthy: bool) {
 }
 
 struct Cluster {
+    // One runsvdir per host, started here (the host role only checks it runs:
+    // rundock_runsvdir: external); stopped on drop before the dirs go.
+    runsvdirs: Vec<kit::Runsvdir>,
     root: tempfile::TempDir,
     // Dropped before etcd, which it reads.
     dns: kit::DnsServer,
@@ -57,7 +60,12 @@ impl Cluster {
         let etcd = kit::Etcd::start();
         let dns = kit::DnsServer::start(Path::new(BIN), &etcd, DOMAIN);
         let tag = format!("p{}", std::process::id());
+        let runsvdirs = HOSTS
+            .iter()
+            .map(|host| kit::Runsvdir::start(&root.path().join(host).join("service")))
+            .collect();
         let cluster = Cluster {
+            runsvdirs,
             root,
             dns,
             etcd,
@@ -91,11 +99,12 @@ impl Cluster {
         for host in HOSTS {
             hosts.push_str(&format!(
                 "        {host}:\n          rundock_sv_dir: {sv}\n          rundock_service_dir: {service}\n          \
-                 rundock_log_dir: {log}\n          rundock_install_dir: {install}\n          rundock_services:\n",
+                 rundock_log_dir: {log}\n          rundock_install_dir: {install}\n          rundock_bin: {bin}\n          rundock_services:\n",
                 sv = self.dir(host, "sv").display(),
                 service = self.dir(host, "service").display(),
                 log = self.dir(host, "log").display(),
                 install = self.dir(host, "install").display(),
+                bin = self.dir(host, "bin/rundock").display(),
             ));
             for i in 0..services {
                 let port = kit::free_port();
@@ -109,7 +118,7 @@ impl Cluster {
         }
         let inventory = format!(
             "all:\n  children:\n    web:\n      hosts:\n{hosts}  vars:\n    ansible_connection: local\n    \
-             ansible_python_interpreter: /usr/bin/python3\n    rundock_install_packages: false\n    rundock_binary: {BIN}\n    \
+             ansible_python_interpreter: /usr/bin/python3\n    rundock_install_packages: false\n    rundock_runsvdir: external\n    rundock_binary: {BIN}\n    \
              rundock_service_defaults:\n      domain: {DOMAIN}\n      etcd: {{endpoints: [\"{etcd}\"]}}\n      announce_as: 127.0.0.0/8\n      \
              ttl: 10\n      drain: 1\n      stop_timeout: 2\n",
             etcd = self.etcd.endpoint(),
@@ -165,17 +174,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // Each Runsvdir stops its services, then itself.
+        self.runsvdirs.clear();
         for host in HOSTS {
-            let service_dir = self.dir(host, "service");
-            kit::stop_services(&service_dir);
-            let _ = kit::run(
-                "pkill",
-                &[
-                    "-HUP",
-                    "-f",
-                    &format!("^runsvdir -P {}$", service_dir.display()),
-                ],
-            );
             for i in 0..self.services {
                 let _ = kit::docker(&["rm", "-f", &format!("{host}-{}", self.service_named(i))]);
             }

@@ -1,0 +1,509 @@
+//! The shipped form: the portable binary (cargo-zigbuild against glibc 2.17 symbol
+//! versions) runs every subcommand and the module here and needs nothing newer than
+//! glibc 2.17; the collection tarball builds, installs and runs; the docs, role argument
+//! specs and role defaults agree with the one source each copies.
+//!
+//! ansible/build-portable is called by both building tests; cargo builds the release
+//! binary once per suite run and finds it fresh the second time.
+
+mod common;
+
+use rundock_testkit as kit;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The glibc baseline of ansible/build-portable.
+const GLIBC_BASELINE: (u32, u32) = (2, 17);
+
+fn collection_dir() -> PathBuf {
+    kit::workspace_root().join("ansible_collections/rundock/rundock")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        kit::stdout(out),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Builds (or finds fresh) the portable binary; its path.
+fn portable_binary() -> PathBuf {
+    let out = Command::new(kit::workspace_root().join("ansible/build-portable"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "build-portable failed:\n{}",
+        text(&out)
+    );
+    PathBuf::from(kit::stdout(&out).trim())
+}
+
+/// The highest `GLIBC_x.y` symbol version `objdump -T` lists for `binary`.
+fn highest_glibc(binary: &Path) -> (u32, u32) {
+    let out = kit::run("objdump", &["-T", binary.to_str().unwrap()]);
+    assert!(out.status.success(), "objdump: {}", text(&out));
+    glibc_versions(&kit::stdout(&out))
+        .into_iter()
+        .max()
+        .expect("no GLIBC symbol versions: not a dynamically linked glibc binary?")
+}
+
+fn glibc_versions(objdump: &str) -> Vec<(u32, u32)> {
+    objdump
+        .split("GLIBC_")
+        .skip(1)
+        .filter_map(|rest| {
+            let version: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .collect()
+}
+
+#[test]
+fn glibc_versions_are_read_from_objdump_lines() {
+    let sample =
+        "0000 DF *UND* 0000 (GLIBC_2.2.5) memcpy\n0000 DF *UND* 0000 (GLIBC_2.17) clock_gettime\n\
+                  0000 DF *UND* 0000 (GLIBC_2.3) __tls_get_addr\n";
+    assert_eq!(glibc_versions(sample), vec![(2, 2), (2, 17), (2, 3)]);
+    assert_eq!(glibc_versions(sample).into_iter().max(), Some((2, 17)));
+}
+
+/// The subcommands `rundock --help` lists (so a new one is covered without a change here).
+fn subcommands(binary: &Path) -> Vec<String> {
+    let out = kit::run(binary.to_str().unwrap(), &["--help"]);
+    assert!(out.status.success(), "{}", text(&out));
+    kit::stdout(&out)
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|name| name != "help")
+        .collect()
+}
+
+#[test]
+fn portable_binary_needs_at_most_glibc_2_17_and_runs_every_subcommand_and_the_module() {
+    let binary = portable_binary();
+    let size = std::fs::metadata(&binary).unwrap().len();
+    let glibc = highest_glibc(&binary);
+    eprintln!(
+        "portable binary: {} bytes ({:.1} MiB), highest GLIBC_{}.{}",
+        size,
+        size as f64 / 1048576.0,
+        glibc.0,
+        glibc.1
+    );
+    assert!(
+        glibc <= GLIBC_BASELINE,
+        "the portable binary needs GLIBC_{}.{}",
+        glibc.0,
+        glibc.1
+    );
+
+    let version = kit::run(binary.to_str().unwrap(), &["--version"]);
+    assert_eq!(
+        kit::stdout(&version).trim(),
+        format!("rundock {}", env!("CARGO_PKG_VERSION"))
+    );
+    let commands = subcommands(&binary);
+    for expected in ["supervise", "announce", "stop-tree", "log", "dns", "module"] {
+        assert!(commands.iter().any(|c| c == expected), "{commands:?}");
+    }
+    for command in &commands {
+        let out = kit::run(binary.to_str().unwrap(), &[command, "--help"]);
+        assert!(
+            out.status.success() && kit::stdout(&out).contains("Usage:"),
+            "rundock {command} --help: {}",
+            text(&out)
+        );
+    }
+
+    // The module, as Ansible runs it: an args file, check mode, then for real.
+    let host = tempfile::tempdir().unwrap();
+    let args = |check: bool| {
+        serde_json::json!({
+            "state": "present", "name": "portable", "image": kit::TEST_IMAGE,
+            "sv_dir": host.path().join("sv"), "service_dir": host.path().join("service"),
+            "log_dir": host.path().join("log"), "install_dir": host.path().join("install"),
+            "_ansible_check_mode": check, "_ansible_diff": true,
+        })
+    };
+    for (check, changed) in [(true, true), (false, true), (false, false)] {
+        let file = host.path().join("args");
+        std::fs::write(&file, args(check).to_string()).unwrap();
+        let out = kit::run(binary.to_str().unwrap(), &[file.to_str().unwrap()]);
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("module output is not JSON ({e}): {}", text(&out)));
+        assert_eq!(result.get("failed"), None, "{result}");
+        assert_eq!(result["changed"], changed, "check={check}: {result}");
+    }
+    assert!(host.path().join("sv/docker-portable/spec.json").exists());
+    let file = host.path().join("args");
+    let mut unknown = args(true);
+    unknown["colour"] = "red".into();
+    std::fs::write(&file, unknown.to_string()).unwrap();
+    let out = kit::run(binary.to_str().unwrap(), &[file.to_str().unwrap()]);
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["failed"], true, "{result}");
+    assert!(
+        result["msg"].as_str().unwrap_or("").contains("colour"),
+        "{result}"
+    );
+}
+
+/// Runs an Ansible program with the collections in `collections` and nothing from this
+/// checkout's ansible.cfg.
+fn ansible_with(collections: &Path, program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(kit::ansible_bin_dir().join(program))
+        .args(args)
+        .env("ANSIBLE_COLLECTIONS_PATH", collections)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_LOCALHOST_WARNING", "False")
+        .env("ANSIBLE_INVENTORY_UNPARSED_WARNING", "False")
+        .env("ANSIBLE_PYTHON_INTERPRETER", "/usr/bin/python3")
+        .env("ANSIBLE_INJECT_FACTS_AS_VARS", "False")
+        .current_dir(collections)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.success(), text(&out))
+}
+
+#[test]
+fn collection_builds_installs_and_runs_from_the_tarball() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(kit::workspace_root().join("ansible/build-collection"))
+        .arg(out_dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "build-collection:\n{}", text(&out));
+    let tarball = kit::stdout(&out).trim().to_string();
+    assert!(
+        tarball.ends_with(&format!(
+            "rundock-rundock-{}.tar.gz",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{tarball}"
+    );
+    let listing = kit::stdout(&kit::run("tar", &["tvzf", &tarball]));
+    let module = listing
+        .lines()
+        .find(|l| l.ends_with(" plugins/modules/rundock"))
+        .unwrap_or_else(|| panic!("no module binary in the tarball:\n{listing}"));
+    assert!(module.starts_with("-rwxr-xr-x"), "{module}");
+    for role in ["host", "service", "dns", "layout"] {
+        for file in ["meta/main.yml", "meta/argument_specs.yml"] {
+            let path = format!(" roles/{role}/{file}");
+            assert!(
+                listing.lines().any(|l| l.ends_with(&path)),
+                "{path} missing"
+            );
+        }
+    }
+
+    let installed = tempfile::tempdir().unwrap();
+    let install = Command::new(kit::ansible_bin_dir().join("ansible-galaxy"))
+        .args(["collection", "install", "--force", &tarball, "-p"])
+        .arg(installed.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "install:\n{}", text(&install));
+    let binary = installed
+        .path()
+        .join("ansible_collections/rundock/rundock/plugins/modules/rundock");
+    assert!(
+        highest_glibc(&binary) <= GLIBC_BASELINE,
+        "the tarball's module is not the portable one"
+    );
+
+    let (ok, doc) = ansible_with(
+        installed.path(),
+        "ansible-doc",
+        &["rundock.rundock.rundock"],
+    );
+    assert!(ok && doc.contains("sample:"), "{doc}");
+    for role in ["host", "service", "dns", "layout"] {
+        let (ok, doc) = ansible_with(
+            installed.path(),
+            "ansible-doc",
+            &["-t", "role", &format!("rundock.rundock.{role}")],
+        );
+        assert!(ok, "ansible-doc -t role rundock.rundock.{role}:\n{doc}");
+    }
+
+    // The installed module, ad hoc by its full name: installs a tree, then changes nothing.
+    let host = tempfile::tempdir().unwrap();
+    let options = format!(
+        "state=present name=shipped image={} sv_dir={} service_dir={} log_dir={} install_dir={}",
+        kit::TEST_IMAGE,
+        host.path().join("sv").display(),
+        host.path().join("service").display(),
+        host.path().join("log").display(),
+        host.path().join("install").display()
+    );
+    let adhoc = [
+        "localhost",
+        "-c",
+        "local",
+        "-i",
+        "localhost,",
+        "-m",
+        "rundock.rundock.rundock",
+        "-a",
+        &options,
+    ];
+    let (ok, first) = ansible_with(installed.path(), "ansible", &adhoc);
+    assert!(ok && first.contains("localhost | CHANGED"), "{first}");
+    let (ok, second) = ansible_with(installed.path(), "ansible", &adhoc);
+    assert!(ok && second.contains("localhost | SUCCESS"), "{second}");
+}
+
+/// Checks in Python with PyYAML (in the Ansible venv), printing one line per problem.
+const AGREEMENT_CHECK: &str = r#"
+import sys, yaml
+root = sys.argv[1]
+version = sys.argv[2]
+problems = []
+load = lambda p: yaml.safe_load(open(root + '/' + p))
+docs = load('plugins/modules/rundock.yml')
+doc = docs['DOCUMENTATION']
+
+def samples(keys, where):
+    for key, spec in keys.items():
+        if 'sample' not in spec:
+            problems.append('RETURN %s%s has no sample' % (where, key))
+        samples(spec.get('contains', {}), where + key + '.')
+samples(docs['RETURN'], '')
+if not doc.get('requirements'):
+    problems.append('DOCUMENTATION has no requirements')
+for attribute in ('check_mode', 'diff_mode'):
+    if doc.get('attributes', {}).get(attribute, {}).get('support') != 'full':
+        problems.append('attributes.%s.support is not full' % attribute)
+examples = docs['EXAMPLES']
+for what, needle in [('ad hoc', 'ansible node'), ('health checks', 'health:'), ('TLS etcd', 'cert_file:'),
+                     ('rolling update', 'serial: 1'), ('the full name', 'rundock.rundock.rundock:')]:
+    if needle not in examples:
+        problems.append('EXAMPLES lack %s (%r)' % (what, needle))
+yaml.safe_load(examples)
+
+galaxy = load('galaxy.yml')
+if str(galaxy['version']) != version:
+    problems.append('galaxy.yml version %s is not the crate version %s' % (galaxy['version'], version))
+
+layout = load('roles/layout/defaults/main.yml')
+for var, option in [('rundock_sv_dir', 'sv_dir'), ('rundock_service_dir', 'service_dir'),
+                    ('rundock_log_dir', 'log_dir'), ('rundock_install_dir', 'install_dir')]:
+    if layout[var] != doc['options'][option].get('default'):
+        problems.append('layout %s=%r but the module option %s defaults to %r'
+                        % (var, layout[var], option, doc['options'][option].get('default')))
+
+for role in ('layout', 'host', 'service', 'dns'):
+    try:
+        load('roles/%s/meta/main.yml' % role)
+        specs = load('roles/%s/meta/argument_specs.yml' % role)['argument_specs']
+    except OSError as e:
+        problems.append('role %s: %s' % (role, e))
+        continue
+    try:
+        defaults = load('roles/%s/defaults/main.yml' % role) or {}
+    except OSError:
+        defaults = {}
+    options = specs['main']['options']
+    for var, value in defaults.items():
+        if var not in options:
+            problems.append('role %s: default %s is not in its argument spec' % (role, var))
+        elif options[var].get('default', value) != value:
+            problems.append('role %s: %s defaults to %r but its argument spec says %r'
+                            % (role, var, value, options[var]['default']))
+for problem in problems:
+    print(problem)
+"#;
+
+#[test]
+fn docs_specs_and_defaults_agree_with_their_sources() {
+    let out = Command::new(kit::ansible_bin_dir().join("python3"))
+        .args(["-c", AGREEMENT_CHECK])
+        .arg(collection_dir())
+        .arg(env!("CARGO_PKG_VERSION"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let problems = kit::stdout(&out);
+    assert!(problems.trim().is_empty(), "{problems}");
+
+    // The same docs through ansible-doc, from this checkout's -M path and as the collection.
+    let (ok, doc) = ansible_with(
+        &kit::workspace_root(),
+        "ansible-doc",
+        &["-M", "ansible/library", "rundock"],
+    );
+    assert!(ok && doc.contains("REQUIREMENTS"), "{doc}");
+}
+
+/// Plays one role on localhost with `vars` (YAML flow mapping); (success, output).
+fn play_role(role: &str, vars: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = dir.path().join("play.yml");
+    std::fs::write(
+        &playbook,
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n  roles:\n    - role: rundock.rundock.{role}\n      vars: {vars}\n"
+        ),
+    )
+    .unwrap();
+    ansible_with(
+        &kit::workspace_root(),
+        "ansible-playbook",
+        &[
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            playbook.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn wrong_role_variables_fail_at_role_entry_naming_the_variable() {
+    let (ok, out) = play_role("service", "{rundock_services: web}");
+    assert!(!ok, "{out}");
+    assert!(out.contains("rundock_services"), "{out}");
+    assert!(
+        out.contains("Validating arguments against arg spec"),
+        "{out}"
+    );
+
+    let (ok, out) = play_role("service", "{rundock_services: [{image: busybox}]}");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("rundock_services: every item needs a name"),
+        "{out}"
+    );
+
+    let (ok, out) = play_role(
+        "host",
+        "{rundock_runsvdir: sometimes, rundock_install_packages: false}",
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("rundock_runsvdir"), "{out}");
+
+    let (ok, out) = play_role("dns", "{rundock_dns_domains: []}");
+    assert!(!ok, "{out}");
+    assert!(out.contains("rundock_dns_domains"), "{out}");
+}
+
+#[test]
+fn the_host_role_refuses_to_guess_when_no_init_runs_runsvdir() {
+    let pid1 = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    if ["systemd", "runit", "init"].contains(&pid1.trim()) {
+        eprintln!(
+            "PID 1 is {}: this machine has an init; nothing to check",
+            pid1.trim()
+        );
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let vars = format!(
+        "{{rundock_install_packages: false, rundock_sv_dir: {r}/sv, rundock_service_dir: {r}/service, \
+         rundock_log_dir: {r}/log, rundock_bin: {r}/bin/rundock, rundock_binary: {bin}}}",
+        r = root.path().display(),
+        bin = common::BIN
+    );
+    let (ok, out) = play_role("host", &vars);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("rundock_runsvdir: PID 1 is {}", pid1.trim()))
+            && out.contains("rundock_runsvdir: external"),
+        "{out}"
+    );
+}
+
+/// The method the host role picks for an init named in `rundock_runsvdir` (detection
+/// itself is checked above): (success, output).
+fn runsvdir_method(init: &str, service_dir: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = dir.path().join("play.yml");
+    std::fs::write(
+        &playbook,
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - ansible.builtin.include_role:\n        \
+             name: rundock.rundock.host\n        tasks_from: runsvdir_method\n      \
+             vars: {{rundock_runsvdir: {init}, rundock_service_dir: {service_dir}}}\n    \
+             - ansible.builtin.debug:\n        msg: \"method={{{{ rundock_runsvdir_method }}}}\"\n"
+        ),
+    )
+    .unwrap();
+    ansible_with(
+        &kit::workspace_root(),
+        "ansible-playbook",
+        &[
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            playbook.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn the_runsvdir_method_follows_the_init_and_the_service_dir() {
+    for (init, service_dir, method) in [
+        ("systemd", "/etc/service", "debian-systemd"),
+        ("systemd", "/srv/service", "systemd-unit"),
+        ("sysvinit", "/etc/service", "debian-sysvinit"),
+        ("runit", "/etc/service", "runit"),
+        ("external", "/srv/service", "external"),
+    ] {
+        let (ok, out) = runsvdir_method(init, service_dir);
+        assert!(
+            ok && out.contains(&format!("\"msg\": \"method={method}\"")),
+            "{init} {service_dir}:\n{out}"
+        );
+    }
+    for init in ["runit", "sysvinit"] {
+        let (ok, out) = runsvdir_method(init, "/srv/service");
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains(&format!(
+                "rundock_service_dir: {init} runs runsvdir on /etc/service only"
+            )),
+            "{out}"
+        );
+    }
+}
+
+/// `ansible-test sanity` on the collection (ansible/sanity; the first run makes its
+/// venvs from PyPI, later runs take seconds).
+#[test]
+fn ansible_test_sanity_passes() {
+    let out = Command::new(kit::workspace_root().join("ansible/sanity"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    for test in [
+        "ansible-doc",
+        "validate-modules",
+        "yamllint",
+        "runtime-metadata",
+        "shebang",
+    ] {
+        assert!(
+            report.contains(&format!("Running sanity test \"{test}\"")),
+            "{test} did not run:\n{report}"
+        );
+    }
+}
