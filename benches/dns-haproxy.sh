@@ -4,7 +4,8 @@
 # asking `rundock dns` for `_http._tcp.NAME.DOMAIN` SRV (`timeout resolve 1s`). Ten
 # rounds of `docker kill` of one instance while a request goes through HAProxy every
 # 50 ms; prints the median time from the kill to HAProxy no longer listing the
-# instance among its servers, the time until it serves again, and the failed requests.
+# instance among its servers (or that it was back before HAProxy asked again), the time
+# until it serves again, and the failed requests.
 #
 #   benches/dns-haproxy.sh        (needs what tests/setup installs, haproxy included; root)
 set -eu

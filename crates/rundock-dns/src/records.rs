@@ -6,10 +6,14 @@
 //!
 //! It also keeps the TTL of every v3 lease its records hang on, counted by the records
 //! that use it, so a lease's bookkeeping goes with its last record. A lease's TTL is
-//! looked up after its records are already answering (see [`crate::sync`]); until then
-//! answers carry the record's own `ttl`.
+//! looked up only once a query finds one of its records (the lookup is requested on the
+//! channel given to [`RecordSet::request_lease_ttls`], see [`crate::sync`]); until it
+//! is known, answers carry the record's own `ttl`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::mpsc::UnboundedSender;
 
 use rundock_spec::skydns::{name_to_path, path_to_name, Record};
 
@@ -52,11 +56,33 @@ pub enum LeaseTtl {
     Gone,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct LeaseUse {
     ttl: LeaseTtl,
     /// Records hanging on the lease; at 0 the lease is forgotten.
     records: u32,
+    /// Its lookup was requested (set by readers, under the read lock).
+    requested: AtomicBool,
+}
+
+impl LeaseUse {
+    fn new(ttl: LeaseTtl) -> LeaseUse {
+        LeaseUse {
+            ttl,
+            records: 0,
+            requested: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Clone for LeaseUse {
+    fn clone(&self) -> LeaseUse {
+        LeaseUse {
+            ttl: self.ttl,
+            records: self.records,
+            requested: AtomicBool::new(self.requested.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 /// A record found by [`RecordSet::lookup`], with the key it lives at.
@@ -107,6 +133,8 @@ pub struct RecordSet {
     prefix: String,
     entries: BTreeMap<String, Entry>,
     leases: HashMap<i64, LeaseUse>,
+    /// Where lookups of unknown lease TTLs are requested.
+    lease_requests: Option<UnboundedSender<i64>>,
     /// The etcd revision (v3) or index (v2) the set is current to; the SOA serial.
     pub revision: u64,
 }
@@ -117,6 +145,7 @@ impl RecordSet {
             prefix: normalise_prefix(prefix),
             entries: BTreeMap::new(),
             leases: HashMap::new(),
+            lease_requests: None,
             revision: 0,
         }
     }
@@ -203,10 +232,7 @@ impl RecordSet {
         if let Some(id) = entry.lease {
             let used = self.leases.entry(id).or_insert_with(|| {
                 new_lease = true;
-                LeaseUse {
-                    ttl: LeaseTtl::Unknown,
-                    records: 0,
-                }
+                LeaseUse::new(LeaseTtl::Unknown)
             });
             used.records += 1;
         }
@@ -238,9 +264,13 @@ impl RecordSet {
     }
 
     /// Records what is known of lease `id`'s TTL; ignored once no record uses it.
+    /// `Unknown` (a lookup that failed) lets the next query request it again.
     pub fn set_lease_ttl(&mut self, id: i64, ttl: LeaseTtl) {
         if let Some(used) = self.leases.get_mut(&id) {
             used.ttl = ttl;
+            if ttl == LeaseTtl::Unknown {
+                *used.requested.get_mut() = false;
+            }
         }
     }
 
@@ -249,14 +279,24 @@ impl RecordSet {
         self.leases.get(&id).map(|used| used.ttl)
     }
 
-    /// Takes over what `older` knew of the TTLs of leases this set uses too (after a
-    /// relist, so that only new leases are looked up).
+    /// Takes over what `older` knew of the TTLs of leases this set uses too, and where
+    /// it requested lookups (after a relist, so that only new leases are looked up).
     pub fn adopt_lease_ttls(&mut self, older: &RecordSet) {
         for (id, used) in &mut self.leases {
             if let Some(old) = older.leases.get(id) {
                 used.ttl = old.ttl;
+                used.requested = AtomicBool::new(old.requested.load(Ordering::Relaxed));
             }
         }
+        if self.lease_requests.is_none() {
+            self.lease_requests = older.lease_requests.clone();
+        }
+    }
+
+    /// From now on, a lookup that finds a record whose lease TTL is unknown sends the
+    /// lease ID to `requests`, once per lease.
+    pub fn request_lease_ttls(&mut self, requests: UnboundedSender<i64>) {
+        self.lease_requests = Some(requests);
     }
 
     /// Leases whose TTL is still unknown.
@@ -339,11 +379,23 @@ impl RecordSet {
             })
     }
 
-    /// An entry's etcd TTL: its lease's when known, else what was read with it.
+    /// An entry's etcd TTL: its lease's when known, else what was read with it. The
+    /// first time an unknown lease is met, its lookup is requested.
     fn etcd_ttl(&self, entry: &Entry) -> Option<u32> {
-        match entry.lease.and_then(|id| self.lease_ttl(id)) {
-            Some(LeaseTtl::Known(ttl)) => Some(ttl),
-            _ => entry.etcd_ttl,
+        let Some((id, used)) = entry.lease.and_then(|id| Some((id, self.leases.get(&id)?))) else {
+            return entry.etcd_ttl;
+        };
+        match used.ttl {
+            LeaseTtl::Known(ttl) => Some(ttl),
+            LeaseTtl::Unknown => {
+                if let Some(requests) = &self.lease_requests {
+                    if !used.requested.swap(true, Ordering::Relaxed) {
+                        let _ = requests.send(id);
+                    }
+                }
+                entry.etcd_ttl
+            }
+            LeaseTtl::Gone => entry.etcd_ttl,
         }
     }
 }
@@ -521,6 +573,38 @@ mod tests {
         assert_eq!(fresh.unknown_leases().collect::<Vec<_>>(), [10]);
         assert_eq!(fresh.remove_tree("/skydns/x"), 2);
         assert_eq!(fresh.lease_count(), 0);
+    }
+
+    #[test]
+    fn a_lookup_requests_an_unknown_lease_once() {
+        let mut s = RecordSet::new("/skydns");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        s.request_lease_ttls(tx);
+        let value = br#"{"host":"10.0.0.1","ttl":60}"#;
+        s.insert_json_leased("/skydns/x/a", value, None, Some(7))
+            .unwrap();
+        s.insert_json_leased("/skydns/x/b", value, None, Some(8))
+            .unwrap();
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing is looked up before a query"
+        );
+        assert_eq!(s.lookup("a.x").len(), 1);
+        assert_eq!(s.lookup("a.x").len(), 1);
+        assert_eq!(rx.try_recv().unwrap(), 7);
+        assert!(rx.try_recv().is_err(), "requested once");
+        // A relist keeps what was requested; the other lease is asked for on its query.
+        let mut fresh = RecordSet::new("/skydns");
+        fresh
+            .insert_json_leased("/skydns/x/a", value, None, Some(7))
+            .unwrap();
+        fresh
+            .insert_json_leased("/skydns/x/b", value, None, Some(8))
+            .unwrap();
+        fresh.adopt_lease_ttls(&s);
+        assert_eq!(fresh.lookup("x").len(), 2);
+        assert_eq!(rx.try_recv().unwrap(), 8);
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

@@ -5,11 +5,14 @@
 //! While etcd is unreachable the last known records keep answering: on a single host a
 //! short etcd outage should not take name resolution down with it.
 //!
-//! Records answer from the moment the list (or their watch event) arrives. The TTL of
-//! each v3 lease they hang on is looked up beside, [`LEASE_LOOKUPS_IN_FLIGHT`] at a
-//! time, never in the way of the list or the watch: etcd has no call that returns many
-//! leases' TTLs, and until one is known an answer carries the record's own `ttl`
-//! (the announcer always writes one), which is what bounds it anyway.
+//! Records answer from the moment the list (or their watch event) arrives. The TTL of a
+//! v3 lease they hang on is looked up only when a query first finds one of its records,
+//! beside the answer, [`LEASE_LOOKUPS_IN_FLIGHT`] at a time, never in the way of the
+//! list or the watch. etcd has no call that returns many leases' TTLs, and looking up
+//! all 50,000 after a start kept etcd busy for half a minute and cost a third of the
+//! queries per second; asked on demand, the work follows the names clients use. Until
+//! a lease's TTL is known an answer carries the record's own `ttl` (the announcer always
+//! writes one, equal to or below the lease's), which is what bounds it anyway.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -71,7 +74,7 @@ pub const LEASE_LOOKUPS_IN_FLIGHT: usize = 16;
 /// lease's records keep answering with their own `ttl`.
 const LEASE_LOOKUP_ATTEMPTS: u32 = 3;
 
-/// Leases whose TTL wants looking up.
+/// Where queries request lease TTL lookups.
 type LeaseQueue = mpsc::UnboundedSender<i64>;
 
 /// Runs forever, keeping `shared` current with the keys under `prefix`.
@@ -113,7 +116,7 @@ async fn follow(client: &Client, prefix: &str, shared: &Shared, queue: LeaseQueu
         backoff.reset();
         // Watch until the history we need is gone; then list again.
         loop {
-            match watch_once(client, prefix, after, shared, &queue).await {
+            match watch_once(client, prefix, after, shared).await {
                 WatchEnd::Relist => break,
                 WatchEnd::Resume { revision, error } => {
                     after = revision;
@@ -136,13 +139,7 @@ enum WatchEnd {
     },
 }
 
-async fn watch_once(
-    client: &Client,
-    prefix: &str,
-    after: u64,
-    shared: &Shared,
-    queue: &LeaseQueue,
-) -> WatchEnd {
+async fn watch_once(client: &Client, prefix: &str, after: u64, shared: &Shared) -> WatchEnd {
     let mut stream = match client.watch_keys(prefix, after).await {
         Ok(stream) => stream,
         Err(EtcdError::Compacted(_)) => return WatchEnd::Relist,
@@ -159,9 +156,9 @@ async fn watch_once(
             Ok(event) => {
                 // Everything that arrived with it goes in under the same lock.
                 let mut state = shared.write().unwrap_or_else(|e| e.into_inner());
-                apply(&mut state, &event, v2, queue);
+                apply(&mut state, &event, v2);
                 while let Some(event) = stream.try_next() {
-                    apply(&mut state, &event, v2, queue);
+                    apply(&mut state, &event, v2);
                 }
                 state.changed();
             }
@@ -182,36 +179,30 @@ async fn watch_once(
     }
 }
 
-/// Replaces every record with `fresh`'s, keeping the lease TTLs already known, and
-/// queues the lookups of the others.
+/// Replaces every record with `fresh`'s, keeping the lease TTLs already known; the
+/// others are requested on `queue` as queries find them.
 pub fn replace_all(shared: &Shared, mut fresh: RecordSet, queue: &LeaseQueue) {
     let mut state = shared.write().unwrap_or_else(|e| e.into_inner());
+    fresh.request_lease_ttls(queue.clone());
     fresh.adopt_lease_ttls(&state.records);
-    for id in fresh.unknown_leases() {
-        let _ = queue.send(id);
-    }
     state.records = fresh;
     state.loaded = true;
     state.changed();
 }
 
 /// Applies one watch event. A v2 delete may be a whole directory (or its expiry).
-pub fn apply(state: &mut State, event: &Event, v2: bool, queue: &LeaseQueue) {
+pub fn apply(state: &mut State, event: &Event, v2: bool) {
     let records = &mut state.records;
     records.revision = records.revision.max(event.revision());
     match event {
         Event::Put(entry) => {
-            match records.insert_json_leased(
+            if let Err(e) = records.insert_json_leased(
                 &entry.key,
                 entry.value.as_bytes(),
                 entry.ttl,
                 entry.lease,
             ) {
-                Ok(true) => {
-                    let _ = queue.send(entry.lease.expect("a new lease"));
-                }
-                Ok(false) => {}
-                Err(e) => eprintln!("rundock dns: ignoring {}: {e}", entry.key),
+                eprintln!("rundock dns: ignoring {}: {e}", entry.key);
             }
         }
         Event::Delete { key, .. } if v2 => {
@@ -306,10 +297,15 @@ mod tests {
         first
             .insert_json_leased("/skydns/x/old", value.as_bytes(), None, Some(1))
             .unwrap();
+        first
+            .insert_json_leased("/skydns/x/a", value.as_bytes(), None, Some(1))
+            .unwrap();
         replace_all(&shared, first, &queue);
-        assert_eq!(queued(&mut rx), [1]);
         assert!(changes.has_changed().unwrap());
         assert_eq!(*changes.borrow_and_update(), 1);
+        assert_eq!(queued(&mut rx), Vec::<i64>::new(), "no query, no lookup");
+        assert_eq!(shared.read().unwrap().records.lookup("a.x").len(), 1);
+        assert_eq!(queued(&mut rx), [1], "a query asks for its lease");
         shared
             .write()
             .unwrap()
@@ -325,13 +321,14 @@ mod tests {
             .insert_json_leased("/skydns/x/b", value.as_bytes(), None, Some(2))
             .unwrap();
         replace_all(&shared, fresh, &queue);
+        assert_eq!(*changes.borrow_and_update(), 2);
+        let state = shared.read().unwrap();
+        assert_eq!(state.records.lookup("x").len(), 2);
         assert_eq!(
             queued(&mut rx),
             [2],
             "only the lease not known yet is looked up"
         );
-        assert_eq!(*changes.borrow_and_update(), 2);
-        let state = shared.read().unwrap();
         assert!(state.loaded);
         assert_eq!(state.records.revision, 7);
         assert_eq!(state.records.len(), 2);
@@ -342,7 +339,6 @@ mod tests {
     #[test]
     fn events_put_and_delete_keys_and_v2_deletes_whole_directories() {
         let shared = shared();
-        let (queue, mut rx) = mpsc::unbounded_channel();
         let mut state = shared.write().unwrap();
         for (key, lease) in [
             ("/skydns/x/a", Some(5)),
@@ -353,15 +349,13 @@ mod tests {
                 &mut state,
                 &Event::Put(kv(key, r#"{"host":"10.0.0.1"}"#, lease, 3)),
                 false,
-                &queue,
             );
         }
-        assert_eq!(queued(&mut rx), [5], "a lease is looked up once");
+        assert_eq!(state.records.lease_count(), 1);
         apply(
             &mut state,
             &Event::Put(kv("/skydns/x/bad", "{", None, 4)),
             false,
-            &queue,
         );
         assert_eq!(state.records.len(), 3);
         let delete = |key: &str| Event::Delete {
@@ -369,10 +363,10 @@ mod tests {
             revision: 9,
         };
         // v3: a key is only itself.
-        apply(&mut state, &delete("/skydns/x/a"), false, &queue);
+        apply(&mut state, &delete("/skydns/x/a"), false);
         assert_eq!(state.records.len(), 2);
         // v2: a directory takes its subtree with it, and the lease goes with its records.
-        apply(&mut state, &delete("/skydns/x"), true, &queue);
+        apply(&mut state, &delete("/skydns/x"), true);
         assert!(state.records.is_empty());
         assert_eq!(state.records.lease_count(), 0);
         assert_eq!(state.records.revision, 9);
