@@ -30,11 +30,11 @@ if [ -z "${DNS_BIN:-}" ]; then
     DNS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/dns-server"
 fi
 
-exec python3 - "$DNS_BIN" $SIZES <<'PY'
+exec python3 - "$ROOT" "$DNS_BIN" $SIZES <<'PY'
 import base64, http.client, json, os, random, shutil, socket, struct, subprocess
 import sys, tempfile, threading, time
 
-BIN, SIZES = sys.argv[1], [int(s) for s in sys.argv[2:]]
+ROOT, BIN, SIZES = sys.argv[1], sys.argv[2], [int(s) for s in sys.argv[3:]]
 DOMAIN = "bench.test"
 LEASE_TTL = 600  # longer than the run: no keep-alives needed
 
@@ -105,12 +105,11 @@ class Etcd:
     def __init__(self, work):
         self.port, peer = free_port(), free_port()
         url = f"http://127.0.0.1:{self.port}"
-        self.p = subprocess.Popen(["etcd", "--name", "bench", "--data-dir", f"{work}/etcd",
-            "--listen-client-urls", url, "--advertise-client-urls", url,
-            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"bench=http://127.0.0.1:{peer}", "--log-level", "error",
-            "--quota-backend-bytes", str(4 << 30)],
+        # The command line is tests/lib.sh's, spelled once for every script.
+        args = subprocess.run(["bash", "-c", 'source "$1"; etcd_args bench "$2" "$3" "$4"', "-",
+                               f"{ROOT}/tests/lib.sh", f"{work}/etcd", str(self.port), str(peer)],
+                              check=True, capture_output=True, text=True).stdout.split("\n")[:-1]
+        self.p = subprocess.Popen(args + ["--quota-backend-bytes", str(4 << 30)],
             stdout=subprocess.DEVNULL, stderr=open(f"{work}/etcd.log", "w"))
         for _ in range(200):
             try:

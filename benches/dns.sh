@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Benchmark of `rundock dns`: queries per second from a second process (dnsperf) on
 # loopback, and the responder's resident memory with 1,000 records loaded.
 #
@@ -12,6 +12,8 @@ set -eu
 
 DURATION=${1:-10}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=tests/lib.sh
+. "$ROOT/tests/lib.sh"
 WORK=$(mktemp -d)
 ETCD_PID=
 DNS_PID=
@@ -37,16 +39,8 @@ BIN="$ROOT/target/release/examples/dns-server"
 
 CPORT=$(free_port); PPORT=$(free_port); DPORT=$(free_port)
 ENDPOINT=http://127.0.0.1:$CPORT
-etcd --name bench --data-dir "$WORK/etcd" \
-    --listen-client-urls "$ENDPOINT" --advertise-client-urls "$ENDPOINT" \
-    --listen-peer-urls "http://127.0.0.1:$PPORT" --initial-advertise-peer-urls "http://127.0.0.1:$PPORT" \
-    --initial-cluster "bench=http://127.0.0.1:$PPORT" --log-level error >"$WORK/etcd.log" 2>&1 &
-ETCD_PID=$!
-i=0
-until curl -sf "$ENDPOINT/health" >/dev/null; do
-    i=$((i + 1)); [ $i -gt 200 ] && { echo "etcd did not start" >&2; exit 1; }
-    sleep 0.1
-done
+start_etcd bench "$WORK/etcd" "$CPORT" "$PPORT" "$WORK/etcd.log"
+ETCD_PID=$etcd_pid
 
 echo "writing 1000 records..." >&2
 # Ten transactions of 100 puts through the v3 JSON gateway, not 1000 processes.
