@@ -341,19 +341,24 @@ impl DnsServer {
 
     /// `dig +short NAME KIND` against this server.
     pub fn dig(&self, name: &str, kind: &str) -> String {
-        let port = self.port.to_string();
-        let args = [
-            "+short",
-            "+time=1",
-            "+tries=1",
-            "@127.0.0.1",
-            "-p",
-            &port,
-            name,
-            kind,
-        ];
-        stdout(&run("dig", &args))
+        dig_short(self.port, name, kind)
     }
+}
+
+/// `dig +short NAME KIND` against a DNS server on 127.0.0.1:`port`, one try of a second.
+pub fn dig_short(port: u16, name: &str, kind: &str) -> String {
+    let port = port.to_string();
+    let args = [
+        "+short",
+        "+time=1",
+        "+tries=1",
+        "@127.0.0.1",
+        "-p",
+        &port,
+        name,
+        kind,
+    ];
+    stdout(&run("dig", &args))
 }
 
 impl Drop for DnsServer {

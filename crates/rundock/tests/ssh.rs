@@ -224,21 +224,7 @@ impl Remote {
 
     /// `dig +short NAME A` against the rundock dns the dns role runs.
     fn dig(&self, name: &str) -> String {
-        let port = self.dns_port.to_string();
-        let out = kit::run(
-            "dig",
-            &[
-                "+short",
-                "+time=1",
-                "+tries=1",
-                "@127.0.0.1",
-                "-p",
-                &port,
-                name,
-                "A",
-            ],
-        );
-        kit::stdout(&out).trim().to_string()
+        kit::dig_short(self.dns_port, name, "A").trim().to_string()
     }
 }
 

@@ -264,6 +264,14 @@ fn request_loop(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(us
     })
 }
 
+/// Backends node-1..3 of `name`, deployed through the module.
+fn three_backends(name: &str, etcd: &kit::Etcd) -> Vec<Backend> {
+    ["node-1", "node-2", "node-3"]
+        .iter()
+        .map(|label| Backend::deploy(name, label, etcd))
+        .collect()
+}
+
 /// The upstream nginx starts with, before the watcher has rendered one.
 fn write_placeholder(upstream: &Path, name: &str) {
     std::fs::write(
@@ -278,10 +286,7 @@ fn nginx_follows_the_records_through_kill_and_drain_without_failed_requests_on_d
     kit::ensure_test_image();
     let etcd = kit::Etcd::start();
     let name = unique("front");
-    let backends: Vec<Backend> = ["node-1", "node-2", "node-3"]
-        .iter()
-        .map(|label| Backend::deploy(&name, label, &etcd))
-        .collect();
+    let backends = three_backends(&name, &etcd);
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("upstream.conf");
     write_placeholder(&upstream, &name);
@@ -659,10 +664,7 @@ fn bench_watch() {
     kit::ensure_test_image();
     let etcd = kit::Etcd::start();
     let name = unique("bench");
-    let backends: Vec<Backend> = ["node-1", "node-2", "node-3"]
-        .iter()
-        .map(|label| Backend::deploy(&name, label, &etcd))
-        .collect();
+    let backends = three_backends(&name, &etcd);
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("upstream.conf");
     write_placeholder(&upstream, &name);
