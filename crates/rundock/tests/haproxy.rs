@@ -191,8 +191,9 @@ fn instance(host: &Host, name: &str, group: &str, port: u16, etcd: &kit::Etcd) -
 }
 
 struct Deployment {
-    host: Host,
+    // Dropped first: stops the services while their tree (in `host`) still exists.
     _runsvdir: kit::Runsvdir,
+    host: Host,
     names: Vec<String>,
     ports: Vec<u16>,
     srv_name: String,

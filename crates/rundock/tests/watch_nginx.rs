@@ -204,8 +204,9 @@ fn etcdctl_put(etcd: &kit::Etcd, key: &str, value: &str) {
 
 /// One backend on its own simulated host: a busybox httpd answering its host label.
 struct Backend {
-    host: Host,
+    // Dropped first: stops the services while their tree (in `host`) still exists.
     _runsvdir: kit::Runsvdir,
+    host: Host,
     name: String,
     label: String,
 }
