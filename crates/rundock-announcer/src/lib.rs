@@ -22,6 +22,7 @@
 mod announcer;
 pub mod docker;
 pub mod health;
+mod report;
 
 use anyhow::Context;
 use rundock_spec::{skydns, Spec};

@@ -25,7 +25,21 @@ pub fn stop_tree(tree: &Path) -> Result<()> {
     }
     let spec = spec.ok();
     let announce = tree.join(ANNOUNCE_SERVICE);
+    // For `rundock status`: the tree drains from now until the container is down.
+    let drain_file = tree.join(rundock_spec::state::DRAIN_STATE_FILE);
     if runsv_running(&announce) {
+        let drain = spec.as_ref().map_or(0, |s| s.drain);
+        let since = rundock_spec::state::unix_now();
+        let draining = rundock_spec::state::DrainState {
+            since,
+            until: since + u64::from(drain),
+        };
+        if let Err(e) = rundock_spec::state::write(&drain_file, &draining) {
+            eprintln!(
+                "rundock stop-tree: cannot write {}: {e}",
+                drain_file.display()
+            );
+        }
         if let Err(e) = sv("down", &announce, 15) {
             eprintln!("rundock stop-tree: {e:#}");
         }
@@ -39,6 +53,7 @@ pub fn stop_tree(tree: &Path) -> Result<()> {
             eprintln!("rundock stop-tree: {e:#}");
         }
     }
+    let _ = std::fs::remove_file(&drain_file);
     let pid_file = tree.join("supervise/pid");
     let pid = std::fs::read_to_string(&pid_file)
         .with_context(|| format!("cannot read {}", pid_file.display()))?;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod image;
 pub mod skydns;
 pub mod spec;
+pub mod state;
 pub mod tree;
 pub mod validate;
 

@@ -34,7 +34,7 @@ pub const EXIT_FAILURE: i32 = 125;
 
 /// Name of the back-off state file, kept in the supervisor's working directory (runsv
 /// starts it in the tree's `services/container`).
-pub const STATE_FILE: &str = "rundock-backoff.json";
+pub const STATE_FILE: &str = rundock_spec::state::SUPERVISOR_STATE_FILE;
 
 /// Blocking: builds a current-thread tokio runtime. Returns the process exit code.
 ///

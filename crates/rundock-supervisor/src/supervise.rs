@@ -76,9 +76,15 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let failures = backoff::load(state_path).failures;
-    let save = |failures: u32| {
-        if let Err(e) = backoff::save(state_path, backoff::State { failures }) {
+    let previous = backoff::load(state_path);
+    let failures = previous.failures;
+    // `exit`: the container's exit code when it exited on its own (a restart).
+    let save_with = |failures: u32, exit: Option<i64>| {
+        let next = backoff::next_state(&previous, failures, exit, rundock_spec::state::unix_now());
+        if next == previous {
+            return;
+        }
+        if let Err(e) = backoff::save(state_path, &next) {
             say!(
                 name,
                 "cannot save the back-off state in {}: {e}",
@@ -86,6 +92,7 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
             );
         }
     };
+    let save = |failures: u32| save_with(failures, None);
 
     let delay = backoff::delay(failures);
     if !delay.is_zero() {
@@ -152,7 +159,7 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
                 "container exited with code {code} after {:.1}s",
                 uptime.as_secs_f64()
             );
-            save(backoff::after_run(failures, Some(uptime)));
+            save_with(backoff::after_run(failures, Some(uptime)), Some(code));
             exit_code(code)
         }
         Err(e) => {

@@ -35,8 +35,22 @@ enum Command {
     Log { tree: PathBuf, stream: String },
     /// Answer DNS queries for service names from the SkyDNS records in etcd.
     Dns(Box<rundock_dns::DnsOptions>),
+    /// Show every rundock service on this host: runit, container, health, record.
+    Status(StatusOptions),
     /// Run as the Ansible module on an args file (what Ansible does).
     Module { args_file: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct StatusOptions {
+    /// Service names (or tree paths); every service under --sv-dir without any.
+    names: Vec<String>,
+    /// Print JSON (a list of service objects) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Where the service trees live [default: the module's sv_dir default].
+    #[arg(long)]
+    sv_dir: Option<PathBuf>,
 }
 
 impl Cli {
@@ -60,6 +74,12 @@ impl rundock_module::Hooks for ServiceHooks {
 
     fn withdraw_record(&self, spec: &Spec) -> Result<()> {
         rundock_announcer::withdraw_record(spec)
+    }
+
+    fn status(&self, spec: &Spec) -> Option<serde_json::Value> {
+        rundock_status::status_of(spec)
+            .ok()
+            .and_then(|s| serde_json::to_value(s).ok())
     }
 
     fn wait_ready(&self, spec: &Spec, timeout: Duration) -> Result<()> {
@@ -111,6 +131,7 @@ fn main() -> ExitCode {
             rundock_runit::exec_svlogd(&tree, &stream).map(|never| match never {})
         }
         Command::Dns(options) => rundock_dns::run(*options).map(|_| 0),
+        Command::Status(options) => status(options),
     };
     match outcome {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
@@ -119,6 +140,26 @@ fn main() -> ExitCode {
             ExitCode::from(111)
         }
     }
+}
+
+fn sv_dir_default() -> PathBuf {
+    PathBuf::from(
+        rundock_module::options::option("sv_dir")
+            .default_str()
+            .expect("sv_dir has a default"),
+    )
+}
+
+fn status(options: StatusOptions) -> Result<i32> {
+    let sv_dir = options.sv_dir.unwrap_or_else(sv_dir_default);
+    let trees = rundock_status::trees(&sv_dir, &options.names)?;
+    let statuses = rundock_status::statuses(&trees)?;
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+    } else {
+        print!("{}", rundock_status::table::render(&statuses));
+    }
+    Ok(0)
 }
 
 fn load(tree: &Path) -> Result<Spec> {
