@@ -8,8 +8,10 @@
 //! of plain facts ([`model::assemble`]); [`collect`] is the thin edge that reads them.
 
 pub mod collect;
+pub mod metrics;
 pub mod model;
 pub mod runit;
+pub mod serve;
 pub mod table;
 
 pub use collect::{status_of, statuses, trees};

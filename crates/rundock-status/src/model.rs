@@ -6,7 +6,7 @@
 //! `service.status` and of what `rundock metrics` counts. Fields are only ever added;
 //! every field is always present (`null` when unknown). The fields:
 //!
-//! * `name`, `tree`; `enabled`: linked into the service dir;
+//! * `name`, `host_label`, `tree`; `enabled`: linked into the service dir;
 //! * `state`: one word, the first that applies of `broken` (spec.json unreadable),
 //!   `disabled` (not linked, not
 //!   supervised), `starting` (linked, runsvdir has not picked it up yet, or the
@@ -38,6 +38,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub name: String,
+    /// This host's instance label (the spec's `host_label`).
+    pub host_label: String,
     pub tree: PathBuf,
     pub now: u64,
     /// Why the tree's spec.json could not be read; nothing else is known then.
@@ -63,6 +65,7 @@ impl Default for Facts {
     fn default() -> Facts {
         Facts {
             name: String::new(),
+            host_label: String::new(),
             tree: PathBuf::new(),
             now: 0,
             spec_error: None,
@@ -102,6 +105,7 @@ pub struct RecordFacts {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceStatus {
     pub name: String,
+    pub host_label: String,
     pub state: &'static str,
     pub reason: String,
     pub tree: PathBuf,
@@ -352,6 +356,7 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
     let last_refresh_at = announcer.as_ref().and_then(|a| a.last_refresh_at);
     ServiceStatus {
         name: facts.name.clone(),
+        host_label: facts.host_label.clone(),
         state,
         reason,
         tree: facts.tree.clone(),

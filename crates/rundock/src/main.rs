@@ -37,6 +37,15 @@ enum Command {
     Dns(Box<rundock_dns::DnsOptions>),
     /// Show every rundock service on this host: runit, container, health, record.
     Status(StatusOptions),
+    /// Serve every service's status as Prometheus metrics on GET /metrics.
+    Metrics {
+        /// The address to serve on, e.g. 127.0.0.1:9323 (nothing is bound by default).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Where the service trees live [default: the module's sv_dir default].
+        #[arg(long)]
+        sv_dir: Option<PathBuf>,
+    },
     /// Run as the Ansible module on an args file (what Ansible does).
     Module { args_file: PathBuf },
 }
@@ -132,6 +141,9 @@ fn main() -> ExitCode {
         }
         Command::Dns(options) => rundock_dns::run(*options).map(|_| 0),
         Command::Status(options) => status(options),
+        Command::Metrics { listen, sv_dir } => {
+            rundock_status::serve::run(listen, sv_dir.unwrap_or_else(sv_dir_default)).map(|_| 0)
+        }
     };
     match outcome {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
