@@ -1,6 +1,8 @@
 //! The I/O edge: gathers [`Facts`] for service trees from runsv's files, the state files
 //! of the supervisor, the announcer and `stop-tree`, Docker (one inspect per service)
-//! and etcd (one read per announced service), then hands them to [`assemble`].
+//! and etcd (one read per announced service), then hands them to [`assemble`]. The
+//! services are read concurrently: a scrape of fifty costs about one Docker round trip
+//! more than a scrape of one, not fifty.
 //!
 //! Nothing here fails the whole call because one part is down: Docker or etcd
 //! unreachable becomes an `error` field of the services it concerns, so `rundock status`
@@ -10,6 +12,7 @@ use crate::model::{assemble, ContainerFacts, Facts, RecordFacts, ServiceStatus};
 use crate::runit;
 use anyhow::Context;
 use bollard::Docker;
+use futures_util::future::join_all;
 use rundock_spec::state::{self, ANNOUNCER_STATE_FILE, DRAIN_STATE_FILE, SUPERVISOR_STATE_FILE};
 use rundock_spec::tree::{ANNOUNCE_SERVICE, CONTAINER_SERVICE};
 use rundock_spec::{skydns, Spec, SPEC_FILE};
@@ -67,22 +70,16 @@ pub fn statuses(trees: &[PathBuf]) -> anyhow::Result<Vec<ServiceStatus>> {
 /// The status of every tree in `trees`, in order.
 pub async fn statuses_async(trees: &[PathBuf]) -> anyhow::Result<Vec<ServiceStatus>> {
     let docker = connect().await;
-    let mut out = Vec::with_capacity(trees.len());
-    for tree in trees {
-        out.push(assemble(&facts(tree, docker.as_ref()).await));
-    }
-    Ok(out)
+    let all = trees.iter().map(|tree| facts(tree, docker.as_ref()));
+    Ok(join_all(all).await.iter().map(assemble).collect())
 }
 
 /// The statuses for a scrape: like [`statuses_async`] but without the etcd read (the
 /// announcer's state file says whether it announced), so etcd never slows a scrape.
 pub async fn statuses_for_metrics(trees: &[PathBuf]) -> Vec<ServiceStatus> {
     let docker = connect().await;
-    let mut out = Vec::with_capacity(trees.len());
-    for tree in trees {
-        out.push(assemble(&facts_with(tree, docker.as_ref(), false).await));
-    }
-    out
+    let all = trees.iter().map(|tree| facts_with(tree, docker.as_ref(), false));
+    join_all(all).await.iter().map(assemble).collect()
 }
 
 /// Blocking: the status of `spec`'s service (for the module's `service.status`).
