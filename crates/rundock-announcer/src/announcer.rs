@@ -117,6 +117,22 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
             .run(),
         );
     }
+    if spec.hooks.post_start.is_some() {
+        tokio::spawn(
+            crate::gate::PostStartGate {
+                index: announce.health.len(),
+                container: spec.container.container_name.clone(),
+                state_file: spec
+                    .tree_dir()
+                    .join(rundock_spec::tree::CONTAINER_SERVICE)
+                    .join(rundock_spec::state::SUPERVISOR_STATE_FILE),
+                target: target_rx.clone(),
+                docker: docker_rx.clone(),
+                tx: health_tx.clone(),
+            }
+            .run(),
+        );
+    }
     drop(health_tx);
 
     say!(
@@ -148,9 +164,13 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
             )
         }
     );
+    let mut check_names: Vec<String> = announce.health.iter().map(describe).collect();
+    if spec.hooks.post_start.is_some() {
+        check_names.push(crate::gate::NAME.into());
+    }
     let mut a = Announcer {
         name,
-        checks: vec![None; announce.health.len()],
+        checks: vec![None; check_names.len()],
         announce,
         interfaces: spec.interfaces.clone(),
         key,
@@ -173,13 +193,9 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
         target_tx,
         report: Report::new(
             rundock_spec::state::ANNOUNCER_STATE_FILE.into(),
-            spec.announce.as_ref().map_or(0, |a| a.health.len()),
+            check_names.len(),
         ),
-        check_names: spec
-            .announce
-            .as_ref()
-            .map(|a| a.health.iter().map(describe).collect())
-            .unwrap_or_default(),
+        check_names,
     };
 
     loop {
@@ -326,7 +342,7 @@ impl Announcer {
             .probed(outcome.check, outcome.latency, outcome.result.clone().err());
         let slot = &mut self.checks[outcome.check];
         if *slot != Some(pass) {
-            let check = describe(&self.announce.health[outcome.check]);
+            let check = &self.check_names[outcome.check];
             match &outcome.result {
                 Ok(()) => say!(self.name, "health check {check} passes"),
                 Err(why) => say!(self.name, "health check {check} fails: {why}"),

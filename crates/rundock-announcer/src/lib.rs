@@ -21,6 +21,7 @@
 
 mod announcer;
 pub mod docker;
+mod gate;
 pub mod health;
 mod report;
 

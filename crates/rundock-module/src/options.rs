@@ -169,6 +169,13 @@ pub const OPTIONS: &[OptionDef] = &[
         .default(Default::Int(10)),
     opt("drain", Int, Service, "seconds between withdrawing the record and stopping the container")
         .default(Default::Int(0)),
+    opt("post_start", List, Service, "argv run in the container once it started; until it succeeds the record waits, if it fails the start fails"),
+    opt("pre_stop", List, Service, "argv run in the container when the tree stops, after the record is withdrawn, before `drain` ends; a failure is logged"),
+    opt("post_stop", List, Service, "argv run on the host after the container stopped; a failure is logged"),
+    opt("hooks_on_host", Bool, Service, "run `post_start` and `pre_stop` on the host instead of in the container")
+        .default(Default::Bool(false)),
+    opt("hook_timeout", Int, Service, "seconds a hook may run before it is killed and fails")
+        .default(Default::Int(30)),
     opt("announce", Int, Service, "the host port the record carries; sets up the announcer"),
     opt("port", Int, Announce, "the container port `announce` maps to (default `announce`)"),
     opt("announce_as", Str, Announce, "`private`, `public`, `container`, an interface or a CIDR: the address the record carries and the port is published on")

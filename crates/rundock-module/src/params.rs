@@ -163,6 +163,7 @@ fn build_spec(
     let mut container = container_spec(p, &name, &host_label, image, from_args)?;
     let announce = announce_spec(p, &mut container)?;
     let drain = p.seconds("drain", 0, 3600)?;
+    let hooks = hooks(p)?;
     let interfaces = Interfaces {
         private: p.interfaces("private_interface")?,
         public: p.interfaces("public_interface")?,
@@ -176,6 +177,32 @@ fn build_spec(
         paths,
         interfaces,
         drain,
+        hooks,
+    })
+}
+
+/// `post_start`, `pre_stop`, `post_stop` with `hooks_on_host` and `hook_timeout`.
+fn hooks(p: &mut Params) -> Result<rundock_spec::Hooks> {
+    let on_host = p.boolean_or_default("hooks_on_host")?;
+    let timeout = p.seconds("hook_timeout", 1, 3600)?;
+    let mut hook = |key: &str, on_host: bool| -> Result<Option<rundock_spec::Hook>> {
+        match p.command(key)? {
+            Some(command) if command.is_empty() => Err(SpecError::new(
+                key,
+                "must not be empty: give the command's argv",
+            )),
+            Some(command) => Ok(Some(rundock_spec::Hook {
+                command,
+                on_host,
+                timeout,
+            })),
+            None => Ok(None),
+        }
+    };
+    Ok(rundock_spec::Hooks {
+        post_start: hook("post_start", on_host)?,
+        pre_stop: hook("pre_stop", on_host)?,
+        post_stop: hook("post_stop", true)?,
     })
 }
 

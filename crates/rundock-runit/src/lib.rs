@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The tree's control/t: stop the announcer (the record goes first), wait the drain
-/// time, stop the container, then HUP the tree's runsvdir so it stops its runsv children
+/// The tree's control/t: stop the announcer (the record goes first), run `pre_stop`,
+/// wait the rest of the drain time, stop the container, run `post_stop`, then HUP the tree's runsvdir so it stops its runsv children
 /// and exits. A plain TERM would make runsvdir exit at once and orphan them.
 pub fn stop_tree(tree: &Path) -> Result<()> {
     let spec = Spec::load(&tree.join(rundock_spec::SPEC_FILE));
@@ -27,7 +27,8 @@ pub fn stop_tree(tree: &Path) -> Result<()> {
     let announce = tree.join(ANNOUNCE_SERVICE);
     // For `rundock status`: the tree drains from now until the container is down.
     let drain_file = tree.join(rundock_spec::state::DRAIN_STATE_FILE);
-    if runsv_running(&announce) {
+    let announced = runsv_running(&announce);
+    if announced {
         let drain = spec.as_ref().map_or(0, |s| s.drain);
         let since = rundock_spec::state::unix_now();
         let draining = rundock_spec::state::DrainState {
@@ -43,10 +44,23 @@ pub fn stop_tree(tree: &Path) -> Result<()> {
         if let Err(e) = sv("down", &announce, 15) {
             eprintln!("rundock stop-tree: {e:#}");
         }
-        let drain = spec.as_ref().map_or(0, |s| s.drain);
-        std::thread::sleep(Duration::from_secs(drain.into()));
     }
+    let withdrawn = std::time::Instant::now();
     let container = tree.join(CONTAINER_SERVICE);
+    let hooks = spec
+        .as_ref()
+        .map(|s| (&s.container.container_name, &s.hooks));
+    // pre_stop after the record is gone, while the container still serves; its time
+    // counts towards the drain.
+    if let (Some((name, hooks)), true) = (hooks, runsv_running(&container)) {
+        if let Some(hook) = &hooks.pre_stop {
+            run_hook("pre_stop", name, hook);
+        }
+    }
+    if announced {
+        let drain = Duration::from_secs(spec.as_ref().map_or(0, |s| s.drain).into());
+        std::thread::sleep(drain.saturating_sub(withdrawn.elapsed()));
+    }
     if runsv_running(&container) {
         let wait = spec.as_ref().map_or(30, |s| s.container.stop_timeout + 15);
         if let Err(e) = sv("down", &container, wait) {
@@ -54,6 +68,11 @@ pub fn stop_tree(tree: &Path) -> Result<()> {
         }
     }
     let _ = std::fs::remove_file(&drain_file);
+    if let Some((name, hooks)) = hooks {
+        if let Some(hook) = &hooks.post_stop {
+            run_hook("post_stop", name, hook);
+        }
+    }
     let pid_file = tree.join("supervise/pid");
     let pid = std::fs::read_to_string(&pid_file)
         .with_context(|| format!("cannot read {}", pid_file.display()))?;
@@ -67,6 +86,15 @@ pub fn stop_tree(tree: &Path) -> Result<()> {
     )
     .with_context(|| format!("cannot signal the tree's runsvdir ({pid})"))?;
     Ok(())
+}
+
+/// Runs a stop hook; a failure is logged and the stop goes on.
+fn run_hook(which: &str, container: &str, hook: &rundock_spec::Hook) {
+    eprintln!("rundock stop-tree: running {which}");
+    match rundock_supervisor::run_hook(container, hook) {
+        Ok(()) => eprintln!("rundock stop-tree: {which} succeeded"),
+        Err(e) => eprintln!("rundock stop-tree: {which} failed: {e:#}; stopping anyway"),
+    }
 }
 
 /// Where svlogd keeps one stream of a service: `<log_dir>/<name>/<stream>`.

@@ -32,6 +32,9 @@ pub struct Spec {
     pub interfaces: Interfaces,
     /// Seconds between withdrawing the record and stopping the container.
     pub drain: u32,
+    /// Commands around the container's start and stop (absent from spec.json when none).
+    #[serde(default, skip_serializing_if = "crate::hooks::Hooks::is_empty")]
+    pub hooks: crate::hooks::Hooks,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -54,6 +54,10 @@ pub struct SupervisorState {
     /// Names the container waits for before it starts (`requires`), empty otherwise.
     #[serde(default)]
     pub waiting_for: Vec<String>,
+    /// The id of the container whose `post_start` hook succeeded: the announcer
+    /// announces a container with a `post_start` only once this is its id.
+    #[serde(default)]
+    pub post_start_done: Option<String>,
 }
 
 /// One health check as the announcer last saw it.

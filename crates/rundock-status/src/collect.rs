@@ -78,7 +78,9 @@ pub async fn statuses_async(trees: &[PathBuf]) -> anyhow::Result<Vec<ServiceStat
 /// announcer's state file says whether it announced), so etcd never slows a scrape.
 pub async fn statuses_for_metrics(trees: &[PathBuf]) -> Vec<ServiceStatus> {
     let docker = connect().await;
-    let all = trees.iter().map(|tree| facts_with(tree, docker.as_ref(), false));
+    let all = trees
+        .iter()
+        .map(|tree| facts_with(tree, docker.as_ref(), false));
     join_all(all).await.iter().map(assemble).collect()
 }
 

@@ -53,6 +53,7 @@ pub(crate) fn next_state(previous: &State, failures: u32, exit: Option<i64>, now
         backoff_secs: delay.as_secs_f64(),
         backoff_until: (!delay.is_zero()).then(|| now + delay.as_secs()),
         waiting_for: Vec::new(),
+        post_start_done: None,
         ..previous.clone()
     };
     if let Some(code) = exit {

@@ -19,6 +19,7 @@
 
 mod backoff;
 mod body;
+mod hooks;
 mod image;
 mod log;
 mod output;
@@ -67,6 +68,12 @@ pub fn remove_service_containers(
         )
         .await
     })
+}
+
+/// Blocking: runs a `pre_stop`/`post_stop` hook for `container` (see
+/// [`rundock_spec::hooks`] for the order); `Err` says why it failed.
+pub fn run_hook(container: &str, hook: &rundock_spec::Hook) -> anyhow::Result<()> {
+    hooks::run_blocking(container, hook)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

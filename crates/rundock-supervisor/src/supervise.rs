@@ -22,6 +22,7 @@
 
 use crate::backoff;
 use crate::body::{self, create_body};
+use crate::hooks;
 use crate::image;
 use crate::log::prefix;
 use crate::output::{self, Copy};
@@ -76,7 +77,22 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let previous = backoff::load(state_path);
+    let loaded = backoff::load(state_path);
+    // A new life: no post_start has succeeded for it yet (the container may be the
+    // same one, restarted), so the announcer holds the record until it has.
+    let previous = backoff::State {
+        post_start_done: None,
+        ..loaded.clone()
+    };
+    if loaded != previous {
+        if let Err(e) = backoff::save(state_path, &previous) {
+            say!(
+                name,
+                "cannot save the state in {}: {e}",
+                state_path.display()
+            );
+        }
+    }
     let failures = previous.failures;
     // `exit`: the container's exit code when it exited on its own (a restart).
     let save_with = |failures: u32, exit: Option<i64>| {
@@ -138,6 +154,42 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
             return EXIT_FAILURE;
         }
     };
+
+    if let Some(hook) = &spec.hooks.post_start {
+        let ran = tokio::select! {
+            result = hooks::run(&docker, &life.id, hook) => result,
+            sig = signals.recv() => {
+                say!(name, "{sig} while post_start ran");
+                shutdown(&docker, spec, &mut signals).await;
+                life.output.finish(OUTPUT_GRACE).await;
+                save(0);
+                return 0;
+            }
+        };
+        match ran {
+            Ok(()) => {
+                say!(name, "post_start succeeded");
+                let done = backoff::State {
+                    post_start_done: Some(life.id.clone()),
+                    ..previous.clone()
+                };
+                if let Err(e) = backoff::save(state_path, &done) {
+                    say!(
+                        name,
+                        "cannot save the state in {}: {e}",
+                        state_path.display()
+                    );
+                }
+            }
+            Err(why) => {
+                say!(name, "post_start failed: {why}; stopping the container");
+                shutdown(&docker, spec, &mut signals).await;
+                life.output.finish(OUTPUT_GRACE).await;
+                save(backoff::after_run(failures, None));
+                return EXIT_FAILURE;
+            }
+        }
+    }
 
     let since = Instant::now();
     let exited = tokio::select! {
