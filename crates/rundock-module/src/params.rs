@@ -1063,6 +1063,43 @@ mod tests {
         parse_request(value.as_object().unwrap(), &facts)
     }
 
+    #[test]
+    fn hooks_are_argv_lists_with_a_place_and_a_timeout() {
+        let spec = |extra: Value| {
+            let mut args = json!({"state": "present", "name": "web", "image": "busybox:1"});
+            for (k, v) in extra.as_object().unwrap() {
+                args[k] = v.clone();
+            }
+            request(args)
+        };
+        let parsed = spec(
+            json!({"post_start": "curl -sf localhost", "pre_stop": ["sh", "-c", "x y"],
+                                 "post_stop": ["logger", "stopped"], "hook_timeout": "9"}),
+        )
+        .unwrap();
+        let hooks = parsed.spec.unwrap().hooks;
+        let post_start = hooks.post_start.unwrap();
+        assert_eq!(post_start.command, ["curl", "-sf", "localhost"]);
+        assert_eq!((post_start.on_host, post_start.timeout), (false, 9));
+        assert_eq!(hooks.pre_stop.unwrap().command, ["sh", "-c", "x y"]);
+        assert!(
+            hooks.post_stop.unwrap().on_host,
+            "post_stop always runs on the host"
+        );
+        let on_host = spec(json!({"pre_stop": ["true"], "hooks_on_host": "yes"})).unwrap();
+        assert!(on_host.spec.unwrap().hooks.pre_stop.unwrap().on_host);
+        let none = spec(json!({})).unwrap().spec.unwrap();
+        assert!(none.hooks.is_empty());
+        assert!(
+            !none.to_json().contains("hooks"),
+            "no hooks key in spec.json without hooks"
+        );
+        let empty = spec(json!({"post_start": []})).unwrap_err().to_string();
+        assert!(empty.contains("post_start"), "{empty}");
+        let zero = spec(json!({"hook_timeout": 0})).unwrap_err().to_string();
+        assert!(zero.contains("hook_timeout"), "{zero}");
+    }
+
     /// A valid value for every row of the option table: the parser must read them all
     /// (an option in the table it ignored would be refused as unknown by `finish`).
     #[test]
@@ -1091,6 +1128,7 @@ mod tests {
                 "text" => json!("t"),
                 "env" | "labels" => json!({"k": "v"}),
                 "command" | "entrypoint" => json!(["sh"]),
+                "post_start" | "pre_stop" | "post_stop" => json!(["true"]),
                 "private_interface" | "public_interface" => json!(["eth0"]),
                 "sv_dir" | "service_dir" | "log_dir" | "install_dir" => json!("/srv/x"),
                 "hostname" | "container_name" | "host_label" | "user" | "network" => json!("web-1"),
