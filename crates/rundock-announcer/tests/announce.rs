@@ -117,6 +117,7 @@ fn spec(name: &str, web: &Web, etcd: &Etcd, api: EtcdApi, health: Vec<HealthChec
         },
         drain: 0,
         hooks: Default::default(),
+        requires: None,
     }
 }
 

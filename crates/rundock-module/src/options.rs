@@ -184,6 +184,12 @@ pub const OPTIONS: &[OptionDef] = &[
         .default(Default::Str("s.prod.example.com")),
     opt("host_label", Str, Service, "this host's instance label (default: the short host name)"),
     opt("etcd", DictOrStr, Announce, "endpoints, api, prefix, TLS files, username/password"),
+    opt("requires", List, Announce, "DNS names (or service names in `domain`) that must be announced before the container starts"),
+    opt("requires_timeout", Int, Announce, "seconds to wait for `requires`")
+        .default(Default::Int(300)),
+    opt("requires_on_timeout", Str, Announce, "what happens when `requires` is not met in time: `start` anyway, or `fail` the run (runit retries)")
+        .default(Default::Str("start"))
+        .choices(&["start", "fail"]),
     opt("ttl", Int, Announce, "seconds a record outlives a dead announcer (etcd lease TTL)")
         .default(Default::Int(60)),
     opt("dns_ttl", Int, Announce, "the record's `ttl`: how long resolvers may cache it (at most `ttl`)")

@@ -164,6 +164,10 @@ fn build_spec(
     let announce = announce_spec(p, &mut container)?;
     let drain = p.seconds("drain", 0, 3600)?;
     let hooks = hooks(p)?;
+    let requires = match &announce {
+        Some(a) => requires(p, &a.domain)?,
+        None => None,
+    };
     let interfaces = Interfaces {
         private: p.interfaces("private_interface")?,
         public: p.interfaces("public_interface")?,
@@ -178,7 +182,41 @@ fn build_spec(
         interfaces,
         drain,
         hooks,
+        requires,
     })
+}
+
+/// `requires` (names qualified with `domain` when they have no dot),
+/// `requires_timeout`, `requires_on_timeout`.
+fn requires(p: &mut Params, domain: &str) -> Result<Option<rundock_spec::Requires>> {
+    let timeout = p.seconds("requires_timeout", 1, 86_400)?;
+    let on_timeout = match p.choice_or_default("requires_on_timeout")? {
+        "fail" => rundock_spec::OnTimeout::Fail,
+        _ => rundock_spec::OnTimeout::Start,
+    };
+    let Some(names) = p.words("requires")? else {
+        return Ok(None);
+    };
+    let names = names
+        .iter()
+        .map(|name| {
+            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            let name = if name.contains('.') {
+                name
+            } else {
+                format!("{name}.{domain}")
+            };
+            validate::domain("requires", &name)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if names.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(rundock_spec::Requires {
+        names,
+        timeout,
+        on_timeout,
+    }))
 }
 
 /// `post_start`, `pre_stop`, `post_stop` with `hooks_on_host` and `hook_timeout`.
@@ -1100,6 +1138,47 @@ mod tests {
         assert!(zero.contains("hook_timeout"), "{zero}");
     }
 
+    #[test]
+    fn requires_names_are_qualified_with_the_domain_and_need_announce() {
+        let base = json!({"state": "present", "name": "grafana", "image": "grafana:1",
+                          "announce": 3000, "domain": "s.example.com"});
+        let with = |extra: Value| {
+            let mut args = base.clone();
+            for (k, v) in extra.as_object().unwrap() {
+                args[k] = v.clone();
+            }
+            request(args)
+        };
+        let parsed =
+            with(json!({"requires": "influxdb, db.other.example.com.", "requires_timeout": 30}))
+                .unwrap();
+        let requires = parsed.spec.unwrap().requires.unwrap();
+        assert_eq!(
+            requires.names,
+            ["influxdb.s.example.com", "db.other.example.com"]
+        );
+        assert_eq!(requires.timeout, 30);
+        assert_eq!(requires.on_timeout, rundock_spec::OnTimeout::Start);
+        let fail = with(json!({"requires": ["influxdb"], "requires_on_timeout": "fail"})).unwrap();
+        assert_eq!(
+            fail.spec.unwrap().requires.unwrap().on_timeout,
+            rundock_spec::OnTimeout::Fail
+        );
+        let bad = with(json!({"requires": ["in flux"]}))
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("requires"), "{bad}");
+        let mut unannounced = base.clone();
+        unannounced.as_object_mut().unwrap().remove("announce");
+        unannounced.as_object_mut().unwrap().remove("domain");
+        unannounced["requires"] = json!(["influxdb"]);
+        let needs = request(unannounced).unwrap_err().to_string();
+        assert!(
+            needs.contains("requires") && needs.contains("announce"),
+            "{needs}"
+        );
+    }
+
     /// A valid value for every row of the option table: the parser must read them all
     /// (an option in the table it ignored would be refused as unknown by `finish`).
     #[test]
@@ -1129,6 +1208,8 @@ mod tests {
                 "env" | "labels" => json!({"k": "v"}),
                 "command" | "entrypoint" => json!(["sh"]),
                 "post_start" | "pre_stop" | "post_stop" => json!(["true"]),
+                "requires" => json!(["influxdb"]),
+                "requires_on_timeout" => json!("fail"),
                 "private_interface" | "public_interface" => json!(["eth0"]),
                 "sv_dir" | "service_dir" | "log_dir" | "install_dir" => json!("/srv/x"),
                 "hostname" | "container_name" | "host_label" | "user" | "network" => json!("web-1"),

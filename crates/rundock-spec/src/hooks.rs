@@ -1,4 +1,5 @@
-//! Lifecycle hooks of a service: commands run around its container's start and stop.
+//! Lifecycle hooks of a service: commands run around its container's start and stop;
+//! and [`Requires`], the services that must be announced before it starts.
 //!
 //! Order, and why: `post_start` runs once the container started (in it, by the
 //! supervisor); until it succeeded the record is not announced, and when it fails the
@@ -38,4 +39,26 @@ impl Hooks {
     pub fn is_empty(&self) -> bool {
         self.post_start.is_none() && self.pre_stop.is_none() && self.post_stop.is_none()
     }
+}
+
+/// What the supervisor does when `requires` is not met within its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// Start the container anyway (logged).
+    Start,
+    /// Fail the run: runit starts the supervisor again, which waits again (back-off).
+    Fail,
+}
+
+/// Services (DNS names) that must have a record in etcd before the container starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requires {
+    /// Fully qualified names (`influxdb.s.prod.example.com`); any record at or below
+    /// the name counts.
+    pub names: Vec<String>,
+    /// Seconds to wait before `on_timeout` applies.
+    pub timeout: u32,
+    pub on_timeout: OnTimeout,
 }

@@ -20,6 +20,6 @@ pub mod validate;
 pub use address::{AnnounceAs, Family, HostIp, InterfaceChoice};
 pub use endpoint::EtcdEndpoint;
 pub use error::SpecError;
-pub use hooks::{Hook, Hooks};
+pub use hooks::{Hook, Hooks, OnTimeout, Requires};
 pub use image::ImageRef;
 pub use spec::*;

@@ -145,6 +145,7 @@ pub(crate) mod tests {
             },
             drain: 0,
             hooks: Default::default(),
+            requires: None,
         }
     }
 

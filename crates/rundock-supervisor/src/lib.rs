@@ -23,6 +23,7 @@ mod hooks;
 mod image;
 mod log;
 mod output;
+mod requires;
 mod supervise;
 mod tokens;
 

@@ -26,6 +26,7 @@ use crate::hooks;
 use crate::image;
 use crate::log::prefix;
 use crate::output::{self, Copy};
+use crate::requires;
 use crate::tokens::Addresses;
 use crate::EXIT_FAILURE;
 use anyhow::Context;
@@ -128,6 +129,18 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
         }
     }
 
+    match wait_for_requires(spec, state_path, &previous, &mut signals).await {
+        Waited::Go => {}
+        Waited::Stop => {
+            save(0);
+            return 0;
+        }
+        Waited::Fail => {
+            save(backoff::after_run(failures, None));
+            return EXIT_FAILURE;
+        }
+    }
+
     let docker = match connect(spec.container.stop_timeout).await {
         Ok(docker) => docker,
         Err(e) => {
@@ -218,6 +231,92 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
             say!(name, "lost track of the container: {e:#}");
             save(backoff::after_run(failures, None));
             EXIT_FAILURE
+        }
+    }
+}
+
+/// How the wait for `requires` ended.
+enum Waited {
+    Go,
+    Stop,
+    Fail,
+}
+
+/// Waits until every service in `requires` is announced, within its timeout (see
+/// [`requires`]); nothing to wait for without `requires`.
+async fn wait_for_requires(
+    spec: &Spec,
+    state_path: &Path,
+    previous: &backoff::State,
+    signals: &mut Shutdown,
+) -> Waited {
+    let (Some(required), Some(announce)) = (&spec.requires, &spec.announce) else {
+        return Waited::Go;
+    };
+    let name = &prefix(spec);
+    let client = match rundock_etcd::Client::new(&announce.etcd) {
+        Ok(client) => client,
+        Err(e) => {
+            say!(name, "requires: cannot make an etcd client: {e}");
+            return Waited::Fail;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(required.timeout.into());
+    let mut last: Option<Result<Vec<String>, String>> = None;
+    loop {
+        let now = requires::missing(&client, &announce.etcd.prefix, required).await;
+        if let Some(line) = requires::describe_change(last.as_ref(), &now) {
+            if last.is_some() || !matches!(&now, Ok(m) if m.is_empty()) {
+                say!(name, "{line}");
+            }
+            let waiting_for = match &now {
+                Ok(missing) => missing.clone(),
+                Err(_) => required.names.clone(),
+            };
+            let state = backoff::State {
+                waiting_for,
+                ..previous.clone()
+            };
+            if state == *previous {
+                // Nothing was waited for: the file already says so.
+            } else if let Err(e) = backoff::save(state_path, &state) {
+                say!(
+                    name,
+                    "cannot save the state in {}: {e}",
+                    state_path.display()
+                );
+            }
+        }
+        if matches!(&now, Ok(m) if m.is_empty()) {
+            return Waited::Go;
+        }
+        last = Some(now);
+        if Instant::now() >= deadline {
+            return match required.on_timeout {
+                rundock_spec::OnTimeout::Start => {
+                    say!(
+                        name,
+                        "requires not met after {}s; starting anyway",
+                        required.timeout
+                    );
+                    Waited::Go
+                }
+                rundock_spec::OnTimeout::Fail => {
+                    say!(
+                        name,
+                        "requires not met after {}s; failing",
+                        required.timeout
+                    );
+                    Waited::Fail
+                }
+            };
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(requires::POLL) => {}
+            sig = signals.recv() => {
+                say!(name, "{sig} while waiting for requires; exiting");
+                return Waited::Stop;
+            }
         }
     }
 }

@@ -89,6 +89,7 @@ impl Case {
             },
             drain: 0,
             hooks: Default::default(),
+            requires: None,
         }
     }
 
