@@ -191,8 +191,11 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
         retry_at: None,
         refresh_at: None,
         target_tx,
+        // In the tree (where runsv runs us), whatever the working directory.
         report: Report::new(
-            rundock_spec::state::ANNOUNCER_STATE_FILE.into(),
+            spec.tree_dir()
+                .join(rundock_spec::tree::ANNOUNCE_SERVICE)
+                .join(rundock_spec::state::ANNOUNCER_STATE_FILE),
             check_names.len(),
         ),
         check_names,
