@@ -6,8 +6,10 @@
 #   benches/metrics.sh [BIN]      (needs docker, curl, python3; default: the release build)
 #
 # The 50 trees are installed by the module (state=present, so runit does not start
-# them); each gets a running container of its own name (busybox sleeping) and the
-# state files a supervisor and a healthy announcer with one check would have written.
+# them); each gets a running container of its own name (busybox sleeping), the state
+# files a supervisor and a healthy announcer with one check would have written, and a
+# runsv on its announce dir running `sleep` in place of the announcer (a status reads
+# the announcer's file only while its runsv reports it running).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -22,8 +24,11 @@ docker image inspect "$image" >/dev/null 2>&1 || { echo "missing $image (run the
 work=$(mktemp -d)
 prefix=bench-metrics-$$
 pid=
+runsvs=()
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  for d in "$work"/sv/*/services/announce; do sv exit "$d" >/dev/null 2>&1 || true; done
+  for p in "${runsvs[@]}"; do wait "$p" 2>/dev/null || true; done
   docker rm -f $(docker ps -aq --filter "name=^$prefix-") >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -46,6 +51,10 @@ JSON
     >"$tree/services/container/rundock-backoff.json"
   echo '{"published":"{\"host\":\"127.0.0.1\",\"port\":8080,\"ttl\":5}","withdrawn_because":null,"maintenance":false,"checks":[{"check":"http :8080/","pass":true,"error":null,"latency_secs":0.0021}],"last_refresh_at":1795370000,"etcd_error":null,"etcd_errors":0,"started_at":1795360000}' \
     >"$tree/services/announce/rundock-announce.json"
+  printf '#!/bin/sh\nexec sleep 3600\n' >"$tree/services/announce/run"
+  rm -rf "$tree/services/announce/log"
+  runsv "$tree/services/announce" >/dev/null 2>&1 &
+  runsvs+=($!)
   docker run -d --name "$name" "$image" sleep 3600 >/dev/null
 done
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
