@@ -4,13 +4,15 @@
 //! One run of the supervisor is one life of the container:
 //!
 //! 1. back off first if the container has been crash-looping (`backoff`);
-//! 2. make sure the image is there, per the spec's pull policy (`image`);
+//! 2. wait until the services in `requires` are announced (`requires`), then make sure
+//!    the image is there, per the spec's pull policy (`image`);
 //! 3. remove stale containers of this service, or reuse the one that is still current
 //!    (`supervise`);
 //! 4. attach to its output before it starts, so nothing is lost (`output`), and start it
 //!    from the create body built from the spec (`body`, with `$PRIVATE_IP` /
 //!    `$PUBLIC_IP` substituted by `tokens`);
-//! 5. wait: when the container exits, exit with its exit code and let runsv start the
+//! 5. run `post_start` in it (`hooks`): a failure stops it and fails the run;
+//! 6. wait: when the container exits, exit with its exit code and let runsv start the
 //!    next life. TERM or INT stops and removes the container and exits 0.
 //!
 //! Failures of the supervisor itself (Docker unreachable, image missing, create refused)

@@ -2,8 +2,8 @@
 //! have a runner on any host.
 //!
 //! Called by Ansible as `rundock <args-file>` it is the module; otherwise a subcommand
-//! runs one part of a service tree (`supervise`, `announce`, `stop-tree`, `log`) or the
-//! DNS responder (`dns`).
+//! runs one part of a service tree (`supervise`, `announce`, `stop-tree`, `log`), the
+//! DNS responder (`dns`), or shows the host's services (`status`, `metrics`).
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
