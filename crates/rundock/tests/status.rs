@@ -209,6 +209,12 @@ fn status_shows_each_state_as_table_and_json() {
     }
     // The drain ends with the container stopped and the tree held down.
     wait_state(&host, &drain, "held-down", Duration::from_secs(20));
+
+    // Nothing is left behind on the shared dockerd.
+    for name in [&healthy, &crashy, &held, &maint, &drain, &noetcd] {
+        let (r, _) = host.call(json!({"state": "absent", "name": name}), false, false);
+        assert_eq!(r["failed"], Value::Null, "{r}");
+    }
 }
 
 #[test]
