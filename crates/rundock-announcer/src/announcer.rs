@@ -8,6 +8,7 @@
 use crate::docker::{ContainerView, Watcher};
 use crate::health::{describe, Outcome, Prober, Target};
 use crate::record_key;
+use crate::report::{Report, View};
 use anyhow::Context;
 use rundock_etcd::{Client, EtcdError, Lease, Refreshed};
 use rundock_runtime::log::Prefix;
@@ -65,6 +66,9 @@ struct Announcer {
     retry_at: Option<Instant>,
     refresh_at: Option<Instant>,
     target_tx: watch::Sender<Target>,
+    /// What `rundock status` and `rundock metrics` read (see [`crate::report`]).
+    report: Report,
+    check_names: Vec<String>,
 }
 
 pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
@@ -113,6 +117,22 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
             .run(),
         );
     }
+    if spec.hooks.post_start.is_some() {
+        tokio::spawn(
+            crate::gate::PostStartGate {
+                index: announce.health.len(),
+                container: spec.container.container_name.clone(),
+                state_file: spec
+                    .tree_dir()
+                    .join(rundock_spec::tree::CONTAINER_SERVICE)
+                    .join(rundock_spec::state::SUPERVISOR_STATE_FILE),
+                target: target_rx.clone(),
+                docker: docker_rx.clone(),
+                tx: health_tx.clone(),
+            }
+            .run(),
+        );
+    }
     drop(health_tx);
 
     say!(
@@ -144,9 +164,13 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
             )
         }
     );
+    let mut check_names: Vec<String> = announce.health.iter().map(describe).collect();
+    if spec.hooks.post_start.is_some() {
+        check_names.push(crate::gate::NAME.into());
+    }
     let mut a = Announcer {
         name,
-        checks: vec![None; announce.health.len()],
+        checks: vec![None; check_names.len()],
         announce,
         interfaces: spec.interfaces.clone(),
         key,
@@ -167,17 +191,31 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
         retry_at: None,
         refresh_at: None,
         target_tx,
+        // In the tree (where runsv runs us), whatever the working directory.
+        report: Report::new(
+            spec.tree_dir()
+                .join(rundock_spec::tree::ANNOUNCE_SERVICE)
+                .join(rundock_spec::state::ANNOUNCER_STATE_FILE),
+            check_names.len(),
+        ),
+        check_names,
     };
 
     loop {
         a.reconcile().await;
+        a.save_report_because(None);
         let wake = [a.retry_at, a.refresh_at, a.addr_retry_at]
             .into_iter()
             .flatten()
             .min();
         tokio::select! {
             biased;
-            signal = stop.recv() => return Ok(a.shutdown(signal).await),
+            signal = stop.recv() => {
+                let code = a.shutdown(signal).await;
+                a.published = None;
+                a.save_report_because(Some(format!("stopped ({signal})")));
+                return Ok(code);
+            }
             _ = usr1.recv() => {
                 a.maintenance = !a.maintenance;
                 say!(a.name, "maintenance {}", if a.maintenance { "on (USR1)" } else { "off (USR1)" });
@@ -256,6 +294,7 @@ impl Announcer {
         if view.generation != self.view.generation {
             // A new run (or its end): earlier probe results say nothing about it.
             self.checks.iter_mut().for_each(|c| *c = None);
+            self.report.new_run();
         }
         self.view = view;
         if self.view.running && self.announce.announce_as != AnnounceAs::Container {
@@ -302,9 +341,11 @@ impl Announcer {
             return;
         }
         let pass = outcome.result.is_ok();
+        self.report
+            .probed(outcome.check, outcome.latency, outcome.result.clone().err());
         let slot = &mut self.checks[outcome.check];
         if *slot != Some(pass) {
-            let check = describe(&self.announce.health[outcome.check]);
+            let check = &self.check_names[outcome.check];
             match &outcome.result {
                 Ok(()) => say!(self.name, "health check {check} passes"),
                 Err(why) => say!(self.name, "health check {check} fails: {why}"),
@@ -370,6 +411,7 @@ impl Announcer {
                     lease,
                     value: Some(value),
                 });
+                self.report.refreshed();
                 self.refresh_at = Some(Instant::now() + self.interval());
             }
             Err(e) => self.etcd_failed(e),
@@ -415,6 +457,7 @@ impl Announcer {
                     );
                 }
                 self.etcd_ok();
+                self.report.refreshed();
                 self.refresh_at = Some(Instant::now() + self.interval());
             }
             Err(e) => {
@@ -442,6 +485,7 @@ impl Announcer {
     }
 
     fn etcd_failed(&mut self, e: EtcdError) {
+        self.report.etcd_failed();
         if self.etcd_error.is_none() {
             say!(self.name, "{e}; retrying");
         }
@@ -452,6 +496,29 @@ impl Announcer {
             BACKOFF_CAP_PERMANENT
         };
         self.retry_at = Some(Instant::now() + self.backoff.next_delay_within(cap));
+    }
+
+    /// Writes the state file if something in it changed (see [`crate::report`]).
+    fn save_report_because(&mut self, reason: Option<String>) {
+        let want = self.want();
+        let view = View {
+            published: self.published.as_ref().and_then(|p| p.value.as_deref()),
+            withdrawn_because: reason.or(match want {
+                Want::Withdraw(reason) => Some(reason),
+                Want::Publish(_) if self.published.is_none() => Some("not yet published".into()),
+                _ => None,
+            }),
+            maintenance: self.maintenance,
+            checks: &self.checks,
+            descriptions: &self.check_names,
+            etcd_error: self.etcd_error.as_deref(),
+        };
+        if let Some(e) = self.report.save(view) {
+            say!(
+                self.name,
+                "cannot write the state file for rundock status: {e}"
+            );
+        }
     }
 
     /// TERM/INT: delete the record and revoke the lease, then exit 0.

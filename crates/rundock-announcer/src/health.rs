@@ -27,6 +27,8 @@ pub struct Outcome {
     pub generation: u64,
     /// `Err(why)` when the probe failed.
     pub result: Result<(), String>,
+    /// How long the probe took (up to its timeout).
+    pub latency: Duration,
 }
 
 /// Where a probe goes: the announced address and the container it belongs to.
@@ -71,6 +73,7 @@ impl Prober {
                 }
                 continue;
             }
+            let probed = std::time::Instant::now();
             let result = match tokio::time::timeout(timeout, self.probe(&target)).await {
                 Ok(result) => result,
                 Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
@@ -82,6 +85,7 @@ impl Prober {
                 check: self.index,
                 generation,
                 result,
+                latency: probed.elapsed(),
             };
             if self.tx.send(outcome).await.is_err() {
                 return;

@@ -13,6 +13,11 @@
 //!   so watchers are not woken); v2 key TTL refreshed every `interval`. A hard-killed
 //!   announcer's record expires with the TTL; the next announcer replaces or deletes a
 //!   record left behind as soon as Docker has told it the container's state.
+//! * Gate: with a `post_start` hook, also until the supervisor has run it for the
+//!   running container (`gate`).
+//! * State: what only the announcer knows (checks, latencies, maintenance, etcd errors,
+//!   the last refresh) goes to a small JSON file in its service dir for `rundock status`
+//!   and `rundock metrics` (`report`).
 //! * Signals: TERM/INT delete the key, revoke the lease, exit 0. USR1 enters
 //!   maintenance (record withdrawn, container untouched); USR2 or a second USR1 leaves it.
 //! * etcd unreachable: retried with a backoff capped at 1 s (so a record is back within
@@ -21,7 +26,9 @@
 
 mod announcer;
 pub mod docker;
+mod gate;
 pub mod health;
+mod report;
 
 use anyhow::Context;
 use rundock_spec::{skydns, Spec};

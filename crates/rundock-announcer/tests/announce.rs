@@ -117,6 +117,8 @@ fn spec(name: &str, web: &Web, etcd: &Etcd, api: EtcdApi, health: Vec<HealthChec
         },
         drain: 0,
         watch: None,
+        hooks: Default::default(),
+        requires: None,
     }
 }
 

@@ -99,7 +99,10 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
                 .or_else(|| crate::plan::installed_spec(&tree_dir))
                 .ok_or("wait: no installed spec to wait for")?;
             hooks.wait_ready(&spec, timeout).map_err(|e| Failure {
-                msg: format!("wait: {e:#}"),
+                msg: match hooks.status(&spec) {
+                    Some(status) => format!("wait: {e:#}; status: {status}"),
+                    None => format!("wait: {e:#}"),
+                },
                 changed: changed && !check_mode,
             })?;
         }
@@ -109,7 +112,19 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
         "msg".into(),
         Value::String(message(&request, &plan, check_mode)),
     );
-    result.insert("service".into(), service_info(&request, &tree_dir));
+    let mut service = service_info(&request, &tree_dir);
+    // Only where the service runs: asking Docker and etcd costs a no-op call about
+    // 10 ms, which a present/disabled tree has no use for.
+    if !check_mode && matches!(request.state, State::Enabled | State::Restarted) {
+        let installed = request
+            .spec
+            .clone()
+            .or_else(|| crate::plan::installed_spec(&tree_dir));
+        if let Some(status) = installed.and_then(|spec| hooks.status(&spec)) {
+            service["status"] = status;
+        }
+    }
+    result.insert("service".into(), service);
     if !warnings.is_empty() {
         result.insert("warnings".into(), json!(warnings));
     }

@@ -25,6 +25,11 @@ pub trait Hooks {
     /// Returns once the service's current container runs and, when it is announced, its
     /// record is in etcd; fails after `timeout` saying which of the two is missing.
     fn wait_ready(&self, spec: &Spec, timeout: std::time::Duration) -> anyhow::Result<()>;
+    /// The service's status as `rundock status --json` shows it (the module returns it
+    /// as `service.status`); `None` when it cannot be had.
+    fn status(&self, _spec: &Spec) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 pub use contract::run_module;

@@ -172,6 +172,13 @@ pub const OPTIONS: &[OptionDef] = &[
         .default(Default::Int(10)),
     opt("drain", Int, Service, "seconds between withdrawing the record and stopping the container")
         .default(Default::Int(0)),
+    opt("post_start", List, Service, "argv run in the container once it started; until it succeeds the record waits, if it fails the start fails"),
+    opt("pre_stop", List, Service, "argv run in the container when the tree stops, after the record is withdrawn, before `drain` ends; a failure is logged"),
+    opt("post_stop", List, Service, "argv run on the host after the container stopped; a failure is logged"),
+    opt("hooks_on_host", Bool, Service, "run `post_start` and `pre_stop` on the host instead of in the container")
+        .default(Default::Bool(false)),
+    opt("hook_timeout", Int, Service, "seconds a hook may run before it is killed and fails")
+        .default(Default::Int(30)),
     opt("announce", Int, Service, "the host port the record carries; sets up the announcer"),
     opt("port", Int, Announce, "the container port `announce` maps to (default `announce`)"),
     opt("announce_as", Str, Announce, "`private`, `public`, `container`, an interface or a CIDR: the address the record carries and the port is published on")
@@ -180,6 +187,12 @@ pub const OPTIONS: &[OptionDef] = &[
         .default(Default::Str("s.prod.example.com")),
     opt("host_label", Str, Service, "this host's instance label (default: the short host name)"),
     opt("etcd", DictOrStr, Announce, "endpoints, api, prefix, TLS files, username/password (also for `watch`)"),
+    opt("requires", List, Announce, "DNS names (or service names in `domain`) that must be announced before the container starts"),
+    opt("requires_timeout", Int, Announce, "seconds to wait for `requires`")
+        .default(Default::Int(300)),
+    opt("requires_on_timeout", Str, Announce, "what happens when `requires` is not met in time: `start` anyway, or `fail` the run (runit retries)")
+        .default(Default::Str("start"))
+        .choices(&["start", "fail"]),
     opt("ttl", Int, Announce, "seconds a record outlives a dead announcer (etcd lease TTL)")
         .default(Default::Int(60)),
     opt("dns_ttl", Int, Announce, "the record's `ttl`: how long resolvers may cache it (at most `ttl`)")

@@ -187,6 +187,11 @@ fn build_spec(
         }
     });
     let drain = p.seconds("drain", 0, 3600)?;
+    let hooks = hooks(p)?;
+    let requires = match &announce {
+        Some(a) => requires(p, &a.domain)?,
+        None => None,
+    };
     let interfaces = Interfaces {
         private: p.interfaces("private_interface")?,
         public: p.interfaces("public_interface")?,
@@ -201,6 +206,66 @@ fn build_spec(
         interfaces,
         drain,
         watch,
+        hooks,
+        requires,
+    })
+}
+
+/// `requires` (names qualified with `domain` when they have no dot),
+/// `requires_timeout`, `requires_on_timeout`.
+fn requires(p: &mut Params, domain: &str) -> Result<Option<rundock_spec::Requires>> {
+    let timeout = p.seconds("requires_timeout", 1, 86_400)?;
+    let on_timeout = match p.choice_or_default("requires_on_timeout")? {
+        "fail" => rundock_spec::OnTimeout::Fail,
+        _ => rundock_spec::OnTimeout::Start,
+    };
+    let Some(names) = p.words("requires")? else {
+        return Ok(None);
+    };
+    let names = names
+        .iter()
+        .map(|name| {
+            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            let name = if name.contains('.') {
+                name
+            } else {
+                format!("{name}.{domain}")
+            };
+            validate::domain("requires", &name)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if names.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(rundock_spec::Requires {
+        names,
+        timeout,
+        on_timeout,
+    }))
+}
+
+/// `post_start`, `pre_stop`, `post_stop` with `hooks_on_host` and `hook_timeout`.
+fn hooks(p: &mut Params) -> Result<rundock_spec::Hooks> {
+    let on_host = p.boolean_or_default("hooks_on_host")?;
+    let timeout = p.seconds("hook_timeout", 1, 3600)?;
+    let mut hook = |key: &str, on_host: bool| -> Result<Option<rundock_spec::Hook>> {
+        match p.command(key)? {
+            Some(command) if command.is_empty() => Err(SpecError::new(
+                key,
+                "must not be empty: give the command's argv",
+            )),
+            Some(command) => Ok(Some(rundock_spec::Hook {
+                command,
+                on_host,
+                timeout,
+            })),
+            None => Ok(None),
+        }
+    };
+    Ok(rundock_spec::Hooks {
+        post_start: hook("post_start", on_host)?,
+        pre_stop: hook("pre_stop", on_host)?,
+        post_stop: hook("post_stop", true)?,
     })
 }
 
@@ -1056,6 +1121,84 @@ mod tests {
         parse_request(value.as_object().unwrap(), &facts)
     }
 
+    #[test]
+    fn hooks_are_argv_lists_with_a_place_and_a_timeout() {
+        let spec = |extra: Value| {
+            let mut args = json!({"state": "present", "name": "web", "image": "busybox:1"});
+            for (k, v) in extra.as_object().unwrap() {
+                args[k] = v.clone();
+            }
+            request(args)
+        };
+        let parsed = spec(
+            json!({"post_start": "curl -sf localhost", "pre_stop": ["sh", "-c", "x y"],
+                                 "post_stop": ["logger", "stopped"], "hook_timeout": "9"}),
+        )
+        .unwrap();
+        let hooks = parsed.spec.unwrap().hooks;
+        let post_start = hooks.post_start.unwrap();
+        assert_eq!(post_start.command, ["curl", "-sf", "localhost"]);
+        assert_eq!((post_start.on_host, post_start.timeout), (false, 9));
+        assert_eq!(hooks.pre_stop.unwrap().command, ["sh", "-c", "x y"]);
+        assert!(
+            hooks.post_stop.unwrap().on_host,
+            "post_stop always runs on the host"
+        );
+        let on_host = spec(json!({"pre_stop": ["true"], "hooks_on_host": "yes"})).unwrap();
+        assert!(on_host.spec.unwrap().hooks.pre_stop.unwrap().on_host);
+        let none = spec(json!({})).unwrap().spec.unwrap();
+        assert!(none.hooks.is_empty());
+        assert!(
+            !none.to_json().contains("hooks"),
+            "no hooks key in spec.json without hooks"
+        );
+        let empty = spec(json!({"post_start": []})).unwrap_err().to_string();
+        assert!(empty.contains("post_start"), "{empty}");
+        let zero = spec(json!({"hook_timeout": 0})).unwrap_err().to_string();
+        assert!(zero.contains("hook_timeout"), "{zero}");
+    }
+
+    #[test]
+    fn requires_names_are_qualified_with_the_domain_and_need_announce() {
+        let base = json!({"state": "present", "name": "grafana", "image": "grafana:1",
+                          "announce": 3000, "domain": "s.example.com"});
+        let with = |extra: Value| {
+            let mut args = base.clone();
+            for (k, v) in extra.as_object().unwrap() {
+                args[k] = v.clone();
+            }
+            request(args)
+        };
+        let parsed =
+            with(json!({"requires": "influxdb, db.other.example.com.", "requires_timeout": 30}))
+                .unwrap();
+        let requires = parsed.spec.unwrap().requires.unwrap();
+        assert_eq!(
+            requires.names,
+            ["influxdb.s.example.com", "db.other.example.com"]
+        );
+        assert_eq!(requires.timeout, 30);
+        assert_eq!(requires.on_timeout, rundock_spec::OnTimeout::Start);
+        let fail = with(json!({"requires": ["influxdb"], "requires_on_timeout": "fail"})).unwrap();
+        assert_eq!(
+            fail.spec.unwrap().requires.unwrap().on_timeout,
+            rundock_spec::OnTimeout::Fail
+        );
+        let bad = with(json!({"requires": ["in flux"]}))
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("requires"), "{bad}");
+        let mut unannounced = base.clone();
+        unannounced.as_object_mut().unwrap().remove("announce");
+        unannounced.as_object_mut().unwrap().remove("domain");
+        unannounced["requires"] = json!(["influxdb"]);
+        let needs = request(unannounced).unwrap_err().to_string();
+        assert!(
+            needs.contains("requires") && needs.contains("announce"),
+            "{needs}"
+        );
+    }
+
     /// A valid value for every row of the option table: the parser must read them all
     /// (an option in the table it ignored would be refused as unknown by `finish`).
     #[test]
@@ -1085,6 +1228,9 @@ mod tests {
                 "watch" => json!([watch_entry()]),
                 "env" | "labels" => json!({"k": "v"}),
                 "command" | "entrypoint" => json!(["sh"]),
+                "post_start" | "pre_stop" | "post_stop" => json!(["true"]),
+                "requires" => json!(["influxdb"]),
+                "requires_on_timeout" => json!("fail"),
                 "private_interface" | "public_interface" => json!(["eth0"]),
                 "sv_dir" | "service_dir" | "log_dir" | "install_dir" => json!("/srv/x"),
                 "hostname" | "container_name" | "host_label" | "user" | "network" => json!("web-1"),

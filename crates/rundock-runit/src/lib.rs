@@ -17,28 +17,67 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The tree's control/t: stop the announcer (the record goes first), wait the drain
-/// time, stop the container, then HUP the tree's runsvdir so it stops its runsv children
-/// and exits. A plain TERM would make runsvdir exit at once and orphan them.
-pub fn stop_tree(tree: &Path) -> Result<()> {
+/// Runs one lifecycle hook of a container (`docker exec`, or on the host): supplied by
+/// the binary, so this crate stays free of the Docker client.
+pub type HookRunner<'a> = &'a dyn Fn(&str, &rundock_spec::Hook) -> Result<()>;
+
+/// The tree's control/t: stop the announcer (the record goes first), run `pre_stop`,
+/// wait the rest of the drain time, stop the container, run `post_stop`, then HUP the
+/// tree's runsvdir so it stops its runsv children and exits. A plain TERM would make
+/// runsvdir exit at once and orphan them.
+pub fn stop_tree(tree: &Path, hooks_run_by: HookRunner) -> Result<()> {
     let spec = Spec::load(&tree.join(rundock_spec::SPEC_FILE));
     if let Err(e) = &spec {
         eprintln!("rundock stop-tree: {e}; stopping with default timeouts");
     }
     let spec = spec.ok();
     let announce = tree.join(ANNOUNCE_SERVICE);
-    if runsv_running(&announce) {
+    // For `rundock status`: the tree drains from now until the container is down.
+    let drain_file = tree.join(rundock_spec::state::DRAIN_STATE_FILE);
+    let announced = runsv_running(&announce);
+    if announced {
+        let drain = spec.as_ref().map_or(0, |s| s.drain);
+        let since = rundock_spec::state::unix_now();
+        let draining = rundock_spec::state::DrainState {
+            since,
+            until: since + u64::from(drain),
+        };
+        if let Err(e) = rundock_spec::state::write(&drain_file, &draining) {
+            eprintln!(
+                "rundock stop-tree: cannot write {}: {e}",
+                drain_file.display()
+            );
+        }
         if let Err(e) = sv("down", &announce, 15) {
             eprintln!("rundock stop-tree: {e:#}");
         }
-        let drain = spec.as_ref().map_or(0, |s| s.drain);
-        std::thread::sleep(Duration::from_secs(drain.into()));
     }
+    let withdrawn = std::time::Instant::now();
     let container = tree.join(CONTAINER_SERVICE);
+    let hooks = spec
+        .as_ref()
+        .map(|s| (&s.container.container_name, &s.hooks));
+    // pre_stop after the record is gone, while the container still serves; its time
+    // counts towards the drain.
+    if let (Some((name, hooks)), true) = (hooks, runsv_running(&container)) {
+        if let Some(hook) = &hooks.pre_stop {
+            run_hook(hooks_run_by, "pre_stop", name, hook);
+        }
+    }
+    if announced {
+        let drain = Duration::from_secs(spec.as_ref().map_or(0, |s| s.drain).into());
+        std::thread::sleep(drain.saturating_sub(withdrawn.elapsed()));
+    }
     if runsv_running(&container) {
         let wait = spec.as_ref().map_or(30, |s| s.container.stop_timeout + 15);
         if let Err(e) = sv("down", &container, wait) {
             eprintln!("rundock stop-tree: {e:#}");
+        }
+    }
+    let _ = std::fs::remove_file(&drain_file);
+    if let Some((name, hooks)) = hooks {
+        if let Some(hook) = &hooks.post_stop {
+            run_hook(hooks_run_by, "post_stop", name, hook);
         }
     }
     let pid_file = tree.join("supervise/pid");
@@ -54,6 +93,15 @@ pub fn stop_tree(tree: &Path) -> Result<()> {
     )
     .with_context(|| format!("cannot signal the tree's runsvdir ({pid})"))?;
     Ok(())
+}
+
+/// Runs a stop hook; a failure is logged and the stop goes on.
+fn run_hook(runner: HookRunner, which: &str, container: &str, hook: &rundock_spec::Hook) {
+    eprintln!("rundock stop-tree: running {which}");
+    match runner(container, hook) {
+        Ok(()) => eprintln!("rundock stop-tree: {which} succeeded"),
+        Err(e) => eprintln!("rundock stop-tree: {which} failed: {e:#}; stopping anyway"),
+    }
 }
 
 /// Where svlogd keeps one stream of a service: `<log_dir>/<name>/<stream>`.

@@ -36,6 +36,13 @@ pub struct Spec {
     /// when unset, so trees without it keep their bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch: Option<crate::watch::WatchSpec>,
+    /// Commands around the container's start and stop (absent from spec.json when none).
+    #[serde(default, skip_serializing_if = "crate::hooks::Hooks::is_empty")]
+    pub hooks: crate::hooks::Hooks,
+    /// Services that must be announced before the container starts (announced
+    /// services only: the names are looked up in the same etcd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<crate::hooks::Requires>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

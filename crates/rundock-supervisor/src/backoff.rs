@@ -13,8 +13,6 @@
 //! less than a second.
 
 use rundock_runtime::Backoff;
-use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,11 +24,8 @@ pub(crate) const BASE_DELAY: Duration = Duration::from_secs(1);
 pub(crate) const MAX_DELAY: Duration = Duration::from_secs(30);
 const CRASH_BACKOFF: Backoff = Backoff::new(BASE_DELAY, MAX_DELAY);
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct State {
-    /// Short lives (or failed runs) in a row.
-    pub failures: u32,
-}
+/// The state file's contents (shared with `rundock status`, which reads it).
+pub(crate) type State = rundock_spec::state::SupervisorState;
 
 /// How long to wait before starting the container after `failures` short lives.
 pub(crate) fn delay(failures: u32) -> Duration {
@@ -49,35 +44,34 @@ pub(crate) fn after_run(failures: u32, uptime: Option<Duration>) -> u32 {
     }
 }
 
+/// The state to save after a run: the new failure count, the delay it implies, and
+/// (`exit`: the container exited on its own with this code) one more restart.
+pub(crate) fn next_state(previous: &State, failures: u32, exit: Option<i64>, now: u64) -> State {
+    let delay = delay(failures);
+    let mut next = State {
+        failures,
+        backoff_secs: delay.as_secs_f64(),
+        backoff_until: (!delay.is_zero()).then(|| now + delay.as_secs()),
+        waiting_for: Vec::new(),
+        post_start_done: None,
+        ..previous.clone()
+    };
+    if let Some(code) = exit {
+        next.exits = next.exits.saturating_add(1);
+        next.last_exit_code = Some(code);
+        next.last_exit_at = Some(now);
+    }
+    next
+}
+
 /// The saved state; missing or unreadable counts as no failures.
 pub(crate) fn load(path: &Path) -> State {
-    std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
+    rundock_spec::state::read(path).unwrap_or_default()
 }
 
 /// Replaces the state file atomically: write a temp file beside it, then rename.
-pub(crate) fn save(path: &Path, state: State) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "state".into());
-    let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(&serde_json::to_vec(&state).map_err(std::io::Error::other)?)?;
-        file.write_all(b"\n")?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+pub(crate) fn save(path: &Path, state: &State) -> std::io::Result<()> {
+    rundock_spec::state::write(path, state)
 }
 
 #[cfg(test)]
@@ -100,12 +94,33 @@ mod tests {
     }
 
     #[test]
+    fn exits_count_restarts_and_the_delay_is_recorded() {
+        let first = next_state(&State::default(), 1, Some(137), 1000);
+        assert_eq!(first.exits, 1);
+        assert_eq!(first.last_exit_code, Some(137));
+        assert_eq!(first.last_exit_at, Some(1000));
+        assert_eq!(first.backoff_secs, 1.0);
+        assert_eq!(first.backoff_until, Some(1001));
+        // A failed run (no exit) keeps the restart count; a clean stop resets the delay.
+        let failed = next_state(&first, 2, None, 2000);
+        assert_eq!((failed.exits, failed.last_exit_code), (1, Some(137)));
+        assert_eq!(failed.backoff_until, Some(2002));
+        let stopped = next_state(&failed, 0, None, 3000);
+        assert_eq!((stopped.backoff_secs, stopped.backoff_until), (0.0, None));
+        assert_eq!(stopped.exits, 1);
+    }
+
+    #[test]
     fn state_round_trips_and_bad_files_mean_no_failures() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         assert_eq!(load(&path), State::default());
-        save(&path, State { failures: 4 }).unwrap();
-        assert_eq!(load(&path), State { failures: 4 });
+        let four = State {
+            failures: 4,
+            ..State::default()
+        };
+        save(&path, &four).unwrap();
+        assert_eq!(load(&path), four);
         std::fs::write(&path, "{not json").unwrap();
         assert_eq!(load(&path), State::default());
         // Only the state file is left: the temp file was renamed over it.

@@ -145,6 +145,8 @@ pub(crate) mod tests {
             },
             drain: 0,
             watch: None,
+            hooks: Default::default(),
+            requires: None,
         }
     }
 

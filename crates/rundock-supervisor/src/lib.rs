@@ -4,13 +4,15 @@
 //! One run of the supervisor is one life of the container:
 //!
 //! 1. back off first if the container has been crash-looping (`backoff`);
-//! 2. make sure the image is there, per the spec's pull policy (`image`);
+//! 2. wait until the services in `requires` are announced (`requires`), then make sure
+//!    the image is there, per the spec's pull policy (`image`);
 //! 3. remove stale containers of this service, or reuse the one that is still current
 //!    (`supervise`);
 //! 4. attach to its output before it starts, so nothing is lost (`output`), and start it
 //!    from the create body built from the spec (`body`, with `$PRIVATE_IP` /
 //!    `$PUBLIC_IP` substituted by `tokens`);
-//! 5. wait: when the container exits, exit with its exit code and let runsv start the
+//! 5. run `post_start` in it (`hooks`): a failure stops it and fails the run;
+//! 6. wait: when the container exits, exit with its exit code and let runsv start the
 //!    next life. TERM or INT stops and removes the container and exits 0.
 //!
 //! Failures of the supervisor itself (Docker unreachable, image missing, create refused)
@@ -19,9 +21,11 @@
 
 mod backoff;
 mod body;
+mod hooks;
 mod image;
 mod log;
 mod output;
+mod requires;
 mod supervise;
 mod tokens;
 
@@ -34,7 +38,7 @@ pub const EXIT_FAILURE: i32 = 125;
 
 /// Name of the back-off state file, kept in the supervisor's working directory (runsv
 /// starts it in the tree's `services/container`).
-pub const STATE_FILE: &str = "rundock-backoff.json";
+pub const STATE_FILE: &str = rundock_spec::state::SUPERVISOR_STATE_FILE;
 
 /// Blocking: builds a current-thread tokio runtime. Returns the process exit code.
 ///
@@ -67,6 +71,12 @@ pub fn remove_service_containers(
         )
         .await
     })
+}
+
+/// Blocking: runs a `pre_stop`/`post_stop` hook for `container` (see
+/// [`rundock_spec::hooks`] for the order); `Err` says why it failed.
+pub fn run_hook(container: &str, hook: &rundock_spec::Hook) -> anyhow::Result<()> {
+    hooks::run_blocking(container, hook)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -22,9 +22,11 @@
 
 use crate::backoff;
 use crate::body::{self, create_body};
+use crate::hooks;
 use crate::image;
 use crate::log::prefix;
 use crate::output::{self, Copy};
+use crate::requires;
 use crate::tokens::Addresses;
 use crate::EXIT_FAILURE;
 use anyhow::Context;
@@ -76,9 +78,30 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let failures = backoff::load(state_path).failures;
-    let save = |failures: u32| {
-        if let Err(e) = backoff::save(state_path, backoff::State { failures }) {
+    let loaded = backoff::load(state_path);
+    // A new life: no post_start has succeeded for it yet (the container may be the
+    // same one, restarted), so the announcer holds the record until it has.
+    let previous = backoff::State {
+        post_start_done: None,
+        ..loaded.clone()
+    };
+    if loaded != previous {
+        if let Err(e) = backoff::save(state_path, &previous) {
+            say!(
+                name,
+                "cannot save the state in {}: {e}",
+                state_path.display()
+            );
+        }
+    }
+    let failures = previous.failures;
+    // `exit`: the container's exit code when it exited on its own (a restart).
+    let save_with = |failures: u32, exit: Option<i64>| {
+        let next = backoff::next_state(&previous, failures, exit, rundock_spec::state::unix_now());
+        if next == previous {
+            return;
+        }
+        if let Err(e) = backoff::save(state_path, &next) {
             say!(
                 name,
                 "cannot save the back-off state in {}: {e}",
@@ -86,6 +109,7 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
             );
         }
     };
+    let save = |failures: u32| save_with(failures, None);
 
     let delay = backoff::delay(failures);
     if !delay.is_zero() {
@@ -102,6 +126,18 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
                 save(0);
                 return 0;
             }
+        }
+    }
+
+    match wait_for_requires(spec, state_path, &previous, &mut signals).await {
+        Waited::Go => {}
+        Waited::Stop => {
+            save(0);
+            return 0;
+        }
+        Waited::Fail => {
+            save(backoff::after_run(failures, None));
+            return EXIT_FAILURE;
         }
     }
 
@@ -132,6 +168,42 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
         }
     };
 
+    if let Some(hook) = &spec.hooks.post_start {
+        let ran = tokio::select! {
+            result = hooks::run(&docker, &life.id, hook) => result,
+            sig = signals.recv() => {
+                say!(name, "{sig} while post_start ran");
+                shutdown(&docker, spec, &mut signals).await;
+                life.output.finish(OUTPUT_GRACE).await;
+                save(0);
+                return 0;
+            }
+        };
+        match ran {
+            Ok(()) => {
+                say!(name, "post_start succeeded");
+                let done = backoff::State {
+                    post_start_done: Some(life.id.clone()),
+                    ..previous.clone()
+                };
+                if let Err(e) = backoff::save(state_path, &done) {
+                    say!(
+                        name,
+                        "cannot save the state in {}: {e}",
+                        state_path.display()
+                    );
+                }
+            }
+            Err(why) => {
+                say!(name, "post_start failed: {why}; stopping the container");
+                shutdown(&docker, spec, &mut signals).await;
+                life.output.finish(OUTPUT_GRACE).await;
+                save(backoff::after_run(failures, None));
+                return EXIT_FAILURE;
+            }
+        }
+    }
+
     let since = Instant::now();
     let exited = tokio::select! {
         result = wait_exit(&docker, &life.id) => result,
@@ -152,13 +224,99 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
                 "container exited with code {code} after {:.1}s",
                 uptime.as_secs_f64()
             );
-            save(backoff::after_run(failures, Some(uptime)));
+            save_with(backoff::after_run(failures, Some(uptime)), Some(code));
             exit_code(code)
         }
         Err(e) => {
             say!(name, "lost track of the container: {e:#}");
             save(backoff::after_run(failures, None));
             EXIT_FAILURE
+        }
+    }
+}
+
+/// How the wait for `requires` ended.
+enum Waited {
+    Go,
+    Stop,
+    Fail,
+}
+
+/// Waits until every service in `requires` is announced, within its timeout (see
+/// [`requires`]); nothing to wait for without `requires`.
+async fn wait_for_requires(
+    spec: &Spec,
+    state_path: &Path,
+    previous: &backoff::State,
+    signals: &mut Shutdown,
+) -> Waited {
+    let (Some(required), Some(announce)) = (&spec.requires, &spec.announce) else {
+        return Waited::Go;
+    };
+    let name = &prefix(spec);
+    let client = match rundock_etcd::Client::new(&announce.etcd) {
+        Ok(client) => client,
+        Err(e) => {
+            say!(name, "requires: cannot make an etcd client: {e}");
+            return Waited::Fail;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(required.timeout.into());
+    let mut last: Option<Result<Vec<String>, String>> = None;
+    loop {
+        let now = requires::missing(&client, &announce.etcd.prefix, required).await;
+        if let Some(line) = requires::describe_change(last.as_ref(), &now) {
+            if last.is_some() || !matches!(&now, Ok(m) if m.is_empty()) {
+                say!(name, "{line}");
+            }
+            let waiting_for = match &now {
+                Ok(missing) => missing.clone(),
+                Err(_) => required.names.clone(),
+            };
+            let state = backoff::State {
+                waiting_for,
+                ..previous.clone()
+            };
+            if state == *previous {
+                // Nothing was waited for: the file already says so.
+            } else if let Err(e) = backoff::save(state_path, &state) {
+                say!(
+                    name,
+                    "cannot save the state in {}: {e}",
+                    state_path.display()
+                );
+            }
+        }
+        if matches!(&now, Ok(m) if m.is_empty()) {
+            return Waited::Go;
+        }
+        last = Some(now);
+        if Instant::now() >= deadline {
+            return match required.on_timeout {
+                rundock_spec::OnTimeout::Start => {
+                    say!(
+                        name,
+                        "requires not met after {}s; starting anyway",
+                        required.timeout
+                    );
+                    Waited::Go
+                }
+                rundock_spec::OnTimeout::Fail => {
+                    say!(
+                        name,
+                        "requires not met after {}s; failing",
+                        required.timeout
+                    );
+                    Waited::Fail
+                }
+            };
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(requires::POLL) => {}
+            sig = signals.recv() => {
+                say!(name, "{sig} while waiting for requires; exiting");
+                return Waited::Stop;
+            }
         }
     }
 }

@@ -89,6 +89,8 @@ impl Case {
             },
             drain: 0,
             watch: None,
+            hooks: Default::default(),
+            requires: None,
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! Called by Ansible as `rundock <args-file>` it is the module; otherwise a subcommand
 //! runs one part of a service tree (`supervise`, `announce`, `watch`, `stop-tree`, `log`),
-//! or the DNS responder (`dns`); `watch` also runs standalone on a JSON watch spec.
+//! the DNS responder (`dns`), or shows the host's services (`status`, `metrics`); `watch`
+//! also runs standalone on a JSON watch spec.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -41,8 +42,31 @@ enum Command {
         /// A service tree (its spec.json's watch) or a JSON file holding a watch spec.
         path: PathBuf,
     },
+    /// Show every rundock service on this host: runit, container, health, record.
+    Status(StatusOptions),
+    /// Serve every service's status as Prometheus metrics on GET /metrics.
+    Metrics {
+        /// The address to serve on, e.g. 127.0.0.1:9323 (nothing is bound by default).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Where the service trees live [default: the module's sv_dir default].
+        #[arg(long)]
+        sv_dir: Option<PathBuf>,
+    },
     /// Run as the Ansible module on an args file (what Ansible does).
     Module { args_file: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct StatusOptions {
+    /// Service names (or tree paths); every service under --sv-dir without any.
+    names: Vec<String>,
+    /// Print JSON (a list of service objects) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Where the service trees live [default: the module's sv_dir default].
+    #[arg(long)]
+    sv_dir: Option<PathBuf>,
 }
 
 impl Cli {
@@ -66,6 +90,12 @@ impl rundock_module::Hooks for ServiceHooks {
 
     fn withdraw_record(&self, spec: &Spec) -> Result<()> {
         rundock_announcer::withdraw_record(spec)
+    }
+
+    fn status(&self, spec: &Spec) -> Option<serde_json::Value> {
+        rundock_status::status_of(spec)
+            .ok()
+            .and_then(|s| serde_json::to_value(s).ok())
     }
 
     fn wait_ready(&self, spec: &Spec, timeout: Duration) -> Result<()> {
@@ -112,7 +142,9 @@ fn main() -> ExitCode {
         Command::Module { args_file } => return module(&args_file),
         Command::Supervise { tree } => load(&tree).and_then(rundock_supervisor::run),
         Command::Announce { tree } => load(&tree).and_then(rundock_announcer::run),
-        Command::StopTree { tree } => rundock_runit::stop_tree(&tree).map(|_| 0),
+        Command::StopTree { tree } => {
+            rundock_runit::stop_tree(&tree, &rundock_supervisor::run_hook).map(|_| 0)
+        }
         Command::Log { tree, stream } => {
             rundock_runit::exec_svlogd(&tree, &stream).map(|never| match never {})
         }
@@ -120,6 +152,10 @@ fn main() -> ExitCode {
         Command::Watch { path } => rundock_watch::load(&path)
             .and_then(rundock_watch::run)
             .map(|_| 0),
+        Command::Status(options) => status(options),
+        Command::Metrics { listen, sv_dir } => {
+            rundock_status::serve::run(listen, sv_dir.unwrap_or_else(sv_dir_default)).map(|_| 0)
+        }
     };
     match outcome {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
@@ -128,6 +164,26 @@ fn main() -> ExitCode {
             ExitCode::from(111)
         }
     }
+}
+
+fn sv_dir_default() -> PathBuf {
+    PathBuf::from(
+        rundock_module::options::option("sv_dir")
+            .default_str()
+            .expect("sv_dir has a default"),
+    )
+}
+
+fn status(options: StatusOptions) -> Result<i32> {
+    let sv_dir = options.sv_dir.unwrap_or_else(sv_dir_default);
+    let trees = rundock_status::trees(&sv_dir, &options.names)?;
+    let statuses = rundock_status::statuses(&trees)?;
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+    } else {
+        print!("{}", rundock_status::table::render(&statuses));
+    }
+    Ok(0)
 }
 
 fn load(tree: &Path) -> Result<Spec> {

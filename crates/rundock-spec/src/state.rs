@@ -1,0 +1,182 @@
+//! The small JSON state files a tree's processes keep about themselves, so that
+//! `rundock status` and `rundock metrics` can show what only those processes know.
+//!
+//! * the supervisor's [`SupervisorState`] in `services/container/rundock-backoff.json`
+//!   (crash-loop count, container exits, the last exit code, the back-off delay);
+//! * the announcer's [`AnnouncerState`] in `services/announce/rundock-announce.json`
+//!   (each health check's last result and latency, maintenance, what is published,
+//!   the last successful refresh, etcd errors);
+//! * `stop-tree`'s [`DrainState`] in the tree's root `rundock-drain.json` while it
+//!   drains.
+//!
+//! Why files and not a socket: the readers are short-lived (`rundock status`) or scrape
+//! on demand (`rundock metrics`), the writers are independent processes under runsv,
+//! and a file survives the restart of its writer (the supervisor is a new process per
+//! container life). Each file is replaced atomically (temp file + rename) and only when
+//! something in it changed, so readers never see half a file and the disk is not
+//! written on every loop. Readers treat a missing or unreadable file as "nothing known".
+//!
+//! Times are Unix seconds (`*_at`), durations seconds as floats (`*_secs`).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The supervisor's file, in its working directory (the tree's `services/container`).
+pub const SUPERVISOR_STATE_FILE: &str = "rundock-backoff.json";
+/// The announcer's file, in its working directory (the tree's `services/announce`).
+pub const ANNOUNCER_STATE_FILE: &str = "rundock-announce.json";
+/// `stop-tree`'s file, in the tree's root, present only while the tree drains.
+pub const DRAIN_STATE_FILE: &str = "rundock-drain.json";
+
+/// What the supervisor carries from one container life to the next.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SupervisorState {
+    /// Short lives (or failed runs) in a row: the crash-loop count.
+    pub failures: u32,
+    /// Times the container exited on its own (not stopped by us): its restarts.
+    #[serde(default)]
+    pub exits: u64,
+    /// The exit code of the last life that ended on its own.
+    #[serde(default)]
+    pub last_exit_code: Option<i64>,
+    /// When that life ended.
+    #[serde(default)]
+    pub last_exit_at: Option<u64>,
+    /// The delay the next start waits for, from `failures`.
+    #[serde(default)]
+    pub backoff_secs: f64,
+    /// The next start does not begin before this time (the back-off's end).
+    #[serde(default)]
+    pub backoff_until: Option<u64>,
+    /// Names the container waits for before it starts (`requires`), empty otherwise.
+    #[serde(default)]
+    pub waiting_for: Vec<String>,
+    /// The id of the container whose `post_start` hook succeeded: the announcer
+    /// announces a container with a `post_start` only once this is its id.
+    #[serde(default)]
+    pub post_start_done: Option<String>,
+}
+
+/// One health check as the announcer last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckState {
+    /// The check, described (`http :8080/`, `tcp :5432`, `exec pg_isready`).
+    pub check: String,
+    /// The last result; `None` before the first probe of the current container.
+    pub pass: Option<bool>,
+    /// Why the last probe failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// How long the last probe took.
+    #[serde(default)]
+    pub latency_secs: Option<f64>,
+}
+
+/// What the announcer knows that etcd and Docker do not say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnnouncerState {
+    /// The record value this announcer has in etcd; `None` when it has none.
+    pub published: Option<String>,
+    /// Why nothing is published (`maintenance`, `container not running`, ...).
+    #[serde(default)]
+    pub withdrawn_because: Option<String>,
+    pub maintenance: bool,
+    #[serde(default)]
+    pub checks: Vec<CheckState>,
+    /// The last successful put or keep-alive.
+    #[serde(default)]
+    pub last_refresh_at: Option<u64>,
+    /// The current etcd error, `None` while etcd answers.
+    #[serde(default)]
+    pub etcd_error: Option<String>,
+    /// Failed etcd requests since the announcer started.
+    #[serde(default)]
+    pub etcd_errors: u64,
+    /// When the announcer started (its counters count from here).
+    #[serde(default)]
+    pub started_at: u64,
+}
+
+/// Present while `stop-tree` drains: the record is withdrawn, the container still runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrainState {
+    pub since: u64,
+    /// When the container is stopped at the latest.
+    pub until: u64,
+}
+
+/// Now as Unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Reads a state file; `None` when it is missing or unreadable.
+pub fn read<T: DeserializeOwned>(path: &Path) -> Option<T> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+}
+
+/// Replaces `path` atomically with `value` as JSON: a temp file beside it, then rename.
+/// On failure nothing is left behind and the old file stays.
+pub fn write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
+        file.write_all(b"\n")?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_round_trip_and_old_or_bad_files_read_as_defaults() {
+        let dir = tempfile_dir();
+        let path = dir.join("s.json");
+        assert_eq!(read::<SupervisorState>(&path), None);
+        let state = SupervisorState {
+            failures: 2,
+            exits: 5,
+            last_exit_code: Some(137),
+            ..Default::default()
+        };
+        write(&path, &state).unwrap();
+        assert_eq!(read::<SupervisorState>(&path), Some(state));
+        // The format before this module: only the failure count.
+        std::fs::write(&path, r#"{"failures":3}"#).unwrap();
+        let old: SupervisorState = read(&path).unwrap();
+        assert_eq!((old.failures, old.exits), (3, 0));
+        std::fs::write(&path, "{half").unwrap();
+        assert_eq!(read::<SupervisorState>(&path), None);
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "the temp file was renamed over the state");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rundock-state-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

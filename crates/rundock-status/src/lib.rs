@@ -1,0 +1,18 @@
+//! `rundock status` and `rundock metrics`: what every rundock service on a host is
+//! doing, for people (a table like `docker ps`), for programs (stable JSON, also the
+//! module's `service.status`) and for Prometheus.
+//!
+//! Why a crate of its own: it reads what the others write (runsv's `supervise/`, the
+//! supervisor's and the announcer's state files, Docker, etcd) and writes nothing, so
+//! it depends on all of them and none depends on it. The decisions are pure functions
+//! of plain facts ([`model::assemble`]); [`collect`] is the thin edge that reads them.
+
+pub mod collect;
+pub mod metrics;
+pub mod model;
+pub mod runit;
+pub mod serve;
+pub mod table;
+
+pub use collect::{status_of, statuses, trees};
+pub use model::ServiceStatus;

@@ -1,0 +1,560 @@
+//! The status of one service, assembled from plain facts by a pure function, so every
+//! state (healthy, crash-looping, held down, maintenance, draining, etcd unreachable)
+//! can be tested from data alone; [`crate::collect`] gathers the facts.
+//!
+//! [`ServiceStatus`] is the stable JSON of `rundock status --json`, of the module's
+//! `service.status` and of what `rundock metrics` counts. Fields are only ever added;
+//! every field is always present (`null` when unknown). The fields:
+//!
+//! * `name`, `host_label`, `tree`; `enabled`: linked into the service dir;
+//! * `state`: one word, the first that applies of `broken` (spec.json unreadable),
+//!   `disabled` (not linked, not
+//!   supervised), `starting` (linked, runsvdir has not picked it up yet, or the
+//!   container runs and its checks are pending), `held-down` (the tree is held down),
+//!   `draining` (record withdrawn, container stops at `drain_until`), `held-down` (the
+//!   container sibling is held down: `reason` says which), `waiting` (for `requires`), `backing-off`
+//!   (crash loop: the next start waits), `stopped` (the container is not running),
+//!   `maintenance`, `unhealthy` (a check fails), `unannounced` (healthy but the record is
+//!   not in etcd), `up`; `reason`: why, in words;
+//! * `runit`: `tree`, `container`, `announce` (`null` without announce): each
+//!   `{state, pid, since, uptime_secs, want, normally_down, paused}`;
+//! * `container`: `{name, id, image, image_id, running, status, started_at,
+//!   uptime_secs, exit_code, restarts, error}`: `restarts` counts exits seen by the
+//!   supervisor, `exit_code` is that of the last exit;
+//! * `backoff`: `{failures, delay_secs, until, active}`;
+//! * `health`: per check `{check, pass, error, latency_secs}`;
+//! * `record`: `{key, value, ttl_secs, present, error}` as read from etcd now (`null`
+//!   without announce); `announced`: the record is in etcd;
+//! * `maintenance`, `draining`, `drain_until`, `waiting_for`;
+//! * `etcd`: the announcer's `{error, errors, last_refresh_at, last_refresh_secs_ago}`.
+
+use crate::runit::Runsv;
+use rundock_spec::state::{AnnouncerState, CheckState, DrainState, SupervisorState};
+use serde::Serialize;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Everything known about one service at one moment.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub name: String,
+    /// This host's instance label (the spec's `host_label`).
+    pub host_label: String,
+    pub tree: PathBuf,
+    pub now: u64,
+    /// Why the tree's spec.json could not be read; nothing else is known then.
+    pub spec_error: Option<String>,
+    pub linked: bool,
+    pub container_name: String,
+    /// Whether the spec has an announce section.
+    pub announces: bool,
+    pub record_key: Option<String>,
+    pub runit_tree: Option<Runsv>,
+    pub runit_container: Option<Runsv>,
+    pub runit_announce: Option<Runsv>,
+    pub supervisor: Option<SupervisorState>,
+    pub announcer: Option<AnnouncerState>,
+    pub drain: Option<DrainState>,
+    pub container: Result<Option<ContainerFacts>, String>,
+    /// The record as read from etcd: `Ok(None)` absent.
+    pub record: Result<Option<RecordFacts>, String>,
+}
+
+/// What Docker says about the service's container.
+impl Default for Facts {
+    fn default() -> Facts {
+        Facts {
+            name: String::new(),
+            host_label: String::new(),
+            tree: PathBuf::new(),
+            now: 0,
+            spec_error: None,
+            linked: false,
+            container_name: String::new(),
+            announces: false,
+            record_key: None,
+            runit_tree: None,
+            runit_container: None,
+            runit_announce: None,
+            supervisor: None,
+            announcer: None,
+            drain: None,
+            container: Ok(None),
+            record: Ok(None),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerFacts {
+    pub id: String,
+    pub image: String,
+    pub image_id: String,
+    pub running: bool,
+    pub status: String,
+    pub started_at: Option<u64>,
+    pub exit_code: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordFacts {
+    pub value: String,
+    pub ttl: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub host_label: String,
+    pub state: &'static str,
+    pub reason: String,
+    pub tree: PathBuf,
+    pub enabled: bool,
+    pub runit: RunitStatus,
+    pub container: ContainerStatus,
+    pub backoff: BackoffStatus,
+    pub health: Vec<CheckState>,
+    pub record: Option<RecordStatus>,
+    pub announced: bool,
+    pub maintenance: bool,
+    pub draining: bool,
+    pub drain_until: Option<u64>,
+    pub waiting_for: Vec<String>,
+    pub etcd: EtcdStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunitStatus {
+    pub tree: SvStatus,
+    pub container: SvStatus,
+    pub announce: Option<SvStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SvStatus {
+    pub state: &'static str,
+    pub pid: Option<u32>,
+    pub since: Option<u64>,
+    pub uptime_secs: Option<u64>,
+    pub want: Option<&'static str>,
+    pub normally_down: bool,
+    pub paused: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub id: Option<String>,
+    pub image: Option<String>,
+    pub image_id: Option<String>,
+    pub running: bool,
+    pub status: Option<String>,
+    pub started_at: Option<u64>,
+    pub uptime_secs: Option<u64>,
+    pub exit_code: Option<i64>,
+    pub restarts: u64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackoffStatus {
+    pub failures: u32,
+    pub delay_secs: f64,
+    pub until: Option<u64>,
+    /// The supervisor is waiting out the delay now.
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordStatus {
+    pub key: String,
+    /// The record's JSON as in etcd (a string if it is not JSON).
+    pub value: Option<Value>,
+    pub ttl_secs: Option<u32>,
+    pub present: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EtcdStatus {
+    pub error: Option<String>,
+    pub errors: u64,
+    pub last_refresh_at: Option<u64>,
+    pub last_refresh_secs_ago: Option<u64>,
+}
+
+fn sv_status(runsv: Option<&Runsv>, now: u64) -> SvStatus {
+    let unsupervised = Runsv::unsupervised(false);
+    let r = runsv.unwrap_or(&unsupervised);
+    SvStatus {
+        state: r.state,
+        pid: r.pid,
+        since: r.since,
+        uptime_secs: r.since.map(|s| now.saturating_sub(s)),
+        want: r.want,
+        normally_down: r.normally_down,
+        paused: r.paused,
+    }
+}
+
+/// The status of one service from its facts.
+pub fn assemble(facts: &Facts) -> ServiceStatus {
+    let now = facts.now;
+    let supervisor = facts.supervisor.clone().unwrap_or_default();
+    let tree_sv = facts.runit_tree.clone();
+    let container_sv = facts.runit_container.clone();
+    let tree_up = tree_sv.as_ref().is_some_and(Runsv::is_running);
+    let container_facts = facts.container.as_ref().ok().and_then(Option::as_ref);
+    let running = container_facts.is_some_and(|c| c.running);
+    // The announcer's file is current only while it runs.
+    let announcer = facts
+        .announcer
+        .clone()
+        .filter(|_| facts.runit_announce.as_ref().is_some_and(Runsv::is_running));
+    let maintenance = announcer.as_ref().is_some_and(|a| a.maintenance);
+    let checks = announcer
+        .as_ref()
+        .map(|a| a.checks.clone())
+        .unwrap_or_default();
+    let record_present = matches!(facts.record, Ok(Some(_)));
+    let draining = facts.drain.is_some() && container_sv.as_ref().is_some_and(Runsv::is_running);
+    // Between short lives the supervisor process runs (or runsv is about to start it
+    // again) while the container does not: it is waiting out the delay.
+    let backoff_active = !running
+        && supervisor.failures > 0
+        && (supervisor.backoff_until.is_some_and(|until| until > now)
+            || container_sv.as_ref().is_some_and(Runsv::is_running));
+    let waiting = !running && !supervisor.waiting_for.is_empty();
+    let etcd_error = announcer.as_ref().and_then(|a| a.etcd_error.clone());
+
+    let (state, reason): (&'static str, String) = if let Some(e) = &facts.spec_error {
+        ("broken", e.clone())
+    } else if tree_sv.as_ref().is_none_or(|t| t.state == "unsupervised") {
+        if facts.linked {
+            ("starting", "linked; runsvdir starts it within 5 s".into())
+        } else {
+            ("disabled", "not linked into the service dir".into())
+        }
+    } else if !tree_up || tree_sv.as_ref().is_some_and(|t| t.want == Some("down")) {
+        if draining {
+            ("draining", drain_reason(facts.drain.as_ref(), now))
+        } else {
+            ("held-down", "the tree is held down (sv down)".into())
+        }
+    } else if draining {
+        ("draining", drain_reason(facts.drain.as_ref(), now))
+    } else if container_sv.as_ref().is_some_and(Runsv::held_down) {
+        ("held-down", "the container is held down (sv down)".into())
+    } else if waiting {
+        (
+            "waiting",
+            format!(
+                "waiting for {} to be announced",
+                supervisor.waiting_for.join(", ")
+            ),
+        )
+    } else if backoff_active {
+        (
+            "backing-off",
+            format!(
+                "crash loop: {} short run(s) in a row; {}s between starts",
+                supervisor.failures, supervisor.backoff_secs
+            ),
+        )
+    } else if !running {
+        match &facts.container {
+            Err(e) => ("stopped", format!("docker: {e}")),
+            Ok(_) => (
+                "stopped",
+                match supervisor.last_exit_code {
+                    Some(code) => format!("the container is not running (last exit {code})"),
+                    None => "the container is not running".into(),
+                },
+            ),
+        }
+    } else if maintenance {
+        (
+            "maintenance",
+            "record withdrawn for maintenance (USR1)".into(),
+        )
+    } else if let Some(failing) = checks.iter().find(|c| c.pass == Some(false)) {
+        (
+            "unhealthy",
+            format!(
+                "health check {} fails{}",
+                failing.check,
+                failing
+                    .error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        )
+    } else if !facts.announces {
+        ("up", "running (not announced)".into())
+    } else if record_present {
+        ("up", "running and announced".into())
+    } else if let Some(e) = etcd_error.clone().or_else(|| facts.record.clone().err()) {
+        ("unannounced", format!("etcd: {e}"))
+    } else if checks.iter().any(|c| c.pass.is_none()) {
+        ("starting", "health checks pending".into())
+    } else {
+        (
+            "unannounced",
+            announcer
+                .as_ref()
+                .and_then(|a| a.withdrawn_because.clone())
+                .unwrap_or_else(|| "the record is not in etcd".into()),
+        )
+    };
+
+    let container = ContainerStatus {
+        name: facts.container_name.clone(),
+        id: container_facts.map(|c| c.id.clone()),
+        image: container_facts.map(|c| c.image.clone()),
+        image_id: container_facts.map(|c| c.image_id.clone()),
+        running,
+        status: container_facts.map(|c| c.status.clone()),
+        started_at: container_facts.and_then(|c| c.started_at),
+        uptime_secs: container_facts
+            .filter(|c| c.running)
+            .and_then(|c| c.started_at)
+            .map(|s| now.saturating_sub(s)),
+        exit_code: supervisor.last_exit_code.or_else(|| {
+            container_facts
+                .filter(|c| !c.running)
+                .and_then(|c| c.exit_code)
+        }),
+        restarts: supervisor.exits,
+        error: facts.container.as_ref().err().cloned(),
+    };
+    let record = facts
+        .record_key
+        .as_ref()
+        .filter(|_| facts.announces)
+        .map(|key| {
+            let (value, ttl, error) = match &facts.record {
+                Ok(Some(r)) => (
+                    Some(
+                        serde_json::from_str(&r.value)
+                            .unwrap_or_else(|_| Value::String(r.value.clone())),
+                    ),
+                    r.ttl,
+                    None,
+                ),
+                Ok(None) => (None, None, None),
+                Err(e) => (None, None, Some(e.clone())),
+            };
+            RecordStatus {
+                key: key.clone(),
+                value,
+                ttl_secs: ttl,
+                present: record_present,
+                error,
+            }
+        });
+    let last_refresh_at = announcer.as_ref().and_then(|a| a.last_refresh_at);
+    ServiceStatus {
+        name: facts.name.clone(),
+        host_label: facts.host_label.clone(),
+        state,
+        reason,
+        tree: facts.tree.clone(),
+        enabled: facts.linked,
+        runit: RunitStatus {
+            tree: sv_status(facts.runit_tree.as_ref(), now),
+            container: sv_status(facts.runit_container.as_ref(), now),
+            announce: facts
+                .announces
+                .then(|| sv_status(facts.runit_announce.as_ref(), now)),
+        },
+        container,
+        backoff: BackoffStatus {
+            failures: supervisor.failures,
+            delay_secs: supervisor.backoff_secs,
+            until: supervisor.backoff_until,
+            active: backoff_active,
+        },
+        health: checks,
+        record,
+        announced: record_present,
+        maintenance,
+        draining,
+        drain_until: facts.drain.as_ref().filter(|_| draining).map(|d| d.until),
+        waiting_for: if running {
+            Vec::new()
+        } else {
+            supervisor.waiting_for.clone()
+        },
+        etcd: EtcdStatus {
+            error: etcd_error,
+            errors: facts.announcer.as_ref().map_or(0, |a| a.etcd_errors),
+            last_refresh_at,
+            last_refresh_secs_ago: last_refresh_at.map(|at| now.saturating_sub(at)),
+        },
+    }
+}
+
+fn drain_reason(drain: Option<&DrainState>, now: u64) -> String {
+    match drain {
+        Some(d) => format!(
+            "record withdrawn; the container stops in {}s",
+            d.until.saturating_sub(now)
+        ),
+        None => "record withdrawn; the container stops".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runsv(state: &'static str) -> Option<Runsv> {
+        Some(Runsv {
+            state,
+            pid: (state == "run").then_some(10),
+            since: Some(100),
+            want: None,
+            normally_down: false,
+            paused: false,
+        })
+    }
+
+    fn running_container() -> Result<Option<ContainerFacts>, String> {
+        Ok(Some(ContainerFacts {
+            id: "c".repeat(64),
+            image: "web:1".into(),
+            image_id: "sha256:1".into(),
+            running: true,
+            status: "running".into(),
+            started_at: Some(150),
+            exit_code: Some(0),
+        }))
+    }
+
+    fn healthy() -> Facts {
+        Facts {
+            name: "web".into(),
+            now: 200,
+            linked: true,
+            container_name: "web".into(),
+            announces: true,
+            record_key: Some("/skydns/x/web/n1".into()),
+            runit_tree: runsv("run"),
+            runit_container: runsv("run"),
+            runit_announce: runsv("run"),
+            announcer: Some(AnnouncerState {
+                published: Some("{}".into()),
+                checks: vec![CheckState {
+                    check: "tcp :80".into(),
+                    pass: Some(true),
+                    error: None,
+                    latency_secs: Some(0.001),
+                }],
+                last_refresh_at: Some(190),
+                ..Default::default()
+            }),
+            container: running_container(),
+            record: Ok(Some(RecordFacts {
+                value: r#"{"host":"10.0.0.1","port":80}"#.into(),
+                ttl: Some(9),
+            })),
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn a_healthy_service_is_up_with_its_record_and_uptime() {
+        let s = assemble(&healthy());
+        assert_eq!(s.state, "up", "{}", s.reason);
+        assert!(s.announced);
+        assert_eq!(s.container.uptime_secs, Some(50));
+        assert_eq!(s.runit.tree.uptime_secs, Some(100));
+        assert_eq!(s.etcd.last_refresh_secs_ago, Some(10));
+        assert_eq!(s.record.unwrap().value.unwrap()["port"], 80);
+    }
+
+    #[test]
+    fn each_state_wins_in_order() {
+        let state = |f: &dyn Fn(&mut Facts)| {
+            let mut facts = healthy();
+            f(&mut facts);
+            assemble(&facts).state
+        };
+        assert_eq!(state(&|f| f.spec_error = Some("bad".into())), "broken");
+        assert_eq!(
+            state(&|f| {
+                f.linked = false;
+                f.runit_tree = runsv("unsupervised");
+            }),
+            "disabled"
+        );
+        assert_eq!(state(&|f| f.runit_tree = runsv("down")), "held-down");
+        assert_eq!(
+            state(&|f| f.drain = Some(DrainState {
+                since: 190,
+                until: 210
+            })),
+            "draining"
+        );
+        assert_eq!(state(&|f| f.runit_container = runsv("down")), "held-down");
+        let crash_loop = |f: &mut Facts| {
+            f.container = Ok(None);
+            f.supervisor = Some(SupervisorState {
+                failures: 3,
+                exits: 3,
+                last_exit_code: Some(3),
+                backoff_secs: 4.0,
+                backoff_until: Some(150),
+                ..Default::default()
+            });
+        };
+        assert_eq!(state(&crash_loop), "backing-off");
+        assert_eq!(
+            state(&|f| {
+                crash_loop(f);
+                f.supervisor.as_mut().unwrap().waiting_for = vec!["db.s.example".into()];
+            }),
+            "waiting"
+        );
+        assert_eq!(
+            state(&|f| {
+                crash_loop(f);
+                f.runit_container = runsv("finish");
+            }),
+            "stopped"
+        );
+        assert_eq!(
+            state(&|f| f.announcer.as_mut().unwrap().maintenance = true),
+            "maintenance"
+        );
+        assert_eq!(
+            state(&|f| f.announcer.as_mut().unwrap().checks[0].pass = Some(false)),
+            "unhealthy"
+        );
+        assert_eq!(
+            state(&|f| {
+                f.record = Err("connection refused".into());
+                f.announcer.as_mut().unwrap().etcd_error = Some("connection refused".into());
+            }),
+            "unannounced"
+        );
+        assert_eq!(
+            state(&|f| {
+                f.record = Ok(None);
+                f.announcer.as_mut().unwrap().checks[0].pass = None;
+            }),
+            "starting"
+        );
+    }
+
+    #[test]
+    fn a_stale_announcer_file_is_ignored_once_the_announcer_is_down() {
+        let mut facts = healthy();
+        facts.runit_announce = runsv("down");
+        facts.announcer.as_mut().unwrap().maintenance = true;
+        let s = assemble(&facts);
+        assert!(!s.maintenance);
+        assert!(s.health.is_empty());
+    }
+}
