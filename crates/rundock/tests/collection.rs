@@ -11,6 +11,7 @@ mod common;
 use rundock_testkit as kit;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// The glibc baseline of ansible/build-portable.
 const GLIBC_BASELINE: (u32, u32) = (2, 17);
@@ -200,7 +201,7 @@ fn collection_builds_installs_and_runs_from_the_tarball() {
         .find(|l| l.ends_with(" plugins/modules/rundock"))
         .unwrap_or_else(|| panic!("no module binary in the tarball:\n{listing}"));
     assert!(module.starts_with("-rwxr-xr-x"), "{module}");
-    for role in ["host", "service", "dns", "layout"] {
+    for role in ["host", "service", "dns", "metrics", "layout"] {
         for file in ["meta/main.yml", "meta/argument_specs.yml"] {
             let path = format!(" roles/{role}/{file}");
             assert!(
@@ -232,7 +233,7 @@ fn collection_builds_installs_and_runs_from_the_tarball() {
         &["rundock.rundock.rundock"],
     );
     assert!(ok && doc.contains("sample:"), "{doc}");
-    for role in ["host", "service", "dns", "layout"] {
+    for role in ["host", "service", "dns", "metrics", "layout"] {
         let (ok, doc) = ansible_with(
             installed.path(),
             "ansible-doc",
@@ -307,7 +308,7 @@ for var, option in [('rundock_sv_dir', 'sv_dir'), ('rundock_service_dir', 'servi
         problems.append('layout %s=%r but the module option %s defaults to %r'
                         % (var, layout[var], option, doc['options'][option].get('default')))
 
-for role in ('layout', 'host', 'service', 'dns'):
+for role in ('layout', 'host', 'service', 'dns', 'metrics'):
     try:
         load('roles/%s/meta/main.yml' % role)
         specs = load('roles/%s/meta/argument_specs.yml' % role)['argument_specs']
@@ -401,6 +402,45 @@ fn wrong_role_variables_fail_at_role_entry_naming_the_variable() {
     let (ok, out) = play_role("dns", "{rundock_dns_domains: []}");
     assert!(!ok, "{out}");
     assert!(out.contains("rundock_dns_domains"), "{out}");
+
+    let (ok, out) = play_role("metrics", "{rundock_metrics_state: sometimes}");
+    assert!(!ok, "{out}");
+    assert!(out.contains("rundock_metrics_state"), "{out}");
+}
+
+/// The metrics role installs `rundock metrics` as a runit service that serves the host's
+/// services on the address given, and removes it again.
+#[test]
+fn the_metrics_role_runs_rundock_metrics_under_runit() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().display();
+    std::fs::create_dir_all(root.path().join("service")).unwrap();
+    let _runsvdir = kit::Runsvdir::start(&root.path().join("service"));
+    let port = kit::free_port();
+    let vars = |state: &str| {
+        format!(
+            "{{rundock_sv_dir: {r}/sv, rundock_service_dir: {r}/service, rundock_log_dir: {r}/log, \
+             rundock_bin: {bin}, rundock_metrics_listen: '127.0.0.1:{port}', rundock_metrics_state: {state}}}",
+            bin = common::BIN
+        )
+    };
+    let (ok, out) = play_role("metrics", &vars("enabled"));
+    assert!(ok, "{out}");
+    let scraped = kit::wait_for(Duration::from_secs(10), || {
+        let out = kit::run(
+            "curl",
+            &["-sf", &format!("http://127.0.0.1:{port}/metrics")],
+        );
+        out.status.success().then(|| kit::stdout(&out))
+    });
+    assert!(
+        scraped.is_some(),
+        "rundock metrics answers on 127.0.0.1:{port}"
+    );
+    let (ok, out) = play_role("metrics", &vars("absent"));
+    assert!(ok, "{out}");
+    assert!(!root.path().join("service/rundock-metrics").exists());
+    assert!(!root.path().join("sv/rundock-metrics").exists());
 }
 
 #[test]
