@@ -10,8 +10,16 @@
 //!   answered with the CNAME alone, for the client's resolver to follow.
 //! - The zone apex answers SOA and NS; other types are looked up at `apex.dns.ZONE` (as
 //!   CoreDNS), so a whole-zone query is never answered with every record by accident.
-//! - `_service._proto` labels get no special treatment (neither SkyDNS nor CoreDNS's etcd
-//!   plugin strips them): they are key labels like any other.
+//! - RFC 2782 names: `_service._proto.NAME` and `_proto.NAME` answer SRV with NAME's
+//!   records (as Consul and Kubernetes DNS do; SkyDNS and CoreDNS's etcd plugin treat the
+//!   labels as key labels), so HAProxy, Go's `net.LookupSRV` and Envoy find instances
+//!   unchanged. Keys that really hold such labels win: the literal name is looked up
+//!   first. Other types on such a name are NODATA: the name exists (it has SRV), so
+//!   NXDOMAIN would be false, and its addresses are NAME's, which clients get from the
+//!   SRV targets and the additional section.
+//! - A CNAME whose target is outside our zones ends the answer here; the server then
+//!   resolves the target through `--forward` and appends what it answers
+//!   ([`outside_cname_target`], as SkyDNS and CoreDNS do).
 //! - TXT comes from every record with `text`; records without `host` serve only TXT.
 
 use std::collections::{BTreeMap, HashSet};
@@ -143,13 +151,26 @@ pub fn answer(query: &Message, records: &RecordSet, zones: &Zones) -> Message {
             } else {
                 owner_key.clone()
             };
-            let found = group(records.lookup(&key_name));
+            let mut key_name = key_name;
+            let mut found = group(records.lookup(&key_name));
+            let mut service_name = false;
+            if found.is_empty() && !apex {
+                if let Some(name) = rfc2782_target(&owner_key, zone) {
+                    found = group(records.lookup(&name));
+                    key_name = name;
+                    service_name = true;
+                }
+            }
             if found.is_empty() && !apex {
                 resp.metadata.response_code = ResponseCode::NXDomain;
                 resp.authorities.push(lookup.soa());
                 return resp;
             }
-            lookup.typed(&qname, &key_name, q.query_type(), &found)
+            if service_name && q.query_type() != RecordType::SRV {
+                (vec![], vec![])
+            } else {
+                lookup.typed(&qname, &key_name, q.query_type(), &found)
+            }
         }
     };
     let mut answers = dedup(answers);
@@ -165,6 +186,40 @@ pub fn answer(query: &Message, records: &RecordSet, zones: &Zones) -> Message {
     resp
 }
 
+/// The NAME of an RFC 2782 name (`_service._proto.NAME` or `_proto.NAME`, lower-cased,
+/// fully qualified) inside `zone`, if `owner` is one and NAME is not the apex.
+fn rfc2782_target(owner: &str, zone: &Name) -> Option<String> {
+    let mut rest = owner.strip_prefix('_')?.split_once('.')?.1;
+    if let Some(after_proto) = rest.strip_prefix('_') {
+        rest = after_proto.split_once('.')?.1;
+    }
+    let name = Name::from_ascii(rest).ok()?;
+    (zone.zone_of(&name) && name.num_labels() > zone.num_labels()).then(|| rest.to_string())
+}
+
+/// The target of the CNAME that ends an A or AAAA answer, if it lies outside our zones:
+/// what the server resolves through its forwarder and appends ([`append_upstream`]).
+pub fn outside_cname_target(query: &Message, resp: &Message, zones: &Zones) -> Option<Name> {
+    let [q] = query.queries.as_slice() else {
+        return None;
+    };
+    if !matches!(q.query_type(), RecordType::A | RecordType::AAAA) {
+        return None;
+    }
+    match &resp.answers.last()?.data {
+        RData::CNAME(CNAME(target)) if !zones.contains(target) => Some(target.clone()),
+        _ => None,
+    }
+}
+
+/// Appends the forwarder's answer for the out-of-zone CNAME target to `resp`. A failed
+/// or empty upstream answer leaves the CNAME alone, as before.
+pub fn append_upstream(resp: &mut Message, upstream: &Message) {
+    if upstream.metadata.response_code == ResponseCode::NoError {
+        resp.answers.extend(upstream.answers.iter().cloned());
+    }
+}
+
 struct Lookup<'a> {
     records: &'a RecordSet,
     zones: &'a Zones,
@@ -173,7 +228,7 @@ struct Lookup<'a> {
 
 impl Lookup<'_> {
     fn ttl(&self, found: &Found<'_>) -> u32 {
-        found.entry.answer_ttl(self.zones.default_ttl)
+        found.answer_ttl(self.zones.default_ttl)
     }
 
     fn soa(&self) -> Record {

@@ -658,3 +658,139 @@ fn zones_are_matched_most_specific_first() {
     assert_eq!(zones.find(&name).unwrap().to_ascii(), "s.prod.example.com.");
     assert!(Zones::new(&[".".into()], 300).is_err());
 }
+
+#[test]
+fn rfc2782_names_answer_srv_with_the_names_records() {
+    let m = ask(
+        "_http._tcp.server1.prod.region1.skydns.test.",
+        RecordType::SRV,
+    );
+    assert_eq!(rcode(&m), ResponseCode::NoError);
+    assert_eq!(
+        show(&m.answers),
+        [
+            "_http._tcp.server1.prod.region1.skydns.test. 300 IN SRV 10 50 8080 a.server1.prod.region1.skydns.test.",
+            "_http._tcp.server1.prod.region1.skydns.test. 300 IN SRV 10 50 8080 b.server1.prod.region1.skydns.test."
+        ]
+    );
+    assert_eq!(
+        show(&m.additionals),
+        [
+            "a.server1.prod.region1.skydns.test. 300 IN A 10.0.0.1",
+            "b.server1.prod.region1.skydns.test. 300 IN A 10.0.0.2"
+        ]
+    );
+    // `_proto.NAME` alone, any case, and with a wildcard in NAME.
+    let m = ask("_TCP.a.server1.prod.region1.skydns.test.", RecordType::SRV);
+    assert_eq!(m.answers.len(), 1);
+    let m = ask("_http._tcp.server1.*.region1.skydns.test.", RecordType::SRV);
+    assert_eq!(m.answers.len(), 3);
+}
+
+#[test]
+fn rfc2782_names_are_nodata_for_other_types_and_nxdomain_when_name_is_missing() {
+    for qtype in [RecordType::A, RecordType::AAAA, RecordType::TXT] {
+        let m = ask("_http._tcp.server1.prod.region1.skydns.test.", qtype);
+        assert_eq!(rcode(&m), ResponseCode::NoError, "{qtype}");
+        assert!(m.answers.is_empty(), "{qtype}: {:?}", show(&m.answers));
+        assert_soa_only(&m);
+    }
+    for name in [
+        "_http._tcp.missing.skydns.test.",
+        "_http._tcp.skydns.test.",
+        "_tcp.skydns.test.",
+        "_http.skydns.test.",
+    ] {
+        assert_eq!(
+            rcode(&ask(name, RecordType::SRV)),
+            ResponseCode::NXDomain,
+            "{name}"
+        );
+    }
+    // Not underscore labels: an ordinary miss.
+    assert_eq!(
+        rcode(&ask(
+            "http.tcp.server1.prod.region1.skydns.test.",
+            RecordType::SRV
+        )),
+        ResponseCode::NXDomain
+    );
+}
+
+#[test]
+fn a_key_that_really_has_underscore_labels_wins() {
+    let mut set = fixture();
+    set.insert(
+        &name_to_path("/skydns", "_http._tcp.web.skydns.test."),
+        rec("10.9.9.9", 81),
+        None,
+    );
+    set.insert(
+        &name_to_path("/skydns", "x.web.skydns.test."),
+        rec("10.9.9.1", 80),
+        None,
+    );
+    let m = ask_in(&set, "_http._tcp.web.skydns.test.", RecordType::SRV);
+    assert_eq!(m.answers.len(), 1);
+    assert!(
+        show(&m.answers)[0].ends_with("81 _http._tcp.web.skydns.test."),
+        "{:?}",
+        show(&m.answers)
+    );
+    // The literal name answers A too, as any key.
+    let m = ask_in(&set, "_http._tcp.web.skydns.test.", RecordType::A);
+    assert_eq!(
+        show(&m.answers),
+        ["_http._tcp.web.skydns.test. 300 IN A 10.9.9.9"]
+    );
+}
+
+#[test]
+fn an_outside_cname_target_is_named_for_the_forwarder_and_its_answer_appended() {
+    let mut query = Message::query();
+    query.add_query(Query::query(
+        Name::from_ascii("out.chain.skydns.test.").unwrap(),
+        RecordType::A,
+    ));
+    let mut resp = answer(&query, &fixture(), &zones());
+    let target = outside_cname_target(&query, &resp, &zones()).unwrap();
+    assert_eq!(target.to_ascii(), "www.example.org.");
+
+    let mut upstream = Message::response(7, OpCode::Query);
+    upstream.answers.push(Record::from_rdata(
+        target.clone(),
+        42,
+        RData::A(A::new(192, 0, 2, 7)),
+    ));
+    append_upstream(&mut resp, &upstream);
+    assert_eq!(
+        show(&resp.answers),
+        [
+            "out.chain.skydns.test. 300 IN CNAME www.example.org.",
+            "www.example.org. 42 IN A 192.0.2.7"
+        ]
+    );
+    // A failed upstream answer adds nothing.
+    let mut refused = upstream.clone();
+    refused.metadata.response_code = ResponseCode::Refused;
+    let before = resp.answers.len();
+    append_upstream(&mut resp, &refused);
+    assert_eq!(resp.answers.len(), before);
+
+    // Only A/AAAA chains ending outside are completed; in-zone answers and a CNAME
+    // query are left alone.
+    let mut cname_query = Message::query();
+    cname_query.add_query(Query::query(
+        Name::from_ascii("out.chain.skydns.test.").unwrap(),
+        RecordType::CNAME,
+    ));
+    let r = answer(&cname_query, &fixture(), &zones());
+    assert!(outside_cname_target(&cname_query, &r, &zones()).is_none());
+    let mut in_zone = Message::query();
+    in_zone.add_query(Query::query(
+        Name::from_ascii("a.server1.prod.region1.skydns.test.").unwrap(),
+        RecordType::A,
+    ));
+    let r = answer(&in_zone, &fixture(), &zones());
+    assert!(outside_cname_target(&in_zone, &r, &zones()).is_none());
+}

@@ -165,10 +165,8 @@ pub async fn serve(
     let sockets = server::Sockets::bind(opts.listen)
         .await
         .with_context(|| format!("listening on {}", opts.listen))?;
-    let shared: sync::Shared = Arc::new(RwLock::new(sync::State {
-        records: RecordSet::new(&spec.prefix),
-        loaded: false,
-    }));
+    let shared: sync::Shared =
+        Arc::new(RwLock::new(sync::State::new(RecordSet::new(&spec.prefix))));
     let responder = Arc::new(server::Responder {
         zones,
         shared: shared.clone(),

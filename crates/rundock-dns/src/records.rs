@@ -3,8 +3,13 @@
 //! below that key answers; a `*` or `any` label matches any one key label.
 //!
 //! The set is filled and kept current by [`crate::sync`]; the answering code only reads it.
+//!
+//! It also keeps the TTL of every v3 lease its records hang on, counted by the records
+//! that use it, so a lease's bookkeeping goes with its last record. A lease's TTL is
+//! looked up after its records are already answering (see [`crate::sync`]); until then
+//! answers carry the record's own `ttl`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rundock_spec::skydns::{name_to_path, path_to_name, Record};
 
@@ -12,21 +17,46 @@ use rundock_spec::skydns::{name_to_path, path_to_name, Record};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub record: Record,
-    /// `None` when the key has no lease / TTL in etcd.
+    /// A TTL known when the key was read (v2 key TTL); `None` when the key has none
+    /// or its TTL is its lease's.
     pub etcd_ttl: Option<u32>,
+    /// The v3 lease the key hangs on; its TTL lives in the set's lease table.
+    pub lease: Option<i64>,
 }
 
 impl Entry {
     /// The TTL an answer from this record carries: the smaller of the etcd TTL and the
     /// record's own `ttl`, whichever is set, else `default` (SkyDNS `calculateTtl`).
     pub fn answer_ttl(&self, default: u32) -> u32 {
-        let own = (self.record.ttl != 0).then_some(self.record.ttl);
-        match (self.etcd_ttl.filter(|t| *t != 0), own) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => default,
-        }
+        answer_ttl(self.record.ttl, self.etcd_ttl, default)
     }
+}
+
+fn answer_ttl(own: u32, etcd: Option<u32>, default: u32) -> u32 {
+    let own = (own != 0).then_some(own);
+    match (etcd.filter(|t| *t != 0), own) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => default,
+    }
+}
+
+/// What is known of one lease's TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseTtl {
+    /// Not looked up yet: answers use the record's own `ttl`.
+    Unknown,
+    /// The lease's granted TTL, in seconds.
+    Known(u32),
+    /// etcd no longer has the lease; its keys' deletes are on their way.
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LeaseUse {
+    ttl: LeaseTtl,
+    /// Records hanging on the lease; at 0 the lease is forgotten.
+    records: u32,
 }
 
 /// A record found by [`RecordSet::lookup`], with the key it lives at.
@@ -35,9 +65,16 @@ pub struct Found<'a> {
     /// The (lower-cased) etcd key.
     pub key: &'a str,
     pub entry: &'a Entry,
+    /// The entry's etcd TTL, its lease's when it has one and it is known.
+    pub etcd_ttl: Option<u32>,
 }
 
 impl Found<'_> {
+    /// The TTL an answer from this record carries (see [`Entry::answer_ttl`]).
+    pub fn answer_ttl(&self, default: u32) -> u32 {
+        answer_ttl(self.entry.record.ttl, self.etcd_ttl, default)
+    }
+
     /// The key as a DNS name: `/skydns/com/example/x/node-1` → `node-1.x.example.com.`.
     pub fn key_name(&self, prefix: &str) -> Option<String> {
         path_to_name(prefix, self.key)
@@ -69,6 +106,7 @@ impl std::error::Error for RecordError {}
 pub struct RecordSet {
     prefix: String,
     entries: BTreeMap<String, Entry>,
+    leases: HashMap<i64, LeaseUse>,
     /// The etcd revision (v3) or index (v2) the set is current to; the SOA serial.
     pub revision: u64,
 }
@@ -78,6 +116,7 @@ impl RecordSet {
         RecordSet {
             prefix: normalise_prefix(prefix),
             entries: BTreeMap::new(),
+            leases: HashMap::new(),
             revision: 0,
         }
     }
@@ -94,15 +133,27 @@ impl RecordSet {
         self.entries.is_empty()
     }
 
+    /// Leases in use.
+    pub fn lease_count(&self) -> usize {
+        self.leases.len()
+    }
+
     /// Drops every record (before a fresh list replaces them).
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.leases.clear();
     }
 
     /// Inserts or replaces the record at `key`.
     pub fn insert(&mut self, key: &str, record: Record, etcd_ttl: Option<u32>) {
-        self.entries
-            .insert(key.to_ascii_lowercase(), Entry { record, etcd_ttl });
+        self.put(
+            key.to_ascii_lowercase(),
+            Entry {
+                record,
+                etcd_ttl,
+                lease: None,
+            },
+        );
     }
 
     /// Parses an etcd value and inserts it. On error the key is removed instead, so an
@@ -113,25 +164,112 @@ impl RecordSet {
         value: &[u8],
         etcd_ttl: Option<u32>,
     ) -> Result<(), RecordError> {
+        self.insert_json_leased(key, value, etcd_ttl, None)
+            .map(drop)
+    }
+
+    /// [`RecordSet::insert_json`] for a key on v3 lease `lease`. Returns true when the
+    /// lease is new to the set, i.e. its TTL wants looking up.
+    pub fn insert_json_leased(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        etcd_ttl: Option<u32>,
+        lease: Option<i64>,
+    ) -> Result<bool, RecordError> {
         let key = key.to_ascii_lowercase();
         if path_to_name(&self.prefix, &key).is_none() {
             return Err(RecordError::OutsidePrefix);
         }
         match parse_record(value) {
-            Ok(record) => {
-                self.entries.insert(key, Entry { record, etcd_ttl });
-                Ok(())
-            }
+            Ok(record) => Ok(self.put(
+                key,
+                Entry {
+                    record,
+                    etcd_ttl,
+                    lease,
+                },
+            )),
             Err(e) => {
-                self.entries.remove(&key);
+                self.take(&key);
                 Err(RecordError::BadValue(e))
             }
         }
     }
 
+    /// Stores `entry`, counting its lease; true if the lease is new.
+    fn put(&mut self, key: String, entry: Entry) -> bool {
+        let mut new_lease = false;
+        if let Some(id) = entry.lease {
+            let used = self.leases.entry(id).or_insert_with(|| {
+                new_lease = true;
+                LeaseUse {
+                    ttl: LeaseTtl::Unknown,
+                    records: 0,
+                }
+            });
+            used.records += 1;
+        }
+        if let Some(old) = self.entries.insert(key, entry) {
+            self.release(old.lease);
+        }
+        new_lease
+    }
+
+    /// Removes the (lower-cased) `key`, releasing its lease.
+    fn take(&mut self, key: &str) -> bool {
+        match self.entries.remove(key) {
+            Some(old) => {
+                self.release(old.lease);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn release(&mut self, lease: Option<i64>) {
+        let Some(id) = lease else { return };
+        if let std::collections::hash_map::Entry::Occupied(mut used) = self.leases.entry(id) {
+            used.get_mut().records -= 1;
+            if used.get().records == 0 {
+                used.remove();
+            }
+        }
+    }
+
+    /// Records what is known of lease `id`'s TTL; ignored once no record uses it.
+    pub fn set_lease_ttl(&mut self, id: i64, ttl: LeaseTtl) {
+        if let Some(used) = self.leases.get_mut(&id) {
+            used.ttl = ttl;
+        }
+    }
+
+    /// What is known of lease `id`'s TTL (`None`: no record uses it).
+    pub fn lease_ttl(&self, id: i64) -> Option<LeaseTtl> {
+        self.leases.get(&id).map(|used| used.ttl)
+    }
+
+    /// Takes over what `older` knew of the TTLs of leases this set uses too (after a
+    /// relist, so that only new leases are looked up).
+    pub fn adopt_lease_ttls(&mut self, older: &RecordSet) {
+        for (id, used) in &mut self.leases {
+            if let Some(old) = older.leases.get(id) {
+                used.ttl = old.ttl;
+            }
+        }
+    }
+
+    /// Leases whose TTL is still unknown.
+    pub fn unknown_leases(&self) -> impl Iterator<Item = i64> + '_ {
+        self.leases
+            .iter()
+            .filter(|(_, used)| used.ttl == LeaseTtl::Unknown)
+            .map(|(id, _)| *id)
+    }
+
     /// Removes the record at `key`; true if there was one.
     pub fn remove(&mut self, key: &str) -> bool {
-        self.entries.remove(&key.to_ascii_lowercase()).is_some()
+        self.take(&key.to_ascii_lowercase())
     }
 
     /// Removes every record at or below `key` (an etcd v2 directory delete or expiry).
@@ -146,7 +284,7 @@ impl RecordSet {
             .cloned()
             .collect();
         for k in &doomed {
-            self.entries.remove(k);
+            self.take(k);
         }
         doomed.len()
     }
@@ -194,7 +332,19 @@ impl RecordSet {
             .range(path.clone()..)
             .take_while(move |(k, _)| k.starts_with(&path))
             .filter(move |(k, _)| k.len() == len || k.as_bytes()[len] == b'/')
-            .map(|(key, entry)| Found { key, entry })
+            .map(|(key, entry)| Found {
+                key,
+                entry,
+                etcd_ttl: self.etcd_ttl(entry),
+            })
+    }
+
+    /// An entry's etcd TTL: its lease's when known, else what was read with it.
+    fn etcd_ttl(&self, entry: &Entry) -> Option<u32> {
+        match entry.lease.and_then(|id| self.lease_ttl(id)) {
+            Some(LeaseTtl::Known(ttl)) => Some(ttl),
+            _ => entry.etcd_ttl,
+        }
     }
 }
 
@@ -335,6 +485,45 @@ mod tests {
     }
 
     #[test]
+    fn leases_are_counted_by_their_records_and_forgotten_with_the_last() {
+        let mut s = RecordSet::new("/skydns");
+        let value = br#"{"host":"10.0.0.1","ttl":60}"#;
+        let (a, b) = ("/skydns/x/a", "/skydns/x/b");
+        assert!(s.insert_json_leased(a, value, None, Some(7)).unwrap());
+        assert!(!s.insert_json_leased(b, value, None, Some(7)).unwrap());
+        assert_eq!(s.unknown_leases().collect::<Vec<_>>(), [7]);
+        // Unknown: the record's own ttl; known: the smaller.
+        assert_eq!(s.lookup("a.x")[0].answer_ttl(300), 60);
+        s.set_lease_ttl(7, LeaseTtl::Known(20));
+        assert_eq!(s.lookup("a.x")[0].answer_ttl(300), 20);
+        assert_eq!(s.unknown_leases().count(), 0);
+        // A put under another lease moves the record; the old lease keeps b.
+        assert!(s.insert_json_leased(a, value, None, Some(8)).unwrap());
+        assert_eq!(s.lease_count(), 2);
+        assert!(s.remove(b));
+        assert_eq!(s.lease_ttl(7), None, "the last record took lease 7 with it");
+        // Garbage over a leased record removes it and its lease.
+        assert!(s.insert_json_leased(a, b"{", None, Some(8)).is_err());
+        assert_eq!(s.lease_count(), 0);
+        s.set_lease_ttl(8, LeaseTtl::Known(5));
+        assert_eq!(
+            s.lease_count(),
+            0,
+            "a late answer for a lease in no use is ignored"
+        );
+        // remove_tree and a relist's adoption.
+        s.insert_json_leased(a, value, None, Some(9)).unwrap();
+        s.set_lease_ttl(9, LeaseTtl::Known(30));
+        let mut fresh = RecordSet::new("/skydns");
+        fresh.insert_json_leased(a, value, None, Some(9)).unwrap();
+        fresh.insert_json_leased(b, value, None, Some(10)).unwrap();
+        fresh.adopt_lease_ttls(&s);
+        assert_eq!(fresh.unknown_leases().collect::<Vec<_>>(), [10]);
+        assert_eq!(fresh.remove_tree("/skydns/x"), 2);
+        assert_eq!(fresh.lease_count(), 0);
+    }
+
+    #[test]
     fn ttl_is_the_smaller_of_etcd_and_record() {
         let entry = |etcd, own| Entry {
             record: Record {
@@ -342,6 +531,7 @@ mod tests {
                 ..Record::default()
             },
             etcd_ttl: etcd,
+            lease: None,
         };
         assert_eq!(entry(Some(30), 60).answer_ttl(300), 30);
         assert_eq!(entry(Some(90), 60).answer_ttl(300), 60);

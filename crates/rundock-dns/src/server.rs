@@ -2,17 +2,19 @@
 //! parsed with hickory-proto, answered from the shared [`RecordSet`](crate::RecordSet) by
 //! [`answer`](crate::answer()), or passed on to the `--forward` server when it is outside
 //! our zones. UDP answers that do not fit the client's buffer are truncated (TC) so the
-//! client retries over TCP.
+//! client retries over TCP. An answer that ends in a CNAME to a name outside our zones
+//! gets that name's records from the `--forward` server appended.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
+use hickory_proto::rr::Name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-use crate::answer::{answer, Zones};
+use crate::answer::{answer, append_upstream, outside_cname_target, Zones, EDNS_PAYLOAD};
 use crate::sync::Shared;
 
 /// A UDP client without EDNS can take 512 bytes (RFC 1035).
@@ -79,6 +81,17 @@ async fn serve_udp(socket: Arc<UdpSocket>, responder: Arc<Responder>) {
                     eprintln!("rundock dns: udp send to {peer}: {e}");
                 }
             }
+            Local::Complete(partial, upstream) => {
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    let (query, mut resp, target) = *partial;
+                    complete(&mut resp, &query, target, upstream).await;
+                    let bytes = fit_udp(&query, resp);
+                    if let Err(e) = socket.send_to(&bytes, peer).await {
+                        eprintln!("rundock dns: udp send to {peer}: {e}");
+                    }
+                });
+            }
             Local::Forward(upstream) => {
                 let socket = socket.clone();
                 let request = request.to_vec();
@@ -132,6 +145,11 @@ async fn serve_connection(mut stream: TcpStream, responder: Arc<Responder>) -> s
             .map_err(|_| std::io::ErrorKind::TimedOut)??;
         let bytes = match responder.local(&request) {
             Local::Reply(pair) => to_bytes(&pair.1),
+            Local::Complete(partial, upstream) => {
+                let (query, mut resp, target) = *partial;
+                complete(&mut resp, &query, target, upstream).await;
+                to_bytes(&resp)
+            }
             Local::Forward(upstream) => match forward_tcp(upstream, &request).await {
                 Ok(bytes) => Some(bytes),
                 Err(e) => {
@@ -155,6 +173,8 @@ async fn serve_connection(mut stream: TcpStream, responder: Arc<Responder>) -> s
 enum Local {
     /// The query (for its EDNS buffer size) and the answer.
     Reply(Box<(Message, Message)>),
+    /// As `Reply`, once the out-of-zone CNAME target is resolved upstream.
+    Complete(Box<(Message, Message, Name)>, SocketAddr),
     Forward(SocketAddr),
     /// Not a DNS query at all (or a response): no reply, as the RFCs ask.
     Drop,
@@ -196,7 +216,39 @@ impl Responder {
             resp
         };
         drop(state);
+        if let Some(upstream) = self.forward {
+            if let Some(target) = outside_cname_target(&query, &resp, &self.zones) {
+                return Local::Complete(Box::new((query, resp, target)), upstream);
+            }
+        }
         Local::Reply(Box::new((query, resp)))
+    }
+}
+
+/// Resolves `target` (the type of `query`) at `upstream` and appends the answer to
+/// `resp`; on failure `resp` keeps its bare CNAME (the client may still follow it).
+async fn complete(resp: &mut Message, query: &Message, target: Name, upstream: SocketAddr) {
+    let Some(q) = query.queries.first() else {
+        return;
+    };
+    let mut ask = Message::query();
+    // A fresh id: the upstream must not confuse it with the client's own query.
+    ask.metadata.id = query.metadata.id ^ (std::process::id() as u16) ^ 0x5a5a;
+    ask.metadata.recursion_desired = true;
+    ask.add_query(Query::query(target.clone(), q.query_type()));
+    let mut edns = Edns::new();
+    edns.set_max_payload(EDNS_PAYLOAD);
+    ask.edns = Some(edns);
+    let Ok(request) = ask.to_vec() else { return };
+    let mut reply = forward_udp(upstream, &request).await;
+    if matches!(&reply, Ok(bytes) if bytes.len() > 2 && bytes[2] & 0x02 != 0) {
+        // Truncated: ask again over TCP for the whole answer.
+        reply = forward_tcp(upstream, &request).await;
+    }
+    match reply.map(|bytes| Message::from_vec(&bytes)) {
+        Ok(Ok(answer)) => append_upstream(resp, &answer),
+        Ok(Err(e)) => eprintln!("rundock dns: resolving {target} at {upstream}: {e}"),
+        Err(e) => eprintln!("rundock dns: resolving {target} at {upstream}: {e}"),
     }
 }
 

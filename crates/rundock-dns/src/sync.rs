@@ -4,47 +4,116 @@
 //! lists again when etcd has compacted that history, backing off while etcd is away.
 //! While etcd is unreachable the last known records keep answering: on a single host a
 //! short etcd outage should not take name resolution down with it.
+//!
+//! Records answer from the moment the list (or their watch event) arrives. The TTL of
+//! each v3 lease they hang on is looked up beside, [`LEASE_LOOKUPS_IN_FLIGHT`] at a
+//! time, never in the way of the list or the watch: etcd has no call that returns many
+//! leases' TTLs, and until one is known an answer carries the record's own `ttl`
+//! (the announcer always writes one), which is what bounds it anyway.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rundock_etcd::{Client, EtcdApi, EtcdError, Event, Snapshot};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rundock_etcd::{Client, EtcdApi, EtcdError, Event};
 use rundock_runtime::Backoff;
+use tokio::sync::{mpsc, watch};
 
-use crate::records::RecordSet;
+use crate::records::{LeaseTtl, RecordSet};
 
-/// The records and whether they have been loaded at least once.
-#[derive(Debug, Default)]
+/// The records, whether they have been loaded at least once, and the change signal.
+#[derive(Debug)]
 pub struct State {
     pub records: RecordSet,
     /// False until the first list succeeded: until then queries get SERVFAIL rather
     /// than a false NXDOMAIN.
     pub loaded: bool,
+    generation: watch::Sender<u64>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State::new(RecordSet::default())
+    }
+}
+
+impl State {
+    /// Not loaded yet, holding `records`.
+    pub fn new(records: RecordSet) -> State {
+        State {
+            records,
+            loaded: false,
+            generation: watch::channel(0).0,
+        }
+    }
+
+    /// A receiver that sees a new generation number after every change applied to
+    /// `records`: after each (re)list and after each batch of watch events. Lease TTLs
+    /// learnt later do not count as changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Announces a change to subscribers (there may be none).
+    fn changed(&self) {
+        self.generation.send_modify(|generation| *generation += 1);
+    }
 }
 
 pub type Shared = Arc<RwLock<State>>;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Lease TTL lookups in flight at once: enough to learn 50,000 leases in seconds
+/// without crowding out etcd's other clients.
+pub const LEASE_LOOKUPS_IN_FLIGHT: usize = 16;
+/// A lease lookup that fails is tried this often in all, a second apart; after that the
+/// lease's records keep answering with their own `ttl`.
+const LEASE_LOOKUP_ATTEMPTS: u32 = 3;
+
+/// Leases whose TTL wants looking up.
+type LeaseQueue = mpsc::UnboundedSender<i64>;
 
 /// Runs forever, keeping `shared` current with the keys under `prefix`.
 pub async fn keep_fresh(client: Client, prefix: String, shared: Shared) {
+    let (queue, lookups) = mpsc::unbounded_channel();
+    tokio::join!(
+        follow(&client, &prefix, &shared, queue),
+        look_up_leases(&client, &shared, lookups)
+    );
+}
+
+async fn follow(client: &Client, prefix: &str, shared: &Shared, queue: LeaseQueue) {
     let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     loop {
-        let snapshot = match client.list(&prefix).await {
-            Ok(snapshot) => snapshot,
+        let mut fresh = RecordSet::new(prefix);
+        let listed = client
+            .list_each(prefix, &mut |entry| {
+                if let Err(e) = fresh.insert_json_leased(
+                    entry.key,
+                    entry.value.as_bytes(),
+                    entry.ttl,
+                    entry.lease,
+                ) {
+                    eprintln!("rundock dns: ignoring {}: {e}", entry.key);
+                }
+            })
+            .await;
+        let revision = match listed {
+            Ok(revision) => revision,
             Err(e) => {
                 eprintln!("rundock dns: listing {prefix} failed: {e}; retrying");
                 backoff.sleep().await;
                 continue;
             }
         };
-        let mut after = snapshot.revision;
-        replace_all(&shared, &prefix, snapshot);
+        fresh.revision = revision;
+        let mut after = revision;
+        replace_all(shared, fresh, &queue);
         backoff.reset();
         // Watch until the history we need is gone; then list again.
         loop {
-            match watch_once(&client, &prefix, after, &shared).await {
+            match watch_once(client, prefix, after, shared, &queue).await {
                 WatchEnd::Relist => break,
                 WatchEnd::Resume { revision, error } => {
                     after = revision;
@@ -67,8 +136,14 @@ enum WatchEnd {
     },
 }
 
-async fn watch_once(client: &Client, prefix: &str, after: u64, shared: &Shared) -> WatchEnd {
-    let mut stream = match client.watch(prefix, after).await {
+async fn watch_once(
+    client: &Client,
+    prefix: &str,
+    after: u64,
+    shared: &Shared,
+    queue: &LeaseQueue,
+) -> WatchEnd {
+    let mut stream = match client.watch_keys(prefix, after).await {
         Ok(stream) => stream,
         Err(EtcdError::Compacted(_)) => return WatchEnd::Relist,
         Err(e) => {
@@ -81,7 +156,15 @@ async fn watch_once(client: &Client, prefix: &str, after: u64, shared: &Shared) 
     let v2 = client.api() == EtcdApi::V2;
     loop {
         match stream.next().await {
-            Ok(event) => apply(shared, &event, v2),
+            Ok(event) => {
+                // Everything that arrived with it goes in under the same lock.
+                let mut state = shared.write().unwrap_or_else(|e| e.into_inner());
+                apply(&mut state, &event, v2, queue);
+                while let Some(event) = stream.try_next() {
+                    apply(&mut state, &event, v2, queue);
+                }
+                state.changed();
+            }
             Err(EtcdError::Compacted(_)) => return WatchEnd::Relist,
             Err(EtcdError::WatchEnded) => {
                 return WatchEnd::Resume {
@@ -99,29 +182,36 @@ async fn watch_once(client: &Client, prefix: &str, after: u64, shared: &Shared) 
     }
 }
 
-/// Replaces every record with the snapshot's.
-pub fn replace_all(shared: &Shared, prefix: &str, snapshot: Snapshot) {
-    let mut fresh = RecordSet::new(prefix);
-    fresh.revision = snapshot.revision;
-    for entry in snapshot.entries {
-        if let Err(e) = fresh.insert_json(&entry.key, entry.value.as_bytes(), entry.ttl) {
-            eprintln!("rundock dns: ignoring {}: {e}", entry.key);
-        }
-    }
+/// Replaces every record with `fresh`'s, keeping the lease TTLs already known, and
+/// queues the lookups of the others.
+pub fn replace_all(shared: &Shared, mut fresh: RecordSet, queue: &LeaseQueue) {
     let mut state = shared.write().unwrap_or_else(|e| e.into_inner());
+    fresh.adopt_lease_ttls(&state.records);
+    for id in fresh.unknown_leases() {
+        let _ = queue.send(id);
+    }
     state.records = fresh;
     state.loaded = true;
+    state.changed();
 }
 
 /// Applies one watch event. A v2 delete may be a whole directory (or its expiry).
-pub fn apply(shared: &Shared, event: &Event, v2: bool) {
-    let mut state = shared.write().unwrap_or_else(|e| e.into_inner());
+pub fn apply(state: &mut State, event: &Event, v2: bool, queue: &LeaseQueue) {
     let records = &mut state.records;
     records.revision = records.revision.max(event.revision());
     match event {
         Event::Put(entry) => {
-            if let Err(e) = records.insert_json(&entry.key, entry.value.as_bytes(), entry.ttl) {
-                eprintln!("rundock dns: ignoring {}: {e}", entry.key);
+            match records.insert_json_leased(
+                &entry.key,
+                entry.value.as_bytes(),
+                entry.ttl,
+                entry.lease,
+            ) {
+                Ok(true) => {
+                    let _ = queue.send(entry.lease.expect("a new lease"));
+                }
+                Ok(false) => {}
+                Err(e) => eprintln!("rundock dns: ignoring {}: {e}", entry.key),
             }
         }
         Event::Delete { key, .. } if v2 => {
@@ -133,17 +223,62 @@ pub fn apply(shared: &Shared, event: &Event, v2: bool) {
     }
 }
 
+/// Looks up the TTLs of queued leases, a bounded number at a time, and records them.
+async fn look_up_leases(client: &Client, shared: &Shared, mut queue: mpsc::UnboundedReceiver<i64>) {
+    let mut in_flight = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            id = queue.recv(), if open && in_flight.len() < LEASE_LOOKUPS_IN_FLIGHT => match id {
+                // A lease whose records went while it waited needs no lookup.
+                Some(id) if in_use(shared, id) => in_flight.push(look_up(client.clone(), id)),
+                Some(_) => {}
+                None => open = false,
+            },
+            Some((id, ttl)) = in_flight.next(), if !in_flight.is_empty() => {
+                let mut state = shared.write().unwrap_or_else(|e| e.into_inner());
+                state.records.set_lease_ttl(id, ttl);
+            }
+            else => return,
+        }
+    }
+}
+
+fn in_use(shared: &Shared, id: i64) -> bool {
+    let state = shared.read().unwrap_or_else(|e| e.into_inner());
+    state.records.lease_ttl(id).is_some()
+}
+
+async fn look_up(client: Client, id: i64) -> (i64, LeaseTtl) {
+    let mut attempt = 1;
+    loop {
+        match client.lease_ttl(id).await {
+            Ok(Some(ttl)) => return (id, LeaseTtl::Known(ttl.granted)),
+            Ok(None) => return (id, LeaseTtl::Gone),
+            Err(e) if attempt < LEASE_LOOKUP_ATTEMPTS => {
+                eprintln!("rundock dns: looking up lease {id:x}: {e}; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                eprintln!("rundock dns: looking up lease {id:x}: {e}; its records answer with their own ttl");
+                return (id, LeaseTtl::Unknown);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rundock_etcd::Entry as KeyValue;
 
-    fn kv(key: &str, value: &str, ttl: Option<u32>, revision: u64) -> KeyValue {
+    fn kv(key: &str, value: &str, lease: Option<i64>, revision: u64) -> KeyValue {
         KeyValue {
             key: key.into(),
             value: value.into(),
-            ttl,
-            lease: None,
+            ttl: None,
+            lease,
             mod_revision: revision,
         }
     }
@@ -152,52 +287,94 @@ mod tests {
         Arc::new(RwLock::new(State::default()))
     }
 
+    fn queued(rx: &mut mpsc::UnboundedReceiver<i64>) -> Vec<i64> {
+        let mut ids = Vec::new();
+        while let Ok(id) = rx.try_recv() {
+            ids.push(id);
+        }
+        ids.sort();
+        ids
+    }
+
     #[test]
-    fn a_snapshot_replaces_everything_and_skips_bad_values() {
+    fn a_list_replaces_everything_keeps_known_lease_ttls_and_signals() {
         let shared = shared();
+        let mut changes = shared.read().unwrap().subscribe();
+        let (queue, mut rx) = mpsc::unbounded_channel();
+        let value = r#"{"host":"10.0.0.1"}"#;
+        let mut first = RecordSet::new("/skydns");
+        first
+            .insert_json_leased("/skydns/x/old", value.as_bytes(), None, Some(1))
+            .unwrap();
+        replace_all(&shared, first, &queue);
+        assert_eq!(queued(&mut rx), [1]);
+        assert!(changes.has_changed().unwrap());
+        assert_eq!(*changes.borrow_and_update(), 1);
         shared
             .write()
             .unwrap()
             .records
-            .insert("/skydns/x/old", Default::default(), None);
-        let snapshot = Snapshot {
-            revision: 7,
-            entries: vec![
-                kv("/skydns/x/a", r#"{"host":"10.0.0.1"}"#, Some(20), 5),
-                kv("/skydns/x/bad", "{", None, 6),
-            ],
-        };
-        replace_all(&shared, "/skydns", snapshot);
+            .set_lease_ttl(1, LeaseTtl::Known(20));
+
+        let mut fresh = RecordSet::new("/skydns");
+        fresh.revision = 7;
+        fresh
+            .insert_json_leased("/skydns/x/a", value.as_bytes(), None, Some(1))
+            .unwrap();
+        fresh
+            .insert_json_leased("/skydns/x/b", value.as_bytes(), None, Some(2))
+            .unwrap();
+        replace_all(&shared, fresh, &queue);
+        assert_eq!(
+            queued(&mut rx),
+            [2],
+            "only the lease not known yet is looked up"
+        );
+        assert_eq!(*changes.borrow_and_update(), 2);
         let state = shared.read().unwrap();
         assert!(state.loaded);
         assert_eq!(state.records.revision, 7);
-        assert_eq!(state.records.len(), 1);
-        assert_eq!(state.records.get("/skydns/x/a").unwrap().etcd_ttl, Some(20));
+        assert_eq!(state.records.len(), 2);
+        assert_eq!(state.records.lease_ttl(1), Some(LeaseTtl::Known(20)));
+        assert!(state.records.get("/skydns/x/old").is_none());
     }
 
     #[test]
     fn events_put_and_delete_keys_and_v2_deletes_whole_directories() {
         let shared = shared();
-        replace_all(&shared, "/skydns", Snapshot::default());
-        for key in ["/skydns/x/a", "/skydns/x/a/b", "/skydns/x/c"] {
+        let (queue, mut rx) = mpsc::unbounded_channel();
+        let mut state = shared.write().unwrap();
+        for (key, lease) in [
+            ("/skydns/x/a", Some(5)),
+            ("/skydns/x/a/b", Some(5)),
+            ("/skydns/x/c", None),
+        ] {
             apply(
-                &shared,
-                &Event::Put(kv(key, r#"{"host":"10.0.0.1"}"#, None, 3)),
+                &mut state,
+                &Event::Put(kv(key, r#"{"host":"10.0.0.1"}"#, lease, 3)),
                 false,
+                &queue,
             );
         }
-        assert_eq!(shared.read().unwrap().records.len(), 3);
+        assert_eq!(queued(&mut rx), [5], "a lease is looked up once");
+        apply(
+            &mut state,
+            &Event::Put(kv("/skydns/x/bad", "{", None, 4)),
+            false,
+            &queue,
+        );
+        assert_eq!(state.records.len(), 3);
         let delete = |key: &str| Event::Delete {
             key: key.into(),
             revision: 9,
         };
         // v3: a key is only itself.
-        apply(&shared, &delete("/skydns/x/a"), false);
-        assert_eq!(shared.read().unwrap().records.len(), 2);
-        // v2: a directory takes its subtree with it.
-        apply(&shared, &delete("/skydns/x"), true);
-        let state = shared.read().unwrap();
+        apply(&mut state, &delete("/skydns/x/a"), false, &queue);
+        assert_eq!(state.records.len(), 2);
+        // v2: a directory takes its subtree with it, and the lease goes with its records.
+        apply(&mut state, &delete("/skydns/x"), true, &queue);
         assert!(state.records.is_empty());
+        assert_eq!(state.records.lease_count(), 0);
         assert_eq!(state.records.revision, 9);
     }
 }

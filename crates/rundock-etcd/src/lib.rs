@@ -19,8 +19,11 @@
 //! Client::revoke(&self, &Lease) -> Result<(), EtcdError>
 //! // read side
 //! Client::list(&self, prefix) -> Result<Snapshot, EtcdError>
+//! Client::list_each(&self, prefix, &mut FnMut(EntryRef)) -> Result<u64, EtcdError>
+//! Client::lease_ttl(&self, id) -> Result<Option<LeaseTtl>, EtcdError>
 //! Client::get(&self, key) -> Result<Option<Entry>, EtcdError>
 //! Client::watch(&self, prefix, after) -> Result<WatchStream, EtcdError>
+//! Client::watch_keys(&self, prefix, after) -> Result<WatchStream, EtcdError>
 //! WatchStream::next(&mut self) -> Result<Event, EtcdError>
 //! WatchStream::revision(&self) -> u64
 //! ```
@@ -38,18 +41,29 @@
 //!   which replaces the value without a moment of absence).
 //! * **list**: every key equal to `prefix` or below it as a path (`prefix/...`; a
 //!   sibling like `prefix-x` is not included; a trailing `/` on `prefix` is ignored), with
-//!   values, the remaining TTL (v3: one `lease/timetolive` per distinct lease; v2: the
-//!   node's `ttl`) and the store revision (v3 header revision, v2 `X-Etcd-Index`).
+//!   values, the remaining TTL (v3: one `lease/timetolive` per distinct lease, 16 in
+//!   flight; v2: the node's `ttl`) and the store revision (v3 header revision, v2
+//!   `X-Etcd-Index`).
+//! * **list_each**: the same keys handed to a callback one at a time, borrowed from the
+//!   decoded response, without TTL lookups (v3 entries carry their lease ID, v2 their
+//!   TTL); returns the revision. For readers of many keys: nothing is kept but what the
+//!   callback keeps, and no round trip per lease delays the result.
+//! * **lease_ttl**: one v3 lease's remaining and granted TTL (`None` once it is gone).
 //! * **watch**: changes under `prefix` (same path rule) after revision `after` (from a
 //!   [`Snapshot`]; 0 = from now). v3 is one streaming `POST /v3/watch`; v2 long-polls
 //!   `?wait=true&recursive=true&waitIndex=`. On [`EtcdError::Compacted`] list again; on
 //!   [`EtcdError::WatchEnded`] or a transient error, watch again from
-//!   [`WatchStream::revision`] (nothing is lost in between).
+//!   [`WatchStream::revision`] (nothing is lost in between). A v3 put under a lease
+//!   not seen before costs one `lease/timetolive` (cached per stream, at most
+//!   4,096 leases).
+//! * **watch_keys**: the same stream without any lease lookup: v3 puts carry `lease`
+//!   and no `ttl`, for callers that resolve lease TTLs themselves, off the event path.
 //!
 //! Errors are typed ([`EtcdError`]) so callers can tell "retry later" from "fix the
 //! configuration"; see [`EtcdError::is_transient`].
 
 mod error;
+mod messages;
 mod transport;
 mod v2;
 mod v3;
@@ -98,6 +112,40 @@ pub struct Entry {
     pub lease: Option<i64>,
     /// The revision (v3 `mod_revision`, v2 `modifiedIndex`) of the key's last change.
     pub mod_revision: u64,
+}
+
+/// One key as [`Client::list_each`] hands it over, borrowed for the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    /// The v3 lease the key is attached to.
+    pub lease: Option<i64>,
+    /// v2 only: seconds left before the key expires (v3 leaves it to [`Client::lease_ttl`]).
+    pub ttl: Option<u32>,
+    pub mod_revision: u64,
+}
+
+impl EntryRef<'_> {
+    /// An owned copy.
+    pub fn to_entry(&self) -> Entry {
+        Entry {
+            key: self.key.to_string(),
+            value: self.value.to_string(),
+            ttl: self.ttl,
+            lease: self.lease,
+            mod_revision: self.mod_revision,
+        }
+    }
+}
+
+/// A v3 lease's TTL, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTtl {
+    /// Left before it expires unless kept alive.
+    pub remaining: u32,
+    /// Granted (what every keep-alive restores).
+    pub granted: u32,
 }
 
 /// All keys under a prefix at one revision.
@@ -201,6 +249,24 @@ impl Client {
         }
     }
 
+    /// Calls `each` for every key at or below `prefix`, without TTL lookups; returns
+    /// the revision to watch from.
+    pub async fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(EntryRef<'_>),
+    ) -> Result<u64, EtcdError> {
+        match self.api() {
+            EtcdApi::V3 => v3::list_each(&self.transport, prefix, each).await,
+            EtcdApi::V2 => v2::list_each(&self.transport, prefix, each).await,
+        }
+    }
+
+    /// The TTL of v3 lease `id`; `None` if it has expired or never existed.
+    pub async fn lease_ttl(&self, id: i64) -> Result<Option<LeaseTtl>, EtcdError> {
+        v3::lease_ttl(&self.transport, id).await
+    }
+
     /// One key, if it exists.
     pub async fn get(&self, key: &str) -> Result<Option<Entry>, EtcdError> {
         let key = key.trim_end_matches('/');
@@ -210,7 +276,13 @@ impl Client {
 
     /// Changes at or below `prefix` after revision `after` (0: from now on).
     pub async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream, EtcdError> {
-        WatchStream::start(self.transport.clone(), prefix, after).await
+        WatchStream::start(self.transport.clone(), prefix, after, true).await
+    }
+
+    /// Like [`Client::watch`], but v3 puts carry only their lease ID (`ttl` is `None`):
+    /// no event waits for a lease lookup.
+    pub async fn watch_keys(&self, prefix: &str, after: u64) -> Result<WatchStream, EtcdError> {
+        WatchStream::start(self.transport.clone(), prefix, after, false).await
     }
 }
 

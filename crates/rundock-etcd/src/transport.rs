@@ -5,9 +5,11 @@
 //! one that answers becomes the current one. An endpoint that answers with an error
 //! status is *not* failed over: it is up, and another member would say the same.
 
+use crate::messages::{decode, AuthenticateResponse, ErrorBody};
 use crate::EtcdError;
 use reqwest::{Method, RequestBuilder, Response};
 use rundock_spec::{EtcdApi, EtcdSpec};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,13 +30,25 @@ pub(crate) struct Transport {
     token: tokio::sync::Mutex<Option<(usize, String)>>,
 }
 
-/// A decoded answer of any status.
+/// An answer of any status, body not yet decoded.
 pub(crate) struct Answer {
     pub endpoint: String,
     pub status: u16,
-    pub body: Value,
+    pub body: Vec<u8>,
+    /// v2's `X-Etcd-Index` header.
+    pub index: Option<u64>,
     /// etcd's error message when `status` is not 2xx.
     pub message: String,
+}
+
+impl Answer {
+    pub(crate) fn into_status_error(self) -> EtcdError {
+        EtcdError::Status {
+            endpoint: self.endpoint,
+            code: self.status,
+            message: self.message,
+        }
+    }
 }
 
 /// A request's parts, rebuilt for each endpoint tried.
@@ -180,24 +194,26 @@ impl Transport {
         })
     }
 
-    /// A unary JSON call: sends, checks the status, decodes.
-    pub(crate) async fn call(&self, req: &Req<'_>) -> Result<Value, EtcdError> {
+    /// A unary call: sends, checks the status, returns the body undecoded (for
+    /// messages that borrow from it).
+    pub(crate) async fn call_bytes(&self, req: &Req<'_>) -> Result<Vec<u8>, EtcdError> {
         let answer = self.call_any(req).await?;
         if answer.status < 300 {
             Ok(answer.body)
         } else {
-            Err(EtcdError::Status {
-                endpoint: answer.endpoint,
-                code: answer.status,
-                message: answer.message,
-            })
+            Err(answer.into_status_error())
         }
     }
 
-    /// A unary JSON call whose error statuses the caller interprets (v2 puts meaning
-    /// in error bodies). A refused v3 token is renewed once (tokens expire, and
-    /// members restart). `X-Etcd-Index` (v2) is added to an object body as
-    /// `"x-etcd-index"`.
+    /// A unary call: sends, checks the status, decodes into `T`.
+    pub(crate) async fn call<T: DeserializeOwned>(&self, req: &Req<'_>) -> Result<T, EtcdError> {
+        let bytes = self.call_bytes(req).await?;
+        decode(req.path, &bytes)
+    }
+
+    /// A unary call whose error statuses the caller interprets (v2 puts meaning in
+    /// error bodies). A refused v3 token is renewed once (tokens expire, and members
+    /// restart).
     pub(crate) async fn call_any(&self, req: &Req<'_>) -> Result<Answer, EtcdError> {
         let mut attempt = 0;
         loop {
@@ -205,36 +221,24 @@ impl Transport {
             let resp = self.send(req).await?;
             let endpoint = resp.url().origin().ascii_serialization();
             let status = resp.status().as_u16();
-            let headers_index = resp
+            let index = resp
                 .headers()
                 .get("x-etcd-index")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            let bytes = resp.bytes().await.map_err(|e| EtcdError::Unreachable {
-                endpoints: endpoint.clone(),
-                reason: error_chain(&e),
-            })?;
-            let mut body: Value = if bytes.is_empty() {
-                Value::Null
-            } else {
-                match serde_json::from_slice(&bytes) {
-                    Ok(body) => body,
-                    Err(e) if status < 300 => {
-                        return Err(EtcdError::Decode(format!(
-                            "{e}: {}",
-                            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                        )))
-                    }
-                    Err(_) => Value::Null,
-                }
-            };
-            if let (Some(index), Value::Object(map)) = (headers_index, &mut body) {
-                map.insert("x-etcd-index".into(), Value::from(index));
-            }
+            // Bytes into Vec reuses the buffer when it is the only reference.
+            let body: Vec<u8> = resp
+                .bytes()
+                .await
+                .map_err(|e| EtcdError::Unreachable {
+                    endpoints: endpoint.clone(),
+                    reason: error_chain(&e),
+                })?
+                .into();
             let message = if status < 300 {
                 String::new()
             } else {
-                error_message(&body, &bytes)
+                ErrorBody::message(&body)
             };
             if status >= 300
                 && self.api == EtcdApi::V3
@@ -249,6 +253,7 @@ impl Transport {
                 endpoint,
                 status,
                 body,
+                index,
                 message,
             });
         }
@@ -286,39 +291,23 @@ impl Transport {
             endpoints: base.clone(),
             reason: error_chain(&e),
         })?;
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if !status.is_success() {
-            let message = error_message(&body, &bytes);
+            let message = ErrorBody::message(&bytes);
             if message.contains("not enabled") {
                 // Auth is off on this cluster: plain requests work.
                 return Ok(None);
             }
             return Err(EtcdError::Auth(message));
         }
-        let token = body["token"]
-            .as_str()
-            .ok_or_else(|| EtcdError::Decode("authenticate answered without a token".into()))?
-            .to_string();
+        let answer: AuthenticateResponse = decode("/v3/auth/authenticate", &bytes)?;
+        if answer.token.is_empty() {
+            return Err(EtcdError::Decode(
+                "authenticate answered without a token".into(),
+            ));
+        }
+        let token = answer.token;
         *cached = Some((idx, token.clone()));
         Ok(Some(token))
-    }
-}
-
-/// etcd's own message from an error body (`{"error","message","code"}` from the v3
-/// gateway, `{"errorCode","message","cause"}` from v2), else the raw text.
-pub(crate) fn error_message(body: &Value, raw: &[u8]) -> String {
-    let mut parts = Vec::new();
-    for field in ["message", "error", "cause"] {
-        if let Some(s) = body.get(field).and_then(Value::as_str) {
-            if !s.is_empty() && !parts.contains(&s) {
-                parts.push(s);
-            }
-        }
-    }
-    if parts.is_empty() {
-        String::from_utf8_lossy(&raw[..raw.len().min(200)]).into_owned()
-    } else {
-        parts.join(": ")
     }
 }
 

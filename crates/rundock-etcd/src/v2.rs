@@ -1,10 +1,10 @@
 //! etcd v2 keys API (`/v2/keys`): the legacy path, for SkyDNS installations that read
 //! v2 (it exists only up to etcd 3.5, with `--enable-v2`). TTLs live on the keys.
 
+use crate::messages::{decode, ErrorBody, V2Node, V2Response};
 use crate::transport::{Req, Transport, REQUEST_TIMEOUT};
-use crate::{normalize_prefix, Entry, EtcdError, Lease, Refreshed, Snapshot};
+use crate::{normalize_prefix, EntryRef, EtcdError, Lease, Refreshed, Snapshot};
 use reqwest::Method;
-use serde_json::Value;
 
 /// v2's "Key not found" error code.
 const KEY_NOT_FOUND: i64 = 100;
@@ -34,9 +34,9 @@ fn error_code(e: &EtcdError) -> Option<i64> {
     }
 }
 
-async fn put(t: &Transport, key: &str, form: &[(&str, String)]) -> Result<Value, EtcdError> {
+async fn put(t: &Transport, key: &str, form: &[(&str, String)]) -> Result<(), EtcdError> {
     let path = keys_path(key);
-    t.call(&Req {
+    t.call_bytes(&Req {
         method: Method::PUT,
         path: &path,
         json: None,
@@ -45,6 +45,7 @@ async fn put(t: &Transport, key: &str, form: &[(&str, String)]) -> Result<Value,
         timeout: Some(REQUEST_TIMEOUT),
     })
     .await
+    .map(drop)
 }
 
 pub(crate) async fn announce(
@@ -89,7 +90,7 @@ pub(crate) async fn refresh(
 pub(crate) async fn withdraw(t: &Transport, key: &str) -> Result<(), EtcdError> {
     let path = keys_path(key);
     let result = t
-        .call(&Req {
+        .call_bytes(&Req {
             method: Method::DELETE,
             path: &path,
             json: None,
@@ -106,31 +107,32 @@ pub(crate) async fn withdraw(t: &Transport, key: &str) -> Result<(), EtcdError> 
 }
 
 /// One v2 node (not a directory) as an entry.
-pub(crate) fn entry(node: &Value) -> Entry {
-    Entry {
-        key: node["key"].as_str().unwrap_or_default().to_string(),
-        value: node["value"].as_str().unwrap_or_default().to_string(),
-        ttl: node["ttl"].as_i64().map(|t| t.max(0) as u32),
+pub(crate) fn entry_ref(node: &V2Node) -> EntryRef<'_> {
+    EntryRef {
+        key: node.key.as_deref().unwrap_or_default(),
+        value: &node.value,
         lease: None,
-        mod_revision: node["modifiedIndex"].as_u64().unwrap_or(0),
+        ttl: node.ttl.map(|t| t.clamp(0, u32::MAX as i64) as u32),
+        mod_revision: node.modified_index,
     }
 }
 
-fn flatten(node: &Value, out: &mut Vec<Entry>) {
-    if node["dir"].as_bool() == Some(true) {
-        for child in node["nodes"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            flatten(child, out);
+fn flatten(node: &V2Node, each: &mut dyn FnMut(EntryRef<'_>)) {
+    if node.dir {
+        for child in &node.nodes {
+            flatten(child, each);
         }
-    } else if node.get("key").is_some() {
-        out.push(entry(node));
+    } else if node.key.is_some() {
+        each(entry_ref(node));
     }
 }
 
-pub(crate) async fn list(t: &Transport, prefix: &str) -> Result<Snapshot, EtcdError> {
+/// Calls `each` for every key at or below `prefix`; returns the store index.
+pub(crate) async fn list_each(
+    t: &Transport,
+    prefix: &str,
+    each: &mut dyn FnMut(EntryRef<'_>),
+) -> Result<u64, EtcdError> {
     let path = keys_path(prefix);
     let query = [
         ("recursive", "true".to_string()),
@@ -148,23 +150,28 @@ pub(crate) async fn list(t: &Transport, prefix: &str) -> Result<Snapshot, EtcdEr
         .await?;
     // Nothing there yet is an empty snapshot; the 404 still carries the store index a
     // later watch starts from.
-    let revision = answer.body["x-etcd-index"].as_u64().unwrap_or(0);
-    if answer.status == 404 && answer.body["errorCode"].as_i64() == Some(KEY_NOT_FOUND) {
-        return Ok(Snapshot {
-            revision,
-            entries: Vec::new(),
-        });
+    let revision = answer.index.unwrap_or(0);
+    if answer.status == 404 && error_body(&answer.body).error_code == Some(KEY_NOT_FOUND) {
+        return Ok(revision);
     }
     if answer.status >= 300 {
-        return Err(EtcdError::Status {
-            endpoint: answer.endpoint,
-            code: answer.status,
-            message: answer.message,
-        });
+        return Err(answer.into_status_error());
     }
+    let body: V2Response = decode(&path, &answer.body)?;
+    if let Some(node) = &body.node {
+        flatten(node, each);
+    }
+    Ok(revision)
+}
+
+pub(crate) async fn list(t: &Transport, prefix: &str) -> Result<Snapshot, EtcdError> {
     let mut entries = Vec::new();
-    flatten(&answer.body["node"], &mut entries);
+    let revision = list_each(t, prefix, &mut |e| entries.push(e.to_entry())).await?;
     Ok(Snapshot { revision, entries })
+}
+
+pub(crate) fn error_body(bytes: &[u8]) -> ErrorBody {
+    serde_json::from_slice(bytes).unwrap_or_default()
 }
 
 /// The store's current index (`X-Etcd-Index` of a read of the root).
@@ -179,5 +186,5 @@ pub(crate) async fn index(t: &Transport) -> Result<u64, EtcdError> {
             timeout: Some(REQUEST_TIMEOUT),
         })
         .await?;
-    Ok(answer.body["x-etcd-index"].as_u64().unwrap_or(0))
+    Ok(answer.index.unwrap_or(0))
 }

@@ -1,38 +1,21 @@
 //! etcd v3 through the JSON gateway: leases, puts, ranges, deletes.
 //!
 //! The gateway encodes keys and values as base64 and every int64 (lease IDs, TTLs,
-//! revisions) as a JSON string; [`int`] reads both forms.
+//! revisions) as a JSON string; [`crate::messages`] types both.
 
+use crate::messages::{
+    base64, decode, unbase64, KeepAliveMessage, KeyValue, LeaseGrantResponse, RangeResponse,
+    TimeToLiveResponse,
+};
 use crate::transport::{Req, Transport};
-use crate::{normalize_prefix, under, Entry, EtcdError, Lease, Refreshed, Snapshot};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use crate::{normalize_prefix, under, EntryRef, EtcdError, Lease, LeaseTtl, Refreshed, Snapshot};
+use futures_util::stream::{self, StreamExt};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-pub(crate) fn b64(s: &str) -> String {
-    B64.encode(s.as_bytes())
-}
-
-pub(crate) fn unb64(v: &Value) -> Result<String, EtcdError> {
-    let Some(text) = v.as_str() else {
-        return Ok(String::new());
-    };
-    let bytes = B64
-        .decode(text)
-        .map_err(|e| EtcdError::Decode(format!("base64: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| EtcdError::Decode(format!("not UTF-8: {e}")))
-}
-
-/// An int64 the gateway sent as a string (or, defensively, as a number); absent = 0,
-/// as protobuf omits zero values.
-pub(crate) fn int(v: &Value) -> i64 {
-    match v {
-        Value::String(s) => s.parse().unwrap_or(0),
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        _ => 0,
-    }
-}
+/// How many `lease/timetolive` requests [`list`] keeps in flight.
+const TTL_LOOKUPS_IN_FLIGHT: usize = 16;
 
 /// The range end that makes `[key, end)` hold `key` and everything below `key/`:
 /// `key` + `0` (the byte after `/`). Siblings such as `key-x` fall in too and are
@@ -42,8 +25,13 @@ pub(crate) fn path_range(prefix: &str) -> (String, String) {
     (p.to_string(), format!("{p}0"))
 }
 
-async fn call(t: &Transport, path: &str, body: Value) -> Result<Value, EtcdError> {
+async fn call<T: DeserializeOwned>(t: &Transport, path: &str, body: Value) -> Result<T, EtcdError> {
     t.call(&Req::post_json(path, &body)).await
+}
+
+/// A call whose answer carries nothing we need.
+async fn call_unit(t: &Transport, path: &str, body: Value) -> Result<(), EtcdError> {
+    t.call_bytes(&Req::post_json(path, &body)).await.map(drop)
 }
 
 fn lease_gone(e: &EtcdError) -> bool {
@@ -56,17 +44,18 @@ pub(crate) async fn announce(
     value: &str,
     ttl: u32,
 ) -> Result<Lease, EtcdError> {
-    let grant = call(t, "/v3/lease/grant", json!({"TTL": ttl})).await?;
-    let id = int(&grant["ID"]);
+    let grant: LeaseGrantResponse = call(t, "/v3/lease/grant", json!({"TTL": ttl})).await?;
+    let id = grant.id.0;
     if id == 0 {
         return Err(EtcdError::Decode(format!(
-            "lease grant without ID: {grant}"
+            "lease grant without ID: {}",
+            grant.error
         )));
     }
-    let put = json!({"key": b64(key), "value": b64(value), "lease": id.to_string()});
-    if let Err(e) = call(t, "/v3/kv/put", put).await {
+    let put = json!({"key": base64(key), "value": base64(value), "lease": id.to_string()});
+    if let Err(e) = call_unit(t, "/v3/kv/put", put).await {
         // Do not leave a lease behind that nothing will keep alive or revoke.
-        let _ = call(t, "/v3/lease/revoke", json!({"ID": id.to_string()})).await;
+        let _ = call_unit(t, "/v3/lease/revoke", json!({"ID": id.to_string()})).await;
         return Err(e);
     }
     Ok(Lease { id: Some(id), ttl })
@@ -80,9 +69,13 @@ pub(crate) async fn refresh(
     ttl: u32,
 ) -> Result<Refreshed, EtcdError> {
     if let Some(id) = lease.id {
-        match call(t, "/v3/lease/keepalive", json!({"ID": id.to_string()})).await {
+        let answer: Result<KeepAliveMessage, _> =
+            call(t, "/v3/lease/keepalive", json!({"ID": id.to_string()})).await;
+        match answer {
             // An expired or unknown lease answers with no (zero) TTL.
-            Ok(answer) if int(&answer["result"]["TTL"]) > 0 => return Ok(Refreshed::KeptAlive),
+            Ok(KeepAliveMessage {
+                result: Some(result),
+            }) if result.ttl.0 > 0 => return Ok(Refreshed::KeptAlive),
             Ok(_) => {}
             Err(e) if lease_gone(&e) => {}
             Err(e) => return Err(e),
@@ -99,7 +92,7 @@ pub(crate) async fn withdraw(
 ) -> Result<(), EtcdError> {
     // The delete first: it is what makes the record disappear, and it works even if
     // the key was put under another lease.
-    call(t, "/v3/kv/deleterange", json!({"key": b64(key)})).await?;
+    call_unit(t, "/v3/kv/deleterange", json!({"key": base64(key)})).await?;
     match lease.and_then(|l| l.id) {
         Some(id) => revoke(t, id).await,
         None => Ok(()),
@@ -107,67 +100,86 @@ pub(crate) async fn withdraw(
 }
 
 pub(crate) async fn revoke(t: &Transport, id: i64) -> Result<(), EtcdError> {
-    match call(t, "/v3/lease/revoke", json!({"ID": id.to_string()})).await {
-        Ok(_) => Ok(()),
+    match call_unit(t, "/v3/lease/revoke", json!({"ID": id.to_string()})).await {
+        Ok(()) => Ok(()),
         Err(e) if lease_gone(&e) => Ok(()),
         Err(e) => Err(e),
     }
 }
 
-/// Parses one gateway `kv` object (no TTL yet).
-pub(crate) fn entry(kv: &Value) -> Result<Entry, EtcdError> {
-    let lease = int(&kv["lease"]);
-    Ok(Entry {
-        key: unb64(&kv["key"])?,
-        value: unb64(&kv["value"])?,
-        ttl: None,
+/// Decodes one gateway `kv` into `key_buf` / `value_buf` (reused between keys).
+pub(crate) fn entry_ref<'b>(
+    kv: &KeyValue<'_>,
+    key_buf: &'b mut Vec<u8>,
+    value_buf: &'b mut Vec<u8>,
+) -> Result<EntryRef<'b>, EtcdError> {
+    let lease = kv.lease.0;
+    Ok(EntryRef {
+        key: unbase64("kv.key", &kv.key, key_buf)?,
+        value: unbase64("kv.value", &kv.value, value_buf)?,
         lease: (lease != 0).then_some(lease),
-        mod_revision: int(&kv["mod_revision"]) as u64,
+        ttl: None,
+        mod_revision: kv.mod_revision.revision(),
     })
 }
 
-/// `(remaining, granted)` seconds of a lease; `None` if it has expired or is unknown.
-pub(crate) async fn time_to_live(t: &Transport, id: i64) -> Result<Option<(u32, u32)>, EtcdError> {
-    match call(t, "/v3/lease/timetolive", json!({"ID": id.to_string()})).await {
+/// The TTL of lease `id`; `None` if it has expired or is unknown.
+pub(crate) async fn lease_ttl(t: &Transport, id: i64) -> Result<Option<LeaseTtl>, EtcdError> {
+    let answer: Result<TimeToLiveResponse, _> =
+        call(t, "/v3/lease/timetolive", json!({"ID": id.to_string()})).await;
+    match answer {
         Ok(answer) => {
-            let remaining = int(&answer["TTL"]);
-            let granted = int(&answer["grantedTTL"]);
-            Ok((remaining >= 0 && granted > 0).then_some((remaining as u32, granted as u32)))
+            let (remaining, granted) = (answer.ttl.0, answer.granted_ttl.0);
+            Ok((remaining >= 0 && granted > 0).then(|| LeaseTtl {
+                remaining: remaining.min(u32::MAX as i64) as u32,
+                granted: granted.min(u32::MAX as i64) as u32,
+            }))
         }
         Err(e) if lease_gone(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-pub(crate) async fn list(t: &Transport, prefix: &str) -> Result<Snapshot, EtcdError> {
+/// Calls `each` for every key at or below `prefix`; returns the revision read at.
+pub(crate) async fn list_each(
+    t: &Transport,
+    prefix: &str,
+    each: &mut dyn FnMut(EntryRef<'_>),
+) -> Result<u64, EtcdError> {
     let p = normalize_prefix(prefix);
     let (key, end) = path_range(p);
-    let answer = call(
-        t,
-        "/v3/kv/range",
-        json!({"key": b64(&key), "range_end": b64(&end)}),
-    )
-    .await?;
-    let revision = int(&answer["header"]["revision"]) as u64;
+    let body = json!({"key": base64(&key), "range_end": base64(&end)});
+    let bytes = t.call_bytes(&Req::post_json("/v3/kv/range", &body)).await?;
+    let range: RangeResponse<'_> = decode("/v3/kv/range", &bytes)?;
+    let (mut key_buf, mut value_buf) = (Vec::new(), Vec::new());
+    for kv in &range.kvs {
+        let entry = entry_ref(kv, &mut key_buf, &mut value_buf)?;
+        if under(p, entry.key) {
+            each(entry);
+        }
+    }
+    Ok(range.header.revision.revision())
+}
+
+pub(crate) async fn list(t: &Transport, prefix: &str) -> Result<Snapshot, EtcdError> {
     let mut entries = Vec::new();
-    for kv in answer["kvs"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let e = entry(kv)?;
-        if under(p, &e.key) {
-            entries.push(e);
-        }
-    }
-    let mut ttls: HashMap<i64, Option<u32>> = HashMap::new();
-    for e in &entries {
-        if let Some(id) = e.lease {
-            if let std::collections::hash_map::Entry::Vacant(slot) = ttls.entry(id) {
-                slot.insert(time_to_live(t, id).await?.map(|(remaining, _)| remaining));
-            }
-        }
-    }
+    let revision = list_each(t, prefix, &mut |e| entries.push(e.to_entry())).await?;
+    let mut ids: Vec<i64> = entries.iter().filter_map(|e| e.lease).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // Concurrently, bounded: one round trip after another made a list of 50,000
+    // leased keys take 15 s.
+    let ttls: HashMap<i64, Option<u32>> = stream::iter(ids)
+        .map(|id| async move {
+            lease_ttl(t, id)
+                .await
+                .map(|ttl| (id, ttl.map(|l| l.remaining)))
+        })
+        .buffer_unordered(TTL_LOOKUPS_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     // A key whose lease expired between the range and the timetolive is as good as
     // gone: etcd deletes it in a moment.
     entries.retain_mut(|e| match e.lease {

@@ -4,12 +4,17 @@
 //! returned, so a caller whose stream broke can watch again from
 //! [`WatchStream::revision`] without losing or repeating a change.
 
+use crate::messages::{base64, decode, EventKind, Header, V2Response, WatchMessage, WatchResult};
 use crate::transport::{error_chain, Req, Transport};
-use crate::{normalize_prefix, under, v2, v3, Entry, EtcdApi, EtcdError, Event};
+use crate::{normalize_prefix, under, v2, v3, EtcdApi, EtcdError, Event};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+
+/// At most this many leases' TTLs are cached per stream; past it the cache starts
+/// over, so a stream that sees leases come and go for months stays small.
+pub(crate) const LEASE_CACHE: usize = 4096;
 
 /// A stream of changes below a prefix; see [`crate::Client::watch`].
 pub struct WatchStream {
@@ -18,6 +23,8 @@ pub struct WatchStream {
     revision: u64,
     pending: VecDeque<Event>,
     v3: Option<V3Stream>,
+    /// Look up the TTL of each new lease (v3 puts then carry `ttl`).
+    lease_ttls: bool,
 }
 
 struct V3Stream {
@@ -32,6 +39,7 @@ impl WatchStream {
         t: Arc<Transport>,
         prefix: &str,
         after: u64,
+        lease_ttls: bool,
     ) -> Result<WatchStream, EtcdError> {
         let prefix = normalize_prefix(prefix).to_string();
         let mut stream = WatchStream {
@@ -40,6 +48,7 @@ impl WatchStream {
             revision: after,
             pending: VecDeque::new(),
             v3: None,
+            lease_ttls,
         };
         match t.api {
             EtcdApi::V3 => stream.start_v3(after).await?,
@@ -72,9 +81,17 @@ impl WatchStream {
         }
     }
 
+    /// Every event already received, without waiting for more: lets a caller apply a
+    /// burst of changes under one lock.
+    pub fn try_next(&mut self) -> Option<Event> {
+        let event = self.pending.pop_front()?;
+        self.revision = self.revision.max(event.revision());
+        Some(event)
+    }
+
     async fn start_v3(&mut self, after: u64) -> Result<(), EtcdError> {
         let (key, end) = v3::path_range(&self.prefix);
-        let mut create = json!({"key": v3::b64(&key), "range_end": v3::b64(&end)});
+        let mut create = json!({"key": base64(&key), "range_end": base64(&end)});
         if after > 0 {
             create["start_revision"] = json!((after + 1).to_string());
         }
@@ -92,11 +109,10 @@ impl WatchStream {
         if status >= 300 {
             let endpoint = resp.url().origin().ascii_serialization();
             let bytes = resp.bytes().await.unwrap_or_default();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             return Err(EtcdError::Status {
                 endpoint,
                 code: status,
-                message: crate::transport::error_message(&body, &bytes),
+                message: crate::messages::ErrorBody::message(&bytes),
             });
         }
         self.v3 = Some(V3Stream {
@@ -109,12 +125,13 @@ impl WatchStream {
         let line = self.next_line().await?;
         let result = check_result(&line)?;
         if after == 0 {
-            self.revision = v3::int(&result["header"]["revision"]) as u64;
+            self.revision = result.header.revision.revision();
         }
-        self.queue_v3(&result).await
+        let puts = self.queue_v3(result)?;
+        self.add_lease_ttls(puts).await
     }
 
-    async fn next_line(&mut self) -> Result<Value, EtcdError> {
+    async fn next_line(&mut self) -> Result<Vec<u8>, EtcdError> {
         let stream = self.v3.as_mut().expect("a v3 watch");
         loop {
             if let Some(pos) = stream.buf.iter().position(|b| *b == b'\n') {
@@ -122,9 +139,7 @@ impl WatchStream {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                return serde_json::from_slice(&line).map_err(|e| {
-                    EtcdError::Decode(format!("watch: {e}: {}", String::from_utf8_lossy(&line)))
-                });
+                return Ok(line);
             }
             match stream.resp.chunk().await {
                 Ok(Some(bytes)) => stream.buf.extend_from_slice(&bytes),
@@ -142,39 +157,60 @@ impl WatchStream {
     async fn read_v3(&mut self) -> Result<(), EtcdError> {
         let line = self.next_line().await?;
         let result = check_result(&line)?;
-        self.queue_v3(&result).await
+        let puts = self.queue_v3(result)?;
+        self.add_lease_ttls(puts).await
     }
 
-    async fn queue_v3(&mut self, result: &Value) -> Result<(), EtcdError> {
-        let events = result["events"].as_array().cloned().unwrap_or_default();
-        for ev in events {
-            let kv = &ev["kv"];
-            let mut entry: Entry = v3::entry(kv)?;
-            if !under(&self.prefix, &entry.key) {
+    /// Queues the events of one message; returns the positions of leased puts.
+    fn queue_v3(&mut self, result: WatchResult<'_>) -> Result<Vec<usize>, EtcdError> {
+        let (mut key_buf, mut value_buf) = (Vec::new(), Vec::new());
+        let mut leased = Vec::new();
+        for event in &result.events {
+            let entry = v3::entry_ref(&event.kv, &mut key_buf, &mut value_buf)?;
+            if !under(&self.prefix, entry.key) {
                 continue;
             }
-            if ev["type"].as_str() == Some("DELETE") {
+            if event.kind == EventKind::Delete {
                 self.pending.push_back(Event::Delete {
-                    key: entry.key,
+                    key: entry.key.to_string(),
                     revision: entry.mod_revision,
                 });
                 continue;
             }
-            if let Some(id) = entry.lease {
-                let leases = &mut self.v3.as_mut().expect("a v3 watch").leases;
-                let ttl = match leases.get(&id) {
-                    Some(ttl) => *ttl,
-                    None => {
-                        let ttl = v3::time_to_live(&self.t, id)
-                            .await?
-                            .map(|(_, granted)| granted);
-                        self.v3.as_mut().expect("a v3 watch").leases.insert(id, ttl);
-                        ttl
+            if entry.lease.is_some() {
+                leased.push(self.pending.len());
+            }
+            self.pending.push_back(Event::Put(entry.to_entry()));
+        }
+        Ok(leased)
+    }
+
+    /// Fills in the granted TTL of the queued puts at `positions` (with `watch`).
+    async fn add_lease_ttls(&mut self, positions: Vec<usize>) -> Result<(), EtcdError> {
+        if !self.lease_ttls {
+            return Ok(());
+        }
+        for at in positions {
+            let Some(Event::Put(entry)) = self.pending.get(at) else {
+                continue;
+            };
+            let Some(id) = entry.lease else { continue };
+            let leases = &mut self.v3.as_mut().expect("a v3 watch").leases;
+            let ttl = match leases.get(&id) {
+                Some(ttl) => *ttl,
+                None => {
+                    let ttl = v3::lease_ttl(&self.t, id).await?.map(|l| l.granted);
+                    let leases = &mut self.v3.as_mut().expect("a v3 watch").leases;
+                    if leases.len() >= LEASE_CACHE {
+                        leases.clear();
                     }
-                };
+                    leases.insert(id, ttl);
+                    ttl
+                }
+            };
+            if let Some(Event::Put(entry)) = self.pending.get_mut(at) {
                 entry.ttl = ttl;
             }
-            self.pending.push_back(Event::Put(entry));
         }
         Ok(())
     }
@@ -198,30 +234,34 @@ impl WatchStream {
             })
             .await?;
         if answer.status >= 300 {
-            if answer.body["errorCode"].as_i64() == Some(v2::EVENT_INDEX_CLEARED) {
-                return Err(EtcdError::Compacted(
-                    answer.body["index"].as_u64().unwrap_or(self.revision),
-                ));
+            let error = v2::error_body(&answer.body);
+            if error.error_code == Some(v2::EVENT_INDEX_CLEARED) {
+                return Err(EtcdError::Compacted(error.index.unwrap_or(self.revision)));
             }
-            return Err(EtcdError::Status {
-                endpoint: answer.endpoint,
-                code: answer.status,
-                message: answer.message,
-            });
+            return Err(answer.into_status_error());
         }
-        let node = &answer.body["node"];
-        if node.is_null() {
+        if answer.body.iter().all(u8::is_ascii_whitespace) {
             // An empty answer (a proxy's or the server's long-poll timeout): poll again.
             return Ok(());
         }
-        let revision = node["modifiedIndex"].as_u64().unwrap_or(self.revision);
-        let key = node["key"].as_str().unwrap_or_default().to_string();
-        match answer.body["action"].as_str().unwrap_or_default() {
+        let body: V2Response = decode(&path, &answer.body)?;
+        let Some(node) = &body.node else {
+            return Ok(());
+        };
+        let revision = if node.modified_index > 0 {
+            node.modified_index
+        } else {
+            self.revision
+        };
+        let key = node.key.clone().unwrap_or_default();
+        match body.action.as_str() {
             "delete" | "expire" | "compareAndDelete" => {
                 self.pending.push_back(Event::Delete { key, revision })
             }
-            _ if node["dir"].as_bool() == Some(true) => {}
-            _ => self.pending.push_back(Event::Put(v2::entry(node))),
+            _ if node.dir => {}
+            _ => self
+                .pending
+                .push_back(Event::Put(v2::entry_ref(node).to_entry())),
         }
         // Skipped events (directories) still move the wait index on.
         self.revision = self.revision.max(revision);
@@ -230,20 +270,30 @@ impl WatchStream {
 }
 
 /// The `result` of one watch message, or the error it reports.
-fn check_result(line: &Value) -> Result<Value, EtcdError> {
-    if let Some(error) = line.get("error") {
+fn check_result(line: &[u8]) -> Result<WatchResult<'_>, EtcdError> {
+    let message: WatchMessage<'_> = decode("watch", line)?;
+    if let Some(error) = message.error {
         return Err(EtcdError::Status {
             endpoint: String::new(),
-            code: error["http_code"].as_u64().unwrap_or(500) as u16,
-            message: error["message"].as_str().unwrap_or_default().to_string(),
+            code: if error.http_code == 0 {
+                500
+            } else {
+                error.http_code
+            },
+            message: error.message,
         });
     }
-    let result = line["result"].clone();
-    let compacted = v3::int(&result["compact_revision"]);
+    let result = message.result.unwrap_or(WatchResult {
+        header: Header::default(),
+        canceled: false,
+        compact_revision: Default::default(),
+        events: Vec::new(),
+    });
+    let compacted = result.compact_revision.0;
     if compacted > 0 {
         return Err(EtcdError::Compacted(compacted as u64));
     }
-    if result["canceled"].as_bool() == Some(true) {
+    if result.canceled {
         return Err(EtcdError::WatchEnded);
     }
     Ok(result)
