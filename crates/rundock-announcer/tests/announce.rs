@@ -116,6 +116,7 @@ fn spec(name: &str, web: &Web, etcd: &Etcd, api: EtcdApi, health: Vec<HealthChec
             public: vec!["lo".parse().unwrap()],
         },
         drain: 0,
+        watch: None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! [`serve`]).
 
 pub mod answer;
+pub mod instances;
 pub mod records;
 pub mod server;
 pub mod sync;

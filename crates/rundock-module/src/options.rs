@@ -19,6 +19,8 @@ pub enum Kind {
     Dict,
     /// A list of mappings or strings (health checks).
     ListRaw,
+    /// A list of mappings (watch templates).
+    ListDict,
     /// A mapping, or a string shorthand (etcd: the endpoints). Documented as a dict:
     /// Ansible's docs allow suboptions only there, and its dict type takes strings too.
     DictOrStr,
@@ -35,6 +37,7 @@ impl Kind {
             Kind::List => ("list", Some("str")),
             Kind::Dict => ("dict", None),
             Kind::ListRaw => ("list", Some("raw")),
+            Kind::ListDict => ("list", Some("dict")),
             Kind::DictOrStr => ("dict", None),
         }
     }
@@ -202,6 +205,7 @@ pub const OPTIONS: &[OptionDef] = &[
         .default(Default::Bool(false)),
     opt("wait_timeout", Int, Call, "seconds `wait` waits before it fails")
         .default(Default::Int(120)),
+    opt("watch", ListDict, Service, "templates rendered from live records into files, checked, then a reload run (`services/watch`)"),
 ];
 
 /// The row of `name`. Panics on a name the table lacks: the parser asks only for its own

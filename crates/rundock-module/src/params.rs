@@ -161,7 +161,31 @@ fn build_spec(
         None => DockerArgs::default(),
     };
     let mut container = container_spec(p, &name, &host_label, image, from_args)?;
+    // watch: parsed in watch.rs. It follows records under the announcer's domain and
+    // etcd, or, for a service that announces nothing, under its own.
+    let watch_templates = p
+        .take("watch")
+        .map(rundock_spec::watch::parse_option)
+        .transpose()?;
+    let watch_own = match (&watch_templates, p.has("announce")) {
+        (Some(_), false) => Some((
+            validate::domain("domain", &p.string_or_default("domain")?)?,
+            etcd_spec(p)?,
+        )),
+        _ => None,
+    };
     let announce = announce_spec(p, &mut container)?;
+    let watch = watch_templates.map(|templates| {
+        let (domain, etcd) = watch_own.unwrap_or_else(|| {
+            let a = announce.as_ref().expect("announce was given");
+            (a.domain.clone(), a.etcd.clone())
+        });
+        rundock_spec::watch::WatchSpec {
+            domain,
+            etcd,
+            templates,
+        }
+    });
     let drain = p.seconds("drain", 0, 3600)?;
     let interfaces = Interfaces {
         private: p.interfaces("private_interface")?,
@@ -176,6 +200,7 @@ fn build_spec(
         paths,
         interfaces,
         drain,
+        watch,
     })
 }
 
@@ -1068,6 +1093,7 @@ mod tests {
                 "sv_dir" | "service_dir" | "log_dir" | "install_dir" => json!("/srv/x"),
                 "hostname" | "container_name" | "host_label" | "user" | "network" => json!("web-1"),
                 "pull" => json!("never"),
+                "watch" => json!([one_watch()]),
                 _ => match o.kind {
                     options::Kind::Bool => json!(true),
                     options::Kind::Int => json!(7),
@@ -1186,5 +1212,69 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field, "announce");
+    }
+
+    fn one_watch() -> Value {
+        json!({"names": ["web", "api"], "template": "/etc/rundock/web.conf.j2",
+               "dest": "/etc/nginx/conf.d/web.conf",
+               "check": ["nginx", "-t"], "reload": ["nginx", "-s", "reload"]})
+    }
+
+    fn watch_module(options: Value) -> Result<Request> {
+        let facts = HostFacts {
+            hostname: "node-1".into(),
+            version: "0.0.0".into(),
+        };
+        let mut args = json!({"state": "present", "name": "front", "image": "nginx"});
+        for (k, v) in options.as_object().unwrap() {
+            args[k] = v.clone();
+        }
+        parse_request(args.as_object().unwrap(), &facts)
+    }
+
+    #[test]
+    fn the_module_option_lands_in_the_spec_and_the_tree_gets_a_watch_sibling() {
+        // Not announced: the watch takes domain and etcd itself.
+        let request = watch_module(json!({"watch": [one_watch()], "domain": "s.test",
+                                    "etcd": "http://10.0.0.1:2379"}))
+        .unwrap();
+        let spec = request.spec.unwrap();
+        let watch = spec.watch.as_ref().unwrap();
+        assert_eq!(watch.domain, "s.test");
+        assert_eq!(watch.etcd.endpoints[0].as_str(), "http://10.0.0.1:2379");
+        watch.validate().unwrap();
+        let files = rundock_spec::tree::render(&spec);
+        let run = files
+            .iter()
+            .find(|f| f.path == std::path::Path::new("services/watch/run"))
+            .expect("services/watch/run");
+        assert!(String::from_utf8_lossy(&run.contents).ends_with(" watch '/etc/sv/docker-front'\n"));
+        assert!(files
+            .iter()
+            .any(|f| f.path == std::path::Path::new("services/watch/log/run")));
+        let reread = Spec::from_json(&spec.to_json()).unwrap();
+        assert_eq!(reread, spec);
+
+        // Announced: the announcer's domain and etcd.
+        let request =
+            watch_module(json!({"watch": [one_watch()], "announce": 80, "domain": "s.other"}))
+                .unwrap();
+        assert_eq!(request.spec.unwrap().watch.unwrap().domain, "s.other");
+
+        // Without watch nothing changes: no sibling, no key in spec.json.
+        let spec = watch_module(json!({})).unwrap().spec.unwrap();
+        assert!(!spec.to_json().contains("watch"));
+        assert!(!rundock_spec::tree::render(&spec)
+            .iter()
+            .any(|f| f.path.starts_with("services/watch")));
+    }
+
+    #[test]
+    fn module_errors_name_the_entry_and_field() {
+        let err =
+            watch_module(json!({"watch": [{"names": ["web"], "template": "/t.j2"}]})).unwrap_err();
+        assert_eq!(err.field, "watch[0].dest");
+        let err = watch_module(json!({"watch": "nope"})).unwrap_err();
+        assert_eq!(err.field, "watch");
     }
 }

@@ -62,8 +62,8 @@ pub fn log_dir(spec: &Spec, stream: &str) -> PathBuf {
 /// The log/run of a sibling: make the log dir, then become svlogd.
 pub fn exec_svlogd(tree: &Path, stream: &str) -> Result<std::convert::Infallible> {
     use std::os::unix::process::CommandExt;
-    if stream != "container" && stream != "announce" {
-        bail!("log stream {stream:?} is not container or announce");
+    if !["container", "announce", "watch"].contains(&stream) {
+        bail!("log stream {stream:?} is not container, announce or watch");
     }
     let spec = Spec::load(&tree.join(rundock_spec::SPEC_FILE)).map_err(anyhow::Error::msg)?;
     let dir = log_dir(&spec, stream);

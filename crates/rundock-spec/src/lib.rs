@@ -14,6 +14,7 @@ pub mod skydns;
 pub mod spec;
 pub mod tree;
 pub mod validate;
+pub mod watch;
 
 pub use address::{AnnounceAs, Family, HostIp, InterfaceChoice};
 pub use endpoint::EtcdEndpoint;

@@ -32,6 +32,10 @@ pub struct Spec {
     pub interfaces: Interfaces,
     /// Seconds between withdrawing the record and stopping the container.
     pub drain: u32,
+    /// Templates rendered from live records (`services/watch`); absent from the JSON
+    /// when unset, so trees without it keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<crate::watch::WatchSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -319,6 +323,11 @@ impl Spec {
         if let Some(announce) = shown.announce.as_mut() {
             if announce.etcd.password.is_some() {
                 announce.etcd.password = Some(MASK.to_string());
+            }
+        }
+        if let Some(watch) = shown.watch.as_mut() {
+            if watch.etcd.password.is_some() {
+                watch.etcd.password = Some(MASK.to_string());
             }
         }
         shown

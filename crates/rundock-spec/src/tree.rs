@@ -21,6 +21,7 @@ pub const SPEC_MODE: u32 = 0o600;
 /// Sibling services inside the tree, in the order they stop (announcer first).
 pub const CONTAINER_SERVICE: &str = "services/container";
 pub const ANNOUNCE_SERVICE: &str = "services/announce";
+pub const WATCH_SERVICE: &str = "services/watch";
 
 /// The files of the tree. Directories are implied by the paths.
 pub fn render(spec: &Spec) -> Vec<TreeFile> {
@@ -72,6 +73,9 @@ pub fn render(spec: &Spec) -> Vec<TreeFile> {
     sibling(CONTAINER_SERVICE, "supervise");
     if spec.announce.is_some() {
         sibling(ANNOUNCE_SERVICE, "announce");
+    }
+    if spec.watch.is_some() {
+        sibling(WATCH_SERVICE, "watch");
     }
     files
 }

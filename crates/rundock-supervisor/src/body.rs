@@ -144,6 +144,7 @@ pub(crate) mod tests {
                 public: vec!["eth0".parse().unwrap()],
             },
             drain: 0,
+            watch: None,
         }
     }
 

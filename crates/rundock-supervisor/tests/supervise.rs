@@ -88,6 +88,7 @@ impl Case {
                 public: vec!["lo".parse().unwrap()],
             },
             drain: 0,
+            watch: None,
         }
     }
 

@@ -2,8 +2,8 @@
 //! have a runner on any host.
 //!
 //! Called by Ansible as `rundock <args-file>` it is the module; otherwise a subcommand
-//! runs one part of a service tree (`supervise`, `announce`, `stop-tree`, `log`) or the
-//! DNS responder (`dns`).
+//! runs one part of a service tree (`supervise`, `announce`, `watch`, `stop-tree`, `log`),
+//! or the DNS responder (`dns`); `watch` also runs standalone on a JSON watch spec.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -35,6 +35,12 @@ enum Command {
     Log { tree: PathBuf, stream: String },
     /// Answer DNS queries for service names from the SkyDNS records in etcd.
     Dns(Box<rundock_dns::DnsOptions>),
+    /// Render templates from the live records of names, check, reload (a tree's
+    /// services/watch/run, or a JSON watch spec file).
+    Watch {
+        /// A service tree (its spec.json's watch) or a JSON file holding a watch spec.
+        path: PathBuf,
+    },
     /// Run as the Ansible module on an args file (what Ansible does).
     Module { args_file: PathBuf },
 }
@@ -111,6 +117,9 @@ fn main() -> ExitCode {
             rundock_runit::exec_svlogd(&tree, &stream).map(|never| match never {})
         }
         Command::Dns(options) => rundock_dns::run(*options).map(|_| 0),
+        Command::Watch { path } => rundock_watch::load(&path)
+            .and_then(rundock_watch::run)
+            .map(|_| 0),
     };
     match outcome {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
