@@ -94,7 +94,7 @@ struct Responder {
 
 impl Responder {
     fn start(ns: &Namespace, mut opts: DnsOptions) -> Responder {
-        opts.etcd = vec![ETCD.into()];
+        opts.etcd = vec![ETCD.parse().unwrap()];
         let netns = File::open(PathBuf::from("/var/run/netns").join(&ns.name)).unwrap();
         let (ready_tx, ready_rx) = mpsc::channel::<SocketAddr>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
