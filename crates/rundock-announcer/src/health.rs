@@ -35,6 +35,25 @@ pub struct Target {
     pub view: ContainerView,
     /// The address the record would carry (`None`: not known yet).
     pub addr: Option<IpAddr>,
+    /// With `announce: auto`, the container port whose chosen host port a check naming
+    /// it probes.
+    pub auto_port_of: Option<u16>,
+}
+
+impl Target {
+    /// Where a check on `port` connects: the host port Docker chose when the service
+    /// announces `auto` and the check names the container port, else `port` itself.
+    pub fn probe_port(&self, port: u16) -> Result<u16, String> {
+        match self.auto_port_of {
+            Some(container_port) if container_port == port => self
+                .view
+                .tcp_ports
+                .get(&port)
+                .copied()
+                .ok_or_else(|| format!("container port {port} is not published (yet)")),
+            _ => Ok(port),
+        }
+    }
 }
 
 pub fn describe(check: &HealthCheck) -> String {
@@ -103,7 +122,8 @@ impl Prober {
         match &self.check.check {
             CheckKind::Http { port, path } => {
                 let addr = target.addr.ok_or("no address to probe")?;
-                let url = format!("http://{}{}", SocketAddr::new(addr, *port), path);
+                let port = target.probe_port(*port)?;
+                let url = format!("http://{}{}", SocketAddr::new(addr, port), path);
                 let resp = self
                     .http
                     .get(&url)
@@ -118,7 +138,7 @@ impl Prober {
             }
             CheckKind::Tcp { port } => {
                 let addr = target.addr.ok_or("no address to probe")?;
-                let sock = SocketAddr::new(addr, *port);
+                let sock = SocketAddr::new(addr, target.probe_port(*port)?);
                 tokio::net::TcpStream::connect(sock)
                     .await
                     .map(drop)

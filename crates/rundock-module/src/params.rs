@@ -187,6 +187,10 @@ fn build_spec(
         }
     });
     let drain = p.seconds("drain", 0, 3600)?;
+    let drain_mode = match p.choice_or_default("drain_mode")? {
+        "idle" => DrainMode::Idle,
+        _ => DrainMode::Fixed,
+    };
     let interfaces = Interfaces {
         private: p.interfaces("private_interface")?,
         public: p.interfaces("public_interface")?,
@@ -201,6 +205,7 @@ fn build_spec(
         interfaces,
         drain,
         watch,
+        drain_mode,
     })
 }
 
@@ -312,7 +317,22 @@ fn default_hostname(host_label: &str, name: &str) -> String {
 }
 
 fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option<AnnounceSpec>> {
-    let announce = p.int("announce")?;
+    // `auto`, or a port number.
+    let auto_port = p
+        .values
+        .get("announce")
+        .is_some_and(|v| v.as_str().is_some_and(|s| s.trim() == "auto"));
+    let announce = if auto_port {
+        p.take("announce");
+        Some(0)
+    } else {
+        p.int("announce").map_err(|e| {
+            SpecError::new(
+                "announce",
+                format!("{}; it takes a port (1-65535) or auto", e.message),
+            )
+        })?
+    };
     let Some(announce) = announce else {
         let announce_only = options::OPTIONS
             .iter()
@@ -327,10 +347,22 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
         }
         return Ok(None);
     };
-    let port = validate::port("announce", announce)?;
     let container_port = match p.int("port")? {
-        Some(n) => validate::port("port", n)?,
-        None => port,
+        Some(n) => Some(validate::port("port", n)?),
+        None => None,
+    };
+    let (port, container_port) = match (auto_port, container_port) {
+        (true, Some(container_port)) => (0, container_port),
+        (true, None) => {
+            return Err(SpecError::new(
+                "announce",
+                "auto needs port: the container port Docker publishes on a host port it picks",
+            ))
+        }
+        (false, container_port) => {
+            let port = validate::port("announce", announce)?;
+            (port, container_port.unwrap_or(port))
+        }
     };
     let announce_as = match p.validated("announce_as", parse_as::<AnnounceAs>)? {
         Some(choice) => choice,
@@ -339,7 +371,33 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
             option("announce_as").default_str().unwrap_or_default(),
         )?,
     };
-    if announce_as == AnnounceAs::Container {
+    if announce_as == AnnounceAs::Container && auto_port {
+        return Err(SpecError::new(
+            "announce",
+            "auto publishes a host port, and announce_as=container publishes none (the record carries the container's own address and port): give announce the container port",
+        ));
+    }
+    if auto_port {
+        if container
+            .ports
+            .iter()
+            .any(|m| m.container_port == container_port && m.protocol == Protocol::Tcp)
+        {
+            return Err(SpecError::new(
+                "announce",
+                format!(
+                    "auto publishes container port {container_port} itself, on the announce address: remove its ports/args -p entry"
+                ),
+            ));
+        }
+        // Docker picks the host port (HostPort ""), bound on the announce address only.
+        container.ports.push(PortMapping {
+            host_ip: Some(HostIp::Address(announce_as.clone())),
+            host_port: None,
+            container_port,
+            protocol: Protocol::Tcp,
+        });
+    } else if announce_as == AnnounceAs::Container {
         if port != container_port {
             return Err(SpecError::new(
                 "announce",
@@ -414,6 +472,7 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
     let text = p.string("text")?;
     Ok(Some(AnnounceSpec {
         port,
+        auto_port,
         container_port,
         announce_as,
         domain,
@@ -1094,6 +1153,7 @@ mod tests {
                 "hostname" | "container_name" | "host_label" | "user" | "network" => json!("web-1"),
                 "pull" => json!("never"),
                 "watch" => json!([one_watch()]),
+                "drain_mode" => json!("idle"),
                 _ => match o.kind {
                     options::Kind::Bool => json!(true),
                     options::Kind::Int => json!(7),
@@ -1276,5 +1336,76 @@ mod tests {
         assert_eq!(err.field, "watch[0].dest");
         let err = watch_module(json!({"watch": "nope"})).unwrap_err();
         assert_eq!(err.field, "watch");
+    }
+
+    fn announced(extra: Value) -> Result<Request> {
+        let mut args = json!({"state": "enabled", "name": "web", "image": "busybox"});
+        for (k, v) in extra.as_object().unwrap() {
+            args[k] = v.clone();
+        }
+        request(args)
+    }
+
+    #[test]
+    fn announce_auto_lets_docker_pick_the_host_port_on_the_announce_address() {
+        let spec = announced(json!({"announce": "auto", "port": "8080", "announce_as": "lo"}))
+            .unwrap()
+            .spec
+            .unwrap();
+        let announce = spec.announce.as_ref().unwrap();
+        assert!(announce.auto_port);
+        assert_eq!((announce.port, announce.container_port), (0, 8080));
+        assert_eq!(
+            spec.container.ports,
+            [PortMapping {
+                host_ip: Some(HostIp::Address("lo".parse().unwrap())),
+                host_port: None,
+                container_port: 8080,
+                protocol: Protocol::Tcp,
+            }]
+        );
+        let reread = Spec::from_json(&spec.to_json()).unwrap();
+        assert_eq!(reread, spec);
+        // A fixed port keeps its spec.json bytes: no auto_port key.
+        let fixed = announced(json!({"announce": 80})).unwrap().spec.unwrap();
+        assert!(!fixed.to_json().contains("auto_port"));
+        assert!(!fixed.announce.unwrap().auto_port);
+    }
+
+    #[test]
+    fn announce_auto_is_refused_where_it_cannot_work() {
+        let message = |extra: Value| {
+            let err = announced(extra).unwrap_err();
+            assert_eq!(err.field, "announce");
+            err.message
+        };
+        assert!(message(json!({"announce": "auto"})).contains("auto needs port"));
+        assert!(
+            message(json!({"announce": "auto", "port": 80, "announce_as": "container"}))
+                .contains("announce_as=container publishes none")
+        );
+        assert!(
+            message(json!({"announce": "auto", "port": 80, "ports": ["127.0.0.1:81:80"]}))
+                .contains("remove its ports/args -p entry")
+        );
+        assert!(message(json!({"announce": "sometimes"})).contains("a port (1-65535) or auto"));
+    }
+
+    #[test]
+    fn drain_mode_idle_is_stored_and_needs_an_announced_port() {
+        let spec = announced(json!({"announce": 80, "drain": 30, "drain_mode": "idle"}))
+            .unwrap()
+            .spec
+            .unwrap();
+        assert_eq!((spec.drain, spec.drain_mode), (30, DrainMode::Idle));
+        let json: Value = serde_json::from_str(&spec.to_json()).unwrap();
+        assert_eq!(json["drain_mode"], "idle");
+        let fixed = announced(json!({"announce": 80})).unwrap().spec.unwrap();
+        assert_eq!(fixed.drain_mode, DrainMode::Fixed);
+        assert!(!fixed.to_json().contains("drain_mode"));
+        let err = announced(json!({"drain_mode": "idle"})).unwrap_err();
+        assert_eq!(err.field, "drain_mode");
+        let err = announced(json!({"announce": 80, "drain_mode": "soon"})).unwrap_err();
+        assert_eq!(err.field, "drain_mode");
     }
 }

@@ -145,6 +145,7 @@ pub(crate) mod tests {
             },
             drain: 0,
             watch: None,
+            drain_mode: Default::default(),
         }
     }
 

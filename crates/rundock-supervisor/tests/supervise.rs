@@ -89,6 +89,7 @@ impl Case {
             },
             drain: 0,
             watch: None,
+            drain_mode: Default::default(),
         }
     }
 
