@@ -8,15 +8,16 @@
 //! ([`rundock_module::runit`]), so there is one `sv` command line for both sides.
 
 use anyhow::{bail, Context, Result};
+use rundock_drain::Drained;
 use rundock_module::runit::{runsv_running, sv};
 use rundock_spec::tree::{ANNOUNCE_SERVICE, CONTAINER_SERVICE};
-use rundock_spec::Spec;
+use rundock_spec::{DrainMode, Spec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The tree's control/t: stop the announcer (the record goes first), wait the drain
-/// time, stop the container, then HUP the tree's runsvdir so it stops its runsv children
+/// The tree's control/t: stop the announcer (the record goes first), drain (see
+/// [`drain`]), stop the container, then HUP the tree's runsvdir so it stops its runsv children
 /// and exits. A plain TERM would make runsvdir exit at once and orphan them.
 pub fn stop_tree(tree: &Path) -> Result<()> {
     let spec = Spec::load(&tree.join(rundock_spec::SPEC_FILE));
@@ -29,8 +30,9 @@ pub fn stop_tree(tree: &Path) -> Result<()> {
         if let Err(e) = sv("down", &announce, 15) {
             eprintln!("rundock stop-tree: {e:#}");
         }
-        let drain = spec.as_ref().map_or(0, |s| s.drain);
-        std::thread::sleep(Duration::from_secs(drain.into()));
+        if let Some(spec) = &spec {
+            drain(spec);
+        }
     }
     let container = tree.join(CONTAINER_SERVICE);
     if runsv_running(&container) {
@@ -52,6 +54,42 @@ pub fn stop_tree(tree: &Path) -> Result<()> {
     )
     .with_context(|| format!("cannot signal the tree's runsvdir ({pid})"))?;
     Ok(())
+}
+
+/// The wait between the record's withdrawal and the container's stop: all of `drain`
+/// seconds, or with `drain_mode: idle` until the container serves no connection on its
+/// port (at most `drain` seconds; see rundock-drain).
+pub fn drain(spec: &Spec) {
+    let limit = Duration::from_secs(spec.drain.into());
+    let served_port = spec.announce.as_ref().map(|a| a.container_port);
+    let (DrainMode::Idle, Some(port)) = (spec.drain_mode, served_port) else {
+        std::thread::sleep(limit);
+        return;
+    };
+    let pid = match rundock_supervisor::container_pid(spec) {
+        Ok(Some(pid)) => pid,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!(
+                "rundock stop-tree: cannot find the container's process ({e:#}); draining {}s",
+                spec.drain
+            );
+            std::thread::sleep(limit);
+            return;
+        }
+    };
+    match rundock_drain::wait_until_idle(pid, port, limit) {
+        Drained::Idle(after) => eprintln!(
+            "rundock stop-tree: {} idle on port {port} after {} ms",
+            spec.name,
+            after.as_millis()
+        ),
+        Drained::TimedOut { established } => eprintln!(
+            "rundock stop-tree: {} still had {established} connection(s) on port {port} when the drain time ({}s) ended",
+            spec.name, spec.drain
+        ),
+        Drained::Gone => {}
+    }
 }
 
 /// Where svlogd keeps one stream of a service: `<log_dir>/<name>/<stream>`.

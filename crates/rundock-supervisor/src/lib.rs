@@ -108,3 +108,33 @@ pub fn container_is_current(spec: &Spec) -> anyhow::Result<bool> {
         Ok(running && hash.as_deref() == Some(spec.container_hash().as_str()))
     })
 }
+
+/// Blocking: the host pid of the init process of the service's container while it runs
+/// (`None` when there is no such container or it does not run). Drain until idle reads
+/// the container's TCP table through it (`/proc/<pid>/net/tcp`).
+pub fn container_pid(spec: &Spec) -> anyhow::Result<Option<u32>> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let docker = supervise::connect(spec.container.stop_timeout).await?;
+        let inspect = match docker
+            .inspect_container(
+                &spec.container.container_name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(inspect) => inspect,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let state = inspect.state.unwrap_or_default();
+        let pid = state
+            .pid
+            .filter(|_| state.running == Some(true))
+            .and_then(|pid| u32::try_from(pid).ok())
+            .filter(|pid| *pid > 0);
+        Ok(pid)
+    })
+}
