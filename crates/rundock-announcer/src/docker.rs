@@ -33,6 +33,9 @@ pub struct ContainerView {
     /// Container port → the host port Docker published it on (TCP, first binding), as
     /// the container reports it: where `announce: auto` reads the port Docker chose.
     pub tcp_ports: BTreeMap<u16, u16>,
+    /// The container's id: a start-first update renames a new container to the watched
+    /// name, and a new container is a new run whose checks must pass anew.
+    pub id: Option<String>,
 }
 
 /// The TCP ports a container publishes, from its `NetworkSettings.Ports`
@@ -110,6 +113,7 @@ impl Watcher {
                     "event".to_string(),
                     [
                         "start", "restart", "die", "kill", "stop", "pause", "unpause", "destroy",
+                        "rename",
                     ]
                     .iter()
                     .map(|s| s.to_string())
@@ -143,14 +147,20 @@ impl Watcher {
                         }
                         let action = event.action.unwrap_or_default();
                         let attrs = event.actor.and_then(|a| a.attributes).unwrap_or_default();
+                        // Docker's `container` filter matches name prefixes: `web`
+                        // also gets the events of `web-2` (or of a start-first
+                        // `web-next`). Only our own name counts.
+                        if attrs.get("name") != Some(&self.container) {
+                            continue;
+                        }
                         match action.as_str() {
-                            "start" | "restart" | "unpause" => {
+                            "start" | "restart" | "unpause" | "rename" => {
                                 recheck = None;
                                 self.inspect(&docker, &action).await;
                             }
                             "die" | "stop" | "pause" | "destroy" => {
                                 recheck = None;
-                                self.set(false, None, BTreeMap::new(), &action);
+                                self.set(false, None, BTreeMap::new(), None, &action);
                             }
                             "kill" => {
                                 let signal = attrs.get("signal").map(String::as_str).unwrap_or("");
@@ -165,6 +175,7 @@ impl Watcher {
                                         false,
                                         None,
                                         BTreeMap::new(),
+                                        None,
                                         &format!("kill {signal}"),
                                     );
                                     recheck = Some(Instant::now() + self.stop_timeout);
@@ -198,13 +209,13 @@ impl Watcher {
                     .map(published_tcp_ports)
                     .unwrap_or_default();
                 let ip = settings.networks.and_then(|nets| self.pick_ip(nets));
-                self.set(running, ip, tcp_ports, why);
+                self.set(running, ip, tcp_ports, info.id, why);
                 true
             }
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => {
-                self.set(false, None, BTreeMap::new(), "no such container");
+                self.set(false, None, BTreeMap::new(), None, "no such container");
                 true
             }
             Err(e) => {
@@ -237,11 +248,26 @@ impl Watcher {
         })
     }
 
-    fn set(&self, running: bool, ip: Option<IpAddr>, tcp_ports: BTreeMap<u16, u16>, why: &str) {
+    fn set(
+        &self,
+        running: bool,
+        ip: Option<IpAddr>,
+        tcp_ports: BTreeMap<u16, u16>,
+        id: Option<String>,
+        why: &str,
+    ) {
         self.tx.send_if_modified(|view| {
             let changed_running = view.running != running;
-            if changed_running {
+            let other_container = running && view.running && id.is_some() && view.id != id;
+            if changed_running || other_container {
                 view.generation += 1;
+            }
+            if other_container {
+                say!(
+                    self.name,
+                    "{} is another container now ({why}): probing it before it is announced",
+                    self.container
+                );
             }
             if changed_running || !view.known {
                 say!(
@@ -252,6 +278,7 @@ impl Watcher {
                 );
             }
             let changed = changed_running
+                || other_container
                 || !view.known
                 || (running && (view.ip != ip || view.tcp_ports != tcp_ports));
             view.known = true;
@@ -259,6 +286,7 @@ impl Watcher {
             if running {
                 view.ip = ip;
                 view.tcp_ports = tcp_ports;
+                view.id = id;
             }
             changed
         });

@@ -119,13 +119,28 @@ impl Prober {
     }
 
     async fn probe(&self, target: &Target) -> Result<(), String> {
-        match &self.check.check {
+        let docker = self.docker.borrow().clone();
+        probe(&self.check, target, &self.container, docker, &self.http).await
+    }
+}
+
+/// One probe of `check` against `target` (`container` is where `exec` runs), unbounded:
+/// what the announcer's probers run, and what a start-first update runs on its new
+/// container before that container may take the record.
+pub async fn probe(
+    check: &HealthCheck,
+    target: &Target,
+    container: &str,
+    docker: Option<Docker>,
+    http: &reqwest::Client,
+) -> Result<(), String> {
+    {
+        match &check.check {
             CheckKind::Http { port, path } => {
                 let addr = target.addr.ok_or("no address to probe")?;
                 let port = target.probe_port(*port)?;
                 let url = format!("http://{}{}", SocketAddr::new(addr, port), path);
-                let resp = self
-                    .http
+                let resp = http
                     .get(&url)
                     .send()
                     .await
@@ -145,8 +160,8 @@ impl Prober {
                     .map_err(|e| format!("connect {sock}: {e}"))
             }
             CheckKind::Exec { command } => {
-                let docker = self.docker.borrow().clone().ok_or("docker unreachable")?;
-                exec(&docker, &self.container, command).await
+                let docker = docker.ok_or("docker unreachable")?;
+                exec(&docker, container, command).await
             }
         }
     }

@@ -136,6 +136,7 @@ fn spec(name: &str, web: &Web, etcd: &Etcd, api: EtcdApi, health: Vec<HealthChec
         drain: 0,
         watch: None,
         drain_mode: Default::default(),
+        start_first: None,
     }
 }
 

@@ -26,6 +26,12 @@ pub trait Hooks {
     /// Returns once the service's current container runs and, when it is announced, its
     /// record is in etcd; fails after `timeout` saying which of the two is missing.
     fn wait_ready(&self, spec: &Spec, timeout: std::time::Duration) -> anyhow::Result<()>;
+    /// Returns once the supervisor of the tree at `tree_dir` reports how the start-first
+    /// update to `spec` ended; fails with its reason when the new container did not
+    /// take over.
+    fn await_update(&self, _tree_dir: &std::path::Path, _spec: &Spec) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 pub use contract::run_module;

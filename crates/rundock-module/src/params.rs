@@ -187,6 +187,7 @@ fn build_spec(
         }
     });
     let drain = p.seconds("drain", 0, 3600)?;
+    let start_first = start_first(p, announce.as_ref())?;
     let drain_mode = match p.choice_or_default("drain_mode")? {
         "idle" => DrainMode::Idle,
         _ => DrainMode::Fixed,
@@ -206,6 +207,7 @@ fn build_spec(
         drain,
         watch,
         drain_mode,
+        start_first,
     })
 }
 
@@ -485,6 +487,34 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
         weight,
         text,
     }))
+}
+
+/// `update` and `update_timeout`. Start-first runs two containers of the service at
+/// once, so they cannot share a host port: it needs a port Docker picks
+/// (`announce: auto`), whose record SRV clients follow.
+fn start_first(p: &mut Params, announce: Option<&AnnounceSpec>) -> Result<Option<StartFirst>> {
+    let order = p.choice_or_default("update")?;
+    let timeout = p.seconds("update_timeout", 1, 3600)?;
+    if order != "start-first" {
+        return Ok(None);
+    }
+    let announce = announce.expect("update is refused without announce");
+    if announce.announce_as == AnnounceAs::Container {
+        return Err(SpecError::new(
+            "update",
+            "start-first needs a published port Docker picks (announce: auto); announce_as=container publishes none and its record carries the container's address, which changes with every container",
+        ));
+    }
+    if !announce.auto_port {
+        return Err(SpecError::new(
+            "update",
+            format!(
+                "start-first runs the new container beside the old one, and both cannot bind host port {}: use announce: auto (SRV clients follow the port)",
+                announce.port
+            ),
+        ));
+    }
+    Ok(Some(StartFirst { timeout }))
 }
 
 fn small(field: &str, n: i64) -> Result<u16> {
@@ -1154,6 +1184,7 @@ mod tests {
                 "pull" => json!("never"),
                 "watch" => json!([one_watch()]),
                 "drain_mode" => json!("idle"),
+                "update" => json!("stop-first"),
                 _ => match o.kind {
                     options::Kind::Bool => json!(true),
                     options::Kind::Int => json!(7),
@@ -1407,5 +1438,40 @@ mod tests {
         assert_eq!(err.field, "drain_mode");
         let err = announced(json!({"announce": 80, "drain_mode": "soon"})).unwrap_err();
         assert_eq!(err.field, "drain_mode");
+    }
+
+    #[test]
+    fn start_first_needs_a_port_docker_picks() {
+        let spec = announced(
+            json!({"announce": "auto", "port": 80, "update": "start-first",
+                                    "update_timeout": 30}),
+        )
+        .unwrap()
+        .spec
+        .unwrap();
+        assert_eq!(spec.start_first, Some(StartFirst { timeout: 30 }));
+        let json: Value = serde_json::from_str(&spec.to_json()).unwrap();
+        assert_eq!(json["start_first"], json!({"timeout": 30}));
+        let stop_first = announced(json!({"announce": "auto", "port": 80})).unwrap();
+        assert_eq!(stop_first.spec.unwrap().start_first, None);
+
+        let refused = |extra: Value| {
+            let err = announced(extra).unwrap_err();
+            (err.field.clone(), err.message)
+        };
+        let (field, msg) = refused(json!({"announce": 8080, "update": "start-first"}));
+        assert_eq!(field, "update");
+        assert!(msg.contains("both cannot bind host port 8080"), "{msg}");
+        let (field, msg) = refused(json!({"announce": 8080, "announce_as": "container",
+                                          "update": "start-first"}));
+        assert_eq!(field, "update");
+        assert!(
+            msg.contains("announce_as=container publishes none"),
+            "{msg}"
+        );
+        let (field, _) = refused(json!({"update": "start-first"}));
+        assert_eq!(field, "update", "start-first without announce");
+        let (field, _) = refused(json!({"announce": "auto", "port": 80, "update": "later"}));
+        assert_eq!(field, "update");
     }
 }

@@ -41,6 +41,32 @@ pub struct Spec {
     /// their bytes.
     #[serde(default, skip_serializing_if = "DrainMode::is_fixed")]
     pub drain_mode: DrainMode,
+    /// `update: start-first`: a changed container starts beside the old one and takes
+    /// over its record once healthy. Absent (stop-first) from the JSON by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_first: Option<StartFirst>,
+}
+
+/// How a start-first update goes (see the supervisor's `switch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartFirst {
+    /// Seconds the new container has to pass its health checks and take the record.
+    pub timeout: u32,
+}
+
+/// Where the supervisor leaves the outcome of a start-first update for the module, in
+/// its working directory (the tree's `services/container`).
+pub const UPDATE_FILE: &str = "rundock-update.json";
+
+/// The name of the second container of a start-first update while it proves itself.
+pub fn next_container_name(container_name: &str) -> String {
+    format!("{container_name}-next")
+}
+
+/// The name the old container of a start-first update carries while it drains.
+pub fn old_container_name(container_name: &str) -> String {
+    format!("{container_name}-old")
 }
 
 /// How a drain ends (see [`Spec::drain`]).

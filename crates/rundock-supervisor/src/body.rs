@@ -146,6 +146,7 @@ pub(crate) mod tests {
             drain: 0,
             watch: None,
             drain_mode: Default::default(),
+            start_first: None,
         }
     }
 

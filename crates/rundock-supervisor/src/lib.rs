@@ -23,6 +23,7 @@ mod image;
 mod log;
 mod output;
 mod supervise;
+mod switch;
 mod tokens;
 
 use rundock_spec::Spec;
@@ -35,6 +36,52 @@ pub const EXIT_FAILURE: i32 = 125;
 /// Name of the back-off state file, kept in the supervisor's working directory (runsv
 /// starts it in the tree's `services/container`).
 pub const STATE_FILE: &str = "rundock-backoff.json";
+
+pub use rundock_spec::UPDATE_FILE;
+
+/// How the last start-first update of a spec ended, as the supervisor leaves it in
+/// [`UPDATE_FILE`] and the module reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpdateOutcome {
+    /// [`Spec::container_hash`] of the spec the update was to.
+    pub spec: String,
+    pub switched: bool,
+    /// What happened; on failure, which check failed and why.
+    pub message: String,
+}
+
+impl UpdateOutcome {
+    pub fn switched(spec: &str, message: String) -> UpdateOutcome {
+        UpdateOutcome {
+            spec: spec.into(),
+            switched: true,
+            message,
+        }
+    }
+
+    pub fn failed(spec: &str, message: String) -> UpdateOutcome {
+        UpdateOutcome {
+            spec: spec.into(),
+            switched: false,
+            message,
+        }
+    }
+
+    /// Written through a temp file and a rename; a failure is only logged (the update
+    /// itself is done either way).
+    pub fn save(&self, path: &Path) {
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::to_string(self).expect("an outcome serializes");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            eprintln!("rundock supervise: cannot write {}: {e}", path.display());
+        }
+    }
+
+    /// The outcome in `path`, if there is one that parses.
+    pub fn load(path: &Path) -> Option<UpdateOutcome> {
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    }
+}
 
 /// Blocking: builds a current-thread tokio runtime. Returns the process exit code.
 ///

@@ -90,6 +90,7 @@ impl Case {
             drain: 0,
             watch: None,
             drain_mode: Default::default(),
+            start_first: None,
         }
     }
 

@@ -68,6 +68,31 @@ impl rundock_module::Hooks for ServiceHooks {
         rundock_announcer::withdraw_record(spec)
     }
 
+    fn await_update(&self, tree_dir: &std::path::Path, spec: &Spec) -> Result<()> {
+        let path = tree_dir
+            .join(rundock_spec::tree::CONTAINER_SERVICE)
+            .join(rundock_supervisor::UPDATE_FILE);
+        let hash = spec.container_hash();
+        // The new container's checks, the record's move, the old one's drain and stop.
+        let limit = spec.start_first.map_or(60, |s| s.timeout)
+            + spec.drain
+            + spec.container.stop_timeout
+            + 60;
+        let deadline = Instant::now() + Duration::from_secs(limit.into());
+        while Instant::now() < deadline {
+            match rundock_supervisor::UpdateOutcome::load(&path) {
+                Some(outcome) if outcome.spec == hash && outcome.switched => return Ok(()),
+                Some(outcome) if outcome.spec == hash => anyhow::bail!("{}", outcome.message),
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        anyhow::bail!(
+            "the supervisor of {} reported no outcome of the update within {limit} s (see {})",
+            spec.name,
+            rundock_runit::log_dir(spec, "container").display()
+        )
+    }
+
     fn wait_ready(&self, spec: &Spec, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut running = false;
