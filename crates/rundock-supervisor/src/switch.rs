@@ -106,11 +106,23 @@ pub(crate) async fn try_switch(
     let current = is_current(&named, identity, image_id);
     let others = other_containers(docker, spec, &named_id).await?;
     if current {
-        // Switched already, but the old one may still be up: finish its drain.
+        // Switched already (an earlier life was stopped mid-way), but the old one may
+        // still be up: finish its drain, and tell the module the update is done.
+        let finishing = !others.is_empty();
         for old in others {
             let port = host_port(&named, spec);
             await_record(spec, port, deadline(spec)).await;
             retire(docker, spec, &old).await?;
+        }
+        if finishing || !result_path.exists() {
+            UpdateOutcome::switched(
+                &spec.container_hash(),
+                format!(
+                    "{container_name} ({}) runs the current spec",
+                    short(&named_id)
+                ),
+            )
+            .save(result_path);
         }
         return Ok(Switched::NotNeeded);
     }
