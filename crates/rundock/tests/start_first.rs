@@ -433,6 +433,14 @@ fn both_orders(proxy: &str, etcd: &kit::Etcd, service: &Service, port: u16) {
         first.module["msg"]
     );
     assert!(first.module.get("failed").is_none(), "{}", first.module);
+    let outcome = service
+        .host
+        .tree(name)
+        .join("services/container/rundock-update.json");
+    eprintln!(
+        "{proxy} start-first outcome: {}",
+        std::fs::read_to_string(outcome).unwrap_or_default()
+    );
     assert_one_announced(etcd, name);
     assert!(serving(port, "v2"), "{proxy} serves v2");
 
@@ -521,8 +529,12 @@ fn kill_during_switch(service: &Service, new_options: Value, delay: Duration) ->
         while Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
         }
-        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
-            let _ = kit::run("kill", &["-KILL", pid.trim()]);
+        // Only a supervisor: runsv leaves the file empty (or stale) between two lives.
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let pid = pid.trim();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !pid.is_empty() && String::from_utf8_lossy(&cmdline).contains("supervise") {
+            let _ = kit::run("kill", &["-KILL", pid]);
         }
     });
     let (r, _) = service.host.call(new_options, false, false);
