@@ -108,6 +108,31 @@ fn docker_port(container: &str) -> Option<u16> {
     text.lines().next()?.rsplit(':').next()?.trim().parse().ok()
 }
 
+/// The status and body of GET `path`, or what went wrong.
+fn http_answer(port: u16, path: &str, timeout: Duration) -> Result<(String, String), String> {
+    let mut stream =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
+            .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("read: {e}; got {response:?}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no head: {response:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Ok((status, body.trim().to_string()))
+}
+
 fn http_get(port: u16, path: &str, timeout: Duration) -> Option<String> {
     let mut stream =
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
@@ -135,8 +160,12 @@ impl Traffic {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
-                    let ok = http_get(port, "/", Duration::from_secs(3)).is_some();
+                    let answer = http_answer(port, "/", Duration::from_secs(3));
+                    let ok = answer.as_ref().is_ok_and(|(status, _)| status == "200");
                     let mut counts = counts.lock().unwrap();
+                    if !ok && counts.0 < 3 {
+                        eprintln!("request failed after {:?}: {answer:?}", started.elapsed());
+                    }
                     counts.1 += 1;
                     if !ok {
                         counts.0 += 1;
@@ -483,7 +512,24 @@ fn start_first_through_nginx_loses_no_request() {
     let service = Service::deploy(&etcd, "sfn", "start-first");
     let front = NginxFront::start(&etcd, &service.name);
     assert!(serving(front.port, "v1"), "nginx: {}", front.log());
-    both_orders("nginx", &etcd, &service, front.port);
+    // The worker of the first (placeholder) config answers 502 until it has finished
+    // its graceful exit after the first reload: that is set-up, not the update.
+    let settled = kit::wait_for(Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(front.dir.path().join("error.log")).unwrap_or_default();
+        log.contains("exited with code").then_some(())
+    });
+    assert!(settled.is_some(), "the first nginx worker did not exit");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        both_orders("nginx", &etcd, &service, front.port)
+    }));
+    if let Err(panic) = outcome {
+        eprintln!(
+            "nginx error.log:\n{}\nwatch log:\n{}",
+            std::fs::read_to_string(front.dir.path().join("error.log")).unwrap_or_default(),
+            front.log()
+        );
+        std::panic::resume_unwind(panic);
+    }
 }
 
 #[test]
