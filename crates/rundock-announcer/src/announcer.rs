@@ -259,6 +259,19 @@ impl Announcer {
         }
     }
 
+    /// The port the record carries: the announced one, or with `announce: auto` the
+    /// host port Docker chose, as the running container reports it (never guessed).
+    fn port(&self) -> Option<u16> {
+        if self.announce.auto_port {
+            self.view
+                .tcp_ports
+                .get(&self.announce.container_port)
+                .copied()
+        } else {
+            Some(self.announce.port)
+        }
+    }
+
     fn want(&self) -> Want {
         if self.maintenance {
             return Want::Withdraw("maintenance".into());
@@ -278,9 +291,12 @@ impl Announcer {
         let Some(addr) = self.addr() else {
             return Want::Undecided;
         };
+        let Some(port) = self.port() else {
+            return Want::Undecided;
+        };
         let record = Record {
             host: addr.to_string(),
-            port: self.announce.port,
+            port,
             ttl: self.announce.dns_ttl,
             priority: self.announce.priority.unwrap_or(0),
             weight: self.announce.weight.unwrap_or(0),
@@ -328,6 +344,10 @@ impl Announcer {
         let target = Target {
             view: self.view.clone(),
             addr: self.addr(),
+            auto_port_of: self
+                .announce
+                .auto_port
+                .then_some(self.announce.container_port),
         };
         self.target_tx.send_if_modified(|t| {
             let changed = *t != target;

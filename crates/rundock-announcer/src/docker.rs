@@ -13,7 +13,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use rundock_runtime::log::Prefix;
 use rundock_runtime::{say, Backoff};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -30,6 +30,29 @@ pub struct ContainerView {
     /// Bumped on every change of `running`, so results of probes of an earlier run
     /// can be told from current ones.
     pub generation: u64,
+    /// Container port → the host port Docker published it on (TCP, first binding), as
+    /// the container reports it: where `announce: auto` reads the port Docker chose.
+    pub tcp_ports: BTreeMap<u16, u16>,
+    /// The container's id: a start-first update renames a new container to the watched
+    /// name, and a new container is a new run whose checks must pass anew.
+    pub id: Option<String>,
+}
+
+/// The TCP ports a container publishes, from its `NetworkSettings.Ports`
+/// (`{"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}]}`): container port →
+/// the first binding's host port. Unpublished ports (no bindings) are left out.
+pub fn published_tcp_ports(ports: &bollard::models::PortMap) -> BTreeMap<u16, u16> {
+    ports
+        .iter()
+        .filter_map(|(key, bindings)| {
+            let container_port = key.strip_suffix("/tcp")?.parse().ok()?;
+            let host_port = bindings
+                .as_ref()?
+                .iter()
+                .find_map(|b| b.host_port.as_deref()?.parse().ok())?;
+            Some((container_port, host_port))
+        })
+        .collect()
 }
 
 pub(crate) struct Watcher {
@@ -90,6 +113,7 @@ impl Watcher {
                     "event".to_string(),
                     [
                         "start", "restart", "die", "kill", "stop", "pause", "unpause", "destroy",
+                        "rename",
                     ]
                     .iter()
                     .map(|s| s.to_string())
@@ -123,14 +147,20 @@ impl Watcher {
                         }
                         let action = event.action.unwrap_or_default();
                         let attrs = event.actor.and_then(|a| a.attributes).unwrap_or_default();
+                        // Docker's `container` filter matches name prefixes: `web`
+                        // also gets the events of `web-2` (or of a start-first
+                        // `web-next`). Only our own name counts.
+                        if attrs.get("name") != Some(&self.container) {
+                            continue;
+                        }
                         match action.as_str() {
-                            "start" | "restart" | "unpause" => {
+                            "start" | "restart" | "unpause" | "rename" => {
                                 recheck = None;
                                 self.inspect(&docker, &action).await;
                             }
                             "die" | "stop" | "pause" | "destroy" => {
                                 recheck = None;
-                                self.set(false, None, &action);
+                                self.set(false, None, BTreeMap::new(), None, &action);
                             }
                             "kill" => {
                                 let signal = attrs.get("signal").map(String::as_str).unwrap_or("");
@@ -141,7 +171,13 @@ impl Watcher {
                                     signal,
                                     "9" | "15" | "KILL" | "TERM" | "SIGKILL" | "SIGTERM"
                                 ) {
-                                    self.set(false, None, &format!("kill {signal}"));
+                                    self.set(
+                                        false,
+                                        None,
+                                        BTreeMap::new(),
+                                        None,
+                                        &format!("kill {signal}"),
+                                    );
                                     recheck = Some(Instant::now() + self.stop_timeout);
                                 }
                             }
@@ -166,17 +202,20 @@ impl Watcher {
                 let running = state.running.unwrap_or(false)
                     && !state.paused.unwrap_or(false)
                     && !state.restarting.unwrap_or(false);
-                let ip = info
-                    .network_settings
-                    .and_then(|n| n.networks)
-                    .and_then(|nets| self.pick_ip(nets));
-                self.set(running, ip, why);
+                let settings = info.network_settings.unwrap_or_default();
+                let tcp_ports = settings
+                    .ports
+                    .as_ref()
+                    .map(published_tcp_ports)
+                    .unwrap_or_default();
+                let ip = settings.networks.and_then(|nets| self.pick_ip(nets));
+                self.set(running, ip, tcp_ports, info.id, why);
                 true
             }
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => {
-                self.set(false, None, "no such container");
+                self.set(false, None, BTreeMap::new(), None, "no such container");
                 true
             }
             Err(e) => {
@@ -209,11 +248,26 @@ impl Watcher {
         })
     }
 
-    fn set(&self, running: bool, ip: Option<IpAddr>, why: &str) {
+    fn set(
+        &self,
+        running: bool,
+        ip: Option<IpAddr>,
+        tcp_ports: BTreeMap<u16, u16>,
+        id: Option<String>,
+        why: &str,
+    ) {
         self.tx.send_if_modified(|view| {
             let changed_running = view.running != running;
-            if changed_running {
+            let other_container = running && view.running && id.is_some() && view.id != id;
+            if changed_running || other_container {
                 view.generation += 1;
+            }
+            if other_container {
+                say!(
+                    self.name,
+                    "{} is another container now ({why}): probing it before it is announced",
+                    self.container
+                );
             }
             if changed_running || !view.known {
                 say!(
@@ -223,11 +277,16 @@ impl Watcher {
                     if running { "running" } else { "not running" }
                 );
             }
-            let changed = changed_running || !view.known || (running && view.ip != ip);
+            let changed = changed_running
+                || other_container
+                || !view.known
+                || (running && (view.ip != ip || view.tcp_ports != tcp_ports));
             view.known = true;
             view.running = running;
             if running {
                 view.ip = ip;
+                view.tcp_ports = tcp_ports;
+                view.id = id;
             }
             changed
         });
@@ -238,5 +297,41 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{PortBinding, PortMap};
+
+    fn binding(ip: &str, port: &str) -> PortBinding {
+        PortBinding {
+            host_ip: Some(ip.into()),
+            host_port: Some(port.into()),
+        }
+    }
+
+    #[test]
+    fn published_ports_are_read_as_docker_reports_them() {
+        let ports: PortMap = HashMap::from([
+            (
+                "8080/tcp".to_string(),
+                Some(vec![binding("127.0.0.1", "49153")]),
+            ),
+            // Exposed but not published.
+            ("9090/tcp".to_string(), None),
+            ("53/udp".to_string(), Some(vec![binding("0.0.0.0", "5353")])),
+            // IPv4 and IPv6 bindings of one port: the first counts.
+            (
+                "443/tcp".to_string(),
+                Some(vec![binding("0.0.0.0", "32768"), binding("::", "32768")]),
+            ),
+            ("80/tcp".to_string(), Some(vec![binding("127.0.0.1", "")])),
+        ]);
+        assert_eq!(
+            published_tcp_ports(&ports),
+            BTreeMap::from([(8080, 49153), (443, 32768)])
+        );
     }
 }

@@ -37,6 +37,25 @@ pub struct Target {
     pub view: ContainerView,
     /// The address the record would carry (`None`: not known yet).
     pub addr: Option<IpAddr>,
+    /// With `announce: auto`, the container port whose chosen host port a check naming
+    /// it probes.
+    pub auto_port_of: Option<u16>,
+}
+
+impl Target {
+    /// Where a check on `port` connects: the host port Docker chose when the service
+    /// announces `auto` and the check names the container port, else `port` itself.
+    pub fn probe_port(&self, port: u16) -> Result<u16, String> {
+        match self.auto_port_of {
+            Some(container_port) if container_port == port => self
+                .view
+                .tcp_ports
+                .get(&port)
+                .copied()
+                .ok_or_else(|| format!("container port {port} is not published (yet)")),
+            _ => Ok(port),
+        }
+    }
 }
 
 pub fn describe(check: &HealthCheck) -> String {
@@ -104,12 +123,28 @@ impl Prober {
     }
 
     async fn probe(&self, target: &Target) -> Result<(), String> {
-        match &self.check.check {
+        let docker = self.docker.borrow().clone();
+        probe(&self.check, target, &self.container, docker, &self.http).await
+    }
+}
+
+/// One probe of `check` against `target` (`container` is where `exec` runs), unbounded:
+/// what the announcer's probers run, and what a start-first update runs on its new
+/// container before that container may take the record.
+pub async fn probe(
+    check: &HealthCheck,
+    target: &Target,
+    container: &str,
+    docker: Option<Docker>,
+    http: &reqwest::Client,
+) -> Result<(), String> {
+    {
+        match &check.check {
             CheckKind::Http { port, path } => {
                 let addr = target.addr.ok_or("no address to probe")?;
-                let url = format!("http://{}{}", SocketAddr::new(addr, *port), path);
-                let resp = self
-                    .http
+                let port = target.probe_port(*port)?;
+                let url = format!("http://{}{}", SocketAddr::new(addr, port), path);
+                let resp = http
                     .get(&url)
                     .send()
                     .await
@@ -122,15 +157,15 @@ impl Prober {
             }
             CheckKind::Tcp { port } => {
                 let addr = target.addr.ok_or("no address to probe")?;
-                let sock = SocketAddr::new(addr, *port);
+                let sock = SocketAddr::new(addr, target.probe_port(*port)?);
                 tokio::net::TcpStream::connect(sock)
                     .await
                     .map(drop)
                     .map_err(|e| format!("connect {sock}: {e}"))
             }
             CheckKind::Exec { command } => {
-                let docker = self.docker.borrow().clone().ok_or("docker unreachable")?;
-                exec(&docker, &self.container, command).await
+                let docker = docker.ok_or("docker unreachable")?;
+                exec(&docker, container, command).await
             }
         }
     }

@@ -42,16 +42,33 @@ struct Web {
 
 impl Web {
     fn start(prefix: &str) -> Web {
+        let port = free_port();
+        Web::publish(prefix, &format!("127.0.0.1:{port}:8080"), port)
+    }
+
+    /// Published on a loopback port Docker picks (`port` is 0: ask Docker).
+    fn start_auto(prefix: &str) -> Web {
+        Web::publish(prefix, "127.0.0.1::8080", 0)
+    }
+
+    /// The host port Docker published container port 8080 on, as `docker port` says.
+    fn docker_port(&self) -> u16 {
+        let out = docker(&["port", &self.name, "8080/tcp"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let first = text.lines().next().unwrap_or_default();
+        first.rsplit(':').next().unwrap().trim().parse().unwrap()
+    }
+
+    fn publish(prefix: &str, publish: &str, port: u16) -> Web {
         ensure_test_image();
         let name = unique(prefix);
-        let port = free_port();
         let out = docker(&[
             "run",
             "-d",
             "--name",
             &name,
             "-p",
-            &format!("127.0.0.1:{port}:8080"),
+            publish,
             TEST_IMAGE,
             "sh",
             "-c",
@@ -93,6 +110,7 @@ fn spec(name: &str, web: &Web, etcd: &Etcd, api: EtcdApi, health: Vec<HealthChec
         },
         announce: Some(AnnounceSpec {
             port: web.port,
+            auto_port: false,
             container_port: 8080,
             announce_as: AnnounceAs::Interface("lo".parse().unwrap()),
             domain: "s.test.example".into(),
@@ -119,6 +137,8 @@ fn spec(name: &str, web: &Web, etcd: &Etcd, api: EtcdApi, health: Vec<HealthChec
         watch: None,
         hooks: Default::default(),
         requires: None,
+        drain_mode: Default::default(),
+        start_first: None,
     }
 }
 
@@ -292,6 +312,52 @@ fn announces_a_running_container_and_withdraws_at_once_when_it_is_killed() {
         log.lines().all(|l| l.starts_with("rundock announce web: ")),
         "{log}"
     );
+}
+
+#[test]
+fn announce_auto_publishes_the_port_docker_chose_and_follows_it_across_restarts() {
+    let etcd = Etcd::start();
+    let web = Web::start_auto("rdann-auto");
+    // The check names the container port: it probes the host port Docker chose.
+    let mut s = spec(
+        "auto",
+        &web,
+        &etcd,
+        EtcdApi::V3,
+        vec![http_check(8080, "/")],
+    );
+    let announce = s.announce.as_mut().unwrap();
+    announce.auto_port = true;
+    announce.port = 0;
+    let key = key_of(&s);
+    let announcer = Announcer::start(&s);
+    let record = |port: u16| format!(r#"{{"host":"127.0.0.1","port":{port},"ttl":5}}"#);
+    let chosen = web.docker_port();
+    assert_ne!(chosen, 8080);
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            (get(&etcd, EtcdApi::V3, &key)?.value == record(chosen)).then_some(())
+        })
+        .is_some(),
+        "the record carries {chosen}: {:?} {}",
+        get(&etcd, EtcdApi::V3, &key),
+        announcer.log()
+    );
+
+    // Restarted, the container may get another port: the record follows what it reports.
+    for _ in 0..3 {
+        assert!(docker(&["restart", "-t", "0", &web.name]).status.success());
+        let chosen = web.docker_port();
+        assert!(
+            wait_for(Duration::from_secs(10), || {
+                (get(&etcd, EtcdApi::V3, &key)?.value == record(chosen)).then_some(())
+            })
+            .is_some(),
+            "after a restart the record carries {chosen}: {:?} {}",
+            get(&etcd, EtcdApi::V3, &key),
+            announcer.log()
+        );
+    }
 }
 
 #[test]

@@ -54,6 +54,9 @@ pub fn apply(
         runit::sv("restart", tree_dir, runit::stop_wait_secs(known_spec) + 30)
             .context("cannot restart the service")?;
     }
+    if let (Some(switch), Some(spec)) = (&plan.switch, spec) {
+        start_first(switch, tree_dir, spec, hooks)?;
+    }
     if plan.start {
         runit::sv("up", tree_dir, 10).context("cannot start the service")?;
     }
@@ -83,4 +86,36 @@ pub fn apply(
         }
     }
     Ok(warnings)
+}
+
+/// Asks the supervisor for a start-first update (HUP: it comes back on the new spec and
+/// switches containers) and waits for the outcome; on failure the old spec goes back,
+/// so the tree describes the container that still serves.
+fn start_first(
+    switch: &crate::plan::Switch,
+    tree_dir: &Path,
+    spec: &Spec,
+    hooks: &dyn Hooks,
+) -> Result<()> {
+    let container = tree_dir.join(rundock_spec::tree::CONTAINER_SERVICE);
+    let outcome = container.join(rundock_spec::UPDATE_FILE);
+    match std::fs::remove_file(&outcome) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fsutil::io_error("remove", &outcome, e)),
+    }
+    runit::sv("hup", &container, 5).context("cannot signal the supervisor")?;
+    if !switch.container_changed {
+        return Ok(());
+    }
+    if let Err(e) = hooks.await_update(tree_dir, spec) {
+        let spec_path = tree_dir.join(rundock_spec::SPEC_FILE);
+        fsutil::write_atomic(&spec_path, &switch.old_spec, rundock_spec::tree::SPEC_MODE)?;
+        return Err(e.context(format!(
+            "the start-first update of {} failed; the old container keeps serving and {} is back as it was",
+            spec.name,
+            spec_path.display()
+        )));
+    }
+    Ok(())
 }

@@ -30,6 +30,13 @@ pub trait Hooks {
     fn status(&self, _spec: &Spec) -> Option<serde_json::Value> {
         None
     }
+
+    /// Returns once the supervisor of the tree at `tree_dir` reports how the start-first
+    /// update to `spec` ended; fails with its reason when the new container did not
+    /// take over.
+    fn await_update(&self, _tree_dir: &std::path::Path, _spec: &Spec) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 pub use contract::run_module;

@@ -21,6 +21,8 @@ pub enum Kind {
     ListRaw,
     /// A list of mappings (watch templates).
     ListDict,
+    /// A whole number or a word (announce: a port or `auto`).
+    IntOrWord,
     /// A mapping, or a string shorthand (etcd: the endpoints). Documented as a dict:
     /// Ansible's docs allow suboptions only there, and its dict type takes strings too.
     DictOrStr,
@@ -38,6 +40,7 @@ impl Kind {
             Kind::Dict => ("dict", None),
             Kind::ListRaw => ("list", Some("raw")),
             Kind::ListDict => ("list", Some("dict")),
+            Kind::IntOrWord => ("raw", None),
             Kind::DictOrStr => ("dict", None),
         }
     }
@@ -179,7 +182,15 @@ pub const OPTIONS: &[OptionDef] = &[
         .default(Default::Bool(false)),
     opt("hook_timeout", Int, Service, "seconds a hook may run before it is killed and fails")
         .default(Default::Int(30)),
-    opt("announce", Int, Service, "the host port the record carries; sets up the announcer"),
+    opt("drain_mode", Str, Announce, "`fixed`: wait all of `drain`; `idle`: stop once no TCP connection to `port` is open, at most `drain` seconds")
+        .default(Default::Str("fixed"))
+        .choices(&["fixed", "idle"]),
+    opt("update", Str, Announce, "`stop-first`: stop, then start the changed container; `start-first`: start it beside the old one (needs `announce: auto`), switch the record once it is healthy, then drain the old")
+        .default(Default::Str("stop-first"))
+        .choices(&["stop-first", "start-first"]),
+    opt("update_timeout", Int, Announce, "seconds a start-first container has to pass its health checks and take the record")
+        .default(Default::Int(60)),
+    opt("announce", IntOrWord, Service, "the host port the record carries, or `auto` (Docker picks it, the record follows); sets up the announcer"),
     opt("port", Int, Announce, "the container port `announce` maps to (default `announce`)"),
     opt("announce_as", Str, Announce, "`private`, `public`, `container`, an interface or a CIDR: the address the record carries and the port is published on")
         .default(Default::Str("private")),

@@ -192,6 +192,11 @@ fn build_spec(
         Some(a) => requires(p, &a.domain)?,
         None => None,
     };
+    let start_first = start_first(p, announce.as_ref())?;
+    let drain_mode = match p.choice_or_default("drain_mode")? {
+        "idle" => DrainMode::Idle,
+        _ => DrainMode::Fixed,
+    };
     let interfaces = Interfaces {
         private: p.interfaces("private_interface")?,
         public: p.interfaces("public_interface")?,
@@ -208,6 +213,8 @@ fn build_spec(
         watch,
         hooks,
         requires,
+        drain_mode,
+        start_first,
     })
 }
 
@@ -377,7 +384,22 @@ fn default_hostname(host_label: &str, name: &str) -> String {
 }
 
 fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option<AnnounceSpec>> {
-    let announce = p.int("announce")?;
+    // `auto`, or a port number.
+    let auto_port = p
+        .values
+        .get("announce")
+        .is_some_and(|v| v.as_str().is_some_and(|s| s.trim() == "auto"));
+    let announce = if auto_port {
+        p.take("announce");
+        Some(0)
+    } else {
+        p.int("announce").map_err(|e| {
+            SpecError::new(
+                "announce",
+                format!("{}; it takes a port (1-65535) or auto", e.message),
+            )
+        })?
+    };
     let Some(announce) = announce else {
         let announce_only = options::OPTIONS
             .iter()
@@ -392,10 +414,22 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
         }
         return Ok(None);
     };
-    let port = validate::port("announce", announce)?;
     let container_port = match p.int("port")? {
-        Some(n) => validate::port("port", n)?,
-        None => port,
+        Some(n) => Some(validate::port("port", n)?),
+        None => None,
+    };
+    let (port, container_port) = match (auto_port, container_port) {
+        (true, Some(container_port)) => (0, container_port),
+        (true, None) => {
+            return Err(SpecError::new(
+                "announce",
+                "auto needs port: the container port Docker publishes on a host port it picks",
+            ))
+        }
+        (false, container_port) => {
+            let port = validate::port("announce", announce)?;
+            (port, container_port.unwrap_or(port))
+        }
     };
     let announce_as = match p.validated("announce_as", parse_as::<AnnounceAs>)? {
         Some(choice) => choice,
@@ -404,7 +438,33 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
             option("announce_as").default_str().unwrap_or_default(),
         )?,
     };
-    if announce_as == AnnounceAs::Container {
+    if announce_as == AnnounceAs::Container && auto_port {
+        return Err(SpecError::new(
+            "announce",
+            "auto publishes a host port, and announce_as=container publishes none (the record carries the container's own address and port): give announce the container port",
+        ));
+    }
+    if auto_port {
+        if container
+            .ports
+            .iter()
+            .any(|m| m.container_port == container_port && m.protocol == Protocol::Tcp)
+        {
+            return Err(SpecError::new(
+                "announce",
+                format!(
+                    "auto publishes container port {container_port} itself, on the announce address: remove its ports/args -p entry"
+                ),
+            ));
+        }
+        // Docker picks the host port (HostPort ""), bound on the announce address only.
+        container.ports.push(PortMapping {
+            host_ip: Some(HostIp::Address(announce_as.clone())),
+            host_port: None,
+            container_port,
+            protocol: Protocol::Tcp,
+        });
+    } else if announce_as == AnnounceAs::Container {
         if port != container_port {
             return Err(SpecError::new(
                 "announce",
@@ -479,6 +539,7 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
     let text = p.string("text")?;
     Ok(Some(AnnounceSpec {
         port,
+        auto_port,
         container_port,
         announce_as,
         domain,
@@ -491,6 +552,34 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
         weight,
         text,
     }))
+}
+
+/// `update` and `update_timeout`. Start-first runs two containers of the service at
+/// once, so they cannot share a host port: it needs a port Docker picks
+/// (`announce: auto`), whose record SRV clients follow.
+fn start_first(p: &mut Params, announce: Option<&AnnounceSpec>) -> Result<Option<StartFirst>> {
+    let order = p.choice_or_default("update")?;
+    let timeout = p.seconds("update_timeout", 1, 3600)?;
+    if order != "start-first" {
+        return Ok(None);
+    }
+    let announce = announce.expect("update is refused without announce");
+    if announce.announce_as == AnnounceAs::Container {
+        return Err(SpecError::new(
+            "update",
+            "start-first needs a published port Docker picks (announce: auto); announce_as=container publishes none and its record carries the container's address, which changes with every container",
+        ));
+    }
+    if !announce.auto_port {
+        return Err(SpecError::new(
+            "update",
+            format!(
+                "start-first runs the new container beside the old one, and both cannot bind host port {}: use announce: auto (SRV clients follow the port)",
+                announce.port
+            ),
+        ));
+    }
+    Ok(Some(StartFirst { timeout }))
 }
 
 fn small(field: &str, n: i64) -> Result<u16> {
@@ -1225,7 +1314,7 @@ mod tests {
                 "interval" => json!(20),
                 "health" => json!([{"kind": "tcp", "port": 8080}]),
                 "text" => json!("t"),
-                "watch" => json!([watch_entry()]),
+                "watch" => json!([one_watch()]),
                 "env" | "labels" => json!({"k": "v"}),
                 "command" | "entrypoint" => json!(["sh"]),
                 "post_start" | "pre_stop" | "post_stop" => json!(["true"]),
@@ -1235,6 +1324,8 @@ mod tests {
                 "sv_dir" | "service_dir" | "log_dir" | "install_dir" => json!("/srv/x"),
                 "hostname" | "container_name" | "host_label" | "user" | "network" => json!("web-1"),
                 "pull" => json!("never"),
+                "drain_mode" => json!("idle"),
+                "update" => json!("stop-first"),
                 _ => match o.kind {
                     options::Kind::Bool => json!(true),
                     options::Kind::Int => json!(7),
@@ -1355,13 +1446,13 @@ mod tests {
         assert_eq!(err.field, "announce");
     }
 
-    fn watch_entry() -> Value {
+    fn one_watch() -> Value {
         json!({"names": ["web", "api"], "template": "/etc/rundock/web.conf.j2",
                "dest": "/etc/nginx/conf.d/web.conf",
                "check": ["nginx", "-t"], "reload": ["nginx", "-s", "reload"]})
     }
 
-    fn module(options: Value) -> Result<Request> {
+    fn watch_module(options: Value) -> Result<Request> {
         let facts = HostFacts {
             hostname: "node-1".into(),
             version: "0.0.0".into(),
@@ -1376,7 +1467,7 @@ mod tests {
     #[test]
     fn the_module_option_lands_in_the_spec_and_the_tree_gets_a_watch_sibling() {
         // Not announced: the watch takes domain and etcd itself.
-        let request = module(json!({"watch": [watch_entry()], "domain": "s.test",
+        let request = watch_module(json!({"watch": [one_watch()], "domain": "s.test",
                                     "etcd": "http://10.0.0.1:2379"}))
         .unwrap();
         let spec = request.spec.unwrap();
@@ -1398,11 +1489,12 @@ mod tests {
 
         // Announced: the announcer's domain and etcd.
         let request =
-            module(json!({"watch": [watch_entry()], "announce": 80, "domain": "s.other"})).unwrap();
+            watch_module(json!({"watch": [one_watch()], "announce": 80, "domain": "s.other"}))
+                .unwrap();
         assert_eq!(request.spec.unwrap().watch.unwrap().domain, "s.other");
 
         // Without watch nothing changes: no sibling, no key in spec.json.
-        let spec = module(json!({})).unwrap().spec.unwrap();
+        let spec = watch_module(json!({})).unwrap().spec.unwrap();
         assert!(!spec.to_json().contains("watch"));
         assert!(!rundock_spec::tree::render(&spec)
             .iter()
@@ -1411,9 +1503,116 @@ mod tests {
 
     #[test]
     fn module_errors_name_the_entry_and_field() {
-        let err = module(json!({"watch": [{"names": ["web"], "template": "/t.j2"}]})).unwrap_err();
+        let err =
+            watch_module(json!({"watch": [{"names": ["web"], "template": "/t.j2"}]})).unwrap_err();
         assert_eq!(err.field, "watch[0].dest");
-        let err = module(json!({"watch": "nope"})).unwrap_err();
+        let err = watch_module(json!({"watch": "nope"})).unwrap_err();
         assert_eq!(err.field, "watch");
+    }
+
+    fn announced(extra: Value) -> Result<Request> {
+        let mut args = json!({"state": "enabled", "name": "web", "image": "busybox"});
+        for (k, v) in extra.as_object().unwrap() {
+            args[k] = v.clone();
+        }
+        request(args)
+    }
+
+    #[test]
+    fn announce_auto_lets_docker_pick_the_host_port_on_the_announce_address() {
+        let spec = announced(json!({"announce": "auto", "port": "8080", "announce_as": "lo"}))
+            .unwrap()
+            .spec
+            .unwrap();
+        let announce = spec.announce.as_ref().unwrap();
+        assert!(announce.auto_port);
+        assert_eq!((announce.port, announce.container_port), (0, 8080));
+        assert_eq!(
+            spec.container.ports,
+            [PortMapping {
+                host_ip: Some(HostIp::Address("lo".parse().unwrap())),
+                host_port: None,
+                container_port: 8080,
+                protocol: Protocol::Tcp,
+            }]
+        );
+        let reread = Spec::from_json(&spec.to_json()).unwrap();
+        assert_eq!(reread, spec);
+        // A fixed port keeps its spec.json bytes: no auto_port key.
+        let fixed = announced(json!({"announce": 80})).unwrap().spec.unwrap();
+        assert!(!fixed.to_json().contains("auto_port"));
+        assert!(!fixed.announce.unwrap().auto_port);
+    }
+
+    #[test]
+    fn announce_auto_is_refused_where_it_cannot_work() {
+        let message = |extra: Value| {
+            let err = announced(extra).unwrap_err();
+            assert_eq!(err.field, "announce");
+            err.message
+        };
+        assert!(message(json!({"announce": "auto"})).contains("auto needs port"));
+        assert!(
+            message(json!({"announce": "auto", "port": 80, "announce_as": "container"}))
+                .contains("announce_as=container publishes none")
+        );
+        assert!(
+            message(json!({"announce": "auto", "port": 80, "ports": ["127.0.0.1:81:80"]}))
+                .contains("remove its ports/args -p entry")
+        );
+        assert!(message(json!({"announce": "sometimes"})).contains("a port (1-65535) or auto"));
+    }
+
+    #[test]
+    fn drain_mode_idle_is_stored_and_needs_an_announced_port() {
+        let spec = announced(json!({"announce": 80, "drain": 30, "drain_mode": "idle"}))
+            .unwrap()
+            .spec
+            .unwrap();
+        assert_eq!((spec.drain, spec.drain_mode), (30, DrainMode::Idle));
+        let json: Value = serde_json::from_str(&spec.to_json()).unwrap();
+        assert_eq!(json["drain_mode"], "idle");
+        let fixed = announced(json!({"announce": 80})).unwrap().spec.unwrap();
+        assert_eq!(fixed.drain_mode, DrainMode::Fixed);
+        assert!(!fixed.to_json().contains("drain_mode"));
+        let err = announced(json!({"drain_mode": "idle"})).unwrap_err();
+        assert_eq!(err.field, "drain_mode");
+        let err = announced(json!({"announce": 80, "drain_mode": "soon"})).unwrap_err();
+        assert_eq!(err.field, "drain_mode");
+    }
+
+    #[test]
+    fn start_first_needs_a_port_docker_picks() {
+        let spec = announced(
+            json!({"announce": "auto", "port": 80, "update": "start-first",
+                                    "update_timeout": 30}),
+        )
+        .unwrap()
+        .spec
+        .unwrap();
+        assert_eq!(spec.start_first, Some(StartFirst { timeout: 30 }));
+        let json: Value = serde_json::from_str(&spec.to_json()).unwrap();
+        assert_eq!(json["start_first"], json!({"timeout": 30}));
+        let stop_first = announced(json!({"announce": "auto", "port": 80})).unwrap();
+        assert_eq!(stop_first.spec.unwrap().start_first, None);
+
+        let refused = |extra: Value| {
+            let err = announced(extra).unwrap_err();
+            (err.field.clone(), err.message)
+        };
+        let (field, msg) = refused(json!({"announce": 8080, "update": "start-first"}));
+        assert_eq!(field, "update");
+        assert!(msg.contains("both cannot bind host port 8080"), "{msg}");
+        let (field, msg) = refused(json!({"announce": 8080, "announce_as": "container",
+                                          "update": "start-first"}));
+        assert_eq!(field, "update");
+        assert!(
+            msg.contains("announce_as=container publishes none"),
+            "{msg}"
+        );
+        let (field, _) = refused(json!({"update": "start-first"}));
+        assert_eq!(field, "update", "start-first without announce");
+        let (field, _) = refused(json!({"announce": "auto", "port": 80, "update": "later"}));
+        assert_eq!(field, "update");
     }
 }

@@ -39,6 +39,43 @@ pub struct Plan {
     pub start: bool,
     /// Remove containers and the record (`state=absent`).
     pub cleanup: Option<Spec>,
+    /// Instead of `restart`: a start-first update (see [`Switch`]).
+    pub switch: Option<Switch>,
+}
+
+/// `update: start-first` under a running service: only `spec.json` changed and the
+/// announcer's part of it did not, so the tree is not restarted; the supervisor gets HUP,
+/// comes back on the new spec and switches containers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switch {
+    /// The container changed: wait for the supervisor's outcome (and fail, putting the
+    /// old spec back, if the new container did not pass its checks).
+    pub container_changed: bool,
+    /// The installed spec.json, put back when the update fails.
+    pub old_spec: Vec<u8>,
+}
+
+/// The switch for a restart of a running tree, if the new spec is start-first and the
+/// change allows one.
+fn start_first_switch(new: &Spec, installed: Option<&Spec>, plan: &Plan) -> Option<Switch> {
+    new.start_first?;
+    let old = installed?;
+    let only_spec = !plan.writes.is_empty()
+        && plan.remove_siblings.is_empty()
+        && plan.install_runner.is_none()
+        && plan
+            .writes
+            .iter()
+            .all(|w| w.path.file_name() == Some(SPEC_FILE.as_ref()));
+    if !only_spec || old.announce != new.announce || old.watch != new.watch {
+        // The announcer (or watcher) would keep its old settings: restart the tree.
+        return None;
+    }
+    let old_spec = plan.writes.iter().find_map(|w| w.before.clone())?;
+    Some(Switch {
+        container_changed: old.container_hash() != new.container_hash(),
+        old_spec,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +95,7 @@ impl Plan {
             || self.restart
             || self.start
             || self.cleanup.is_some()
+            || self.switch.is_some()
     }
 
     /// Ansible's diff: a list of `{before, after, before_header, after_header}`, one per
@@ -223,6 +261,12 @@ pub fn make_plan(request: &Request, source_binary: &Path) -> Result<Plan> {
                 });
             }
             plan.restart = running && (tree_changes || request.state == State::Restarted);
+            if plan.restart && request.state == State::Enabled {
+                if let Some(spec) = &request.spec {
+                    plan.switch = start_first_switch(spec, installed.as_ref(), &plan);
+                    plan.restart = plan.switch.is_none();
+                }
+            }
             plan.start = running && !plan.restart && runit::held_down(&tree_dir);
             // A tree being linked now is started by runsvdir with the new files anyway.
         }

@@ -11,21 +11,27 @@ pub mod control;
 
 use anyhow::{bail, Context, Result};
 use control::{runsv_running, sv};
+use rundock_drain::Drained;
 use rundock_spec::tree::{ANNOUNCE_SERVICE, CONTAINER_SERVICE};
-use rundock_spec::Spec;
+use rundock_spec::{DrainMode, Spec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Runs one lifecycle hook of a container (`docker exec`, or on the host): supplied by
-/// the binary, so this crate stays free of the Docker client.
-pub type HookRunner<'a> = &'a dyn Fn(&str, &rundock_spec::Hook) -> Result<()>;
+/// What stop-tree needs from the container's side, supplied by the binary so this crate
+/// stays free of the Docker client.
+pub trait ContainerSide {
+    /// Runs one lifecycle hook of `container` (`docker exec`, or on the host).
+    fn run_hook(&self, container: &str, hook: &rundock_spec::Hook) -> Result<()>;
+    /// The pid of the service's running container's init process, if one runs.
+    fn container_pid(&self, spec: &Spec) -> Result<Option<u32>>;
+}
 
 /// The tree's control/t: stop the announcer (the record goes first), run `pre_stop`,
-/// wait the rest of the drain time, stop the container, run `post_stop`, then HUP the
-/// tree's runsvdir so it stops its runsv children and exits. A plain TERM would make
-/// runsvdir exit at once and orphan them.
-pub fn stop_tree(tree: &Path, hooks_run_by: HookRunner) -> Result<()> {
+/// drain for the rest of the drain time (see [`drain`]), stop the container, run
+/// `post_stop`, then HUP the tree's runsvdir so it stops its runsv children and exits. A
+/// plain TERM would make runsvdir exit at once and orphan them.
+pub fn stop_tree(tree: &Path, side: &dyn ContainerSide) -> Result<()> {
     let spec = Spec::load(&tree.join(rundock_spec::SPEC_FILE));
     if let Err(e) = &spec {
         eprintln!("rundock stop-tree: {e}; stopping with default timeouts");
@@ -52,7 +58,7 @@ pub fn stop_tree(tree: &Path, hooks_run_by: HookRunner) -> Result<()> {
             eprintln!("rundock stop-tree: {e:#}");
         }
     }
-    let withdrawn = std::time::Instant::now();
+    let withdrawn = Instant::now();
     let container = tree.join(CONTAINER_SERVICE);
     let hooks = spec
         .as_ref()
@@ -61,12 +67,12 @@ pub fn stop_tree(tree: &Path, hooks_run_by: HookRunner) -> Result<()> {
     // counts towards the drain.
     if let (Some((name, hooks)), true) = (hooks, runsv_running(&container)) {
         if let Some(hook) = &hooks.pre_stop {
-            run_hook(hooks_run_by, "pre_stop", name, hook);
+            run_hook(side, "pre_stop", name, hook);
         }
     }
-    if announced {
-        let drain = Duration::from_secs(spec.as_ref().map_or(0, |s| s.drain).into());
-        std::thread::sleep(drain.saturating_sub(withdrawn.elapsed()));
+    if let (true, Some(spec)) = (announced, &spec) {
+        let limit = Duration::from_secs(spec.drain.into()).saturating_sub(withdrawn.elapsed());
+        drain(spec, side, limit);
     }
     if runsv_running(&container) {
         let wait = spec.as_ref().map_or(30, |s| s.container.stop_timeout + 15);
@@ -77,7 +83,7 @@ pub fn stop_tree(tree: &Path, hooks_run_by: HookRunner) -> Result<()> {
     let _ = std::fs::remove_file(&drain_file);
     if let Some((name, hooks)) = hooks {
         if let Some(hook) = &hooks.post_stop {
-            run_hook(hooks_run_by, "post_stop", name, hook);
+            run_hook(side, "post_stop", name, hook);
         }
     }
     let pid_file = tree.join("supervise/pid");
@@ -96,11 +102,46 @@ pub fn stop_tree(tree: &Path, hooks_run_by: HookRunner) -> Result<()> {
 }
 
 /// Runs a stop hook; a failure is logged and the stop goes on.
-fn run_hook(runner: HookRunner, which: &str, container: &str, hook: &rundock_spec::Hook) {
+fn run_hook(side: &dyn ContainerSide, which: &str, container: &str, hook: &rundock_spec::Hook) {
     eprintln!("rundock stop-tree: running {which}");
-    match runner(container, hook) {
+    match side.run_hook(container, hook) {
         Ok(()) => eprintln!("rundock stop-tree: {which} succeeded"),
         Err(e) => eprintln!("rundock stop-tree: {which} failed: {e:#}; stopping anyway"),
+    }
+}
+
+/// The wait between the record's withdrawal and the container's stop, at most `limit`:
+/// all of it, or with `drain_mode: idle` until the container serves no connection on
+/// its port (see rundock-drain).
+pub fn drain(spec: &Spec, side: &dyn ContainerSide, limit: Duration) {
+    let served_port = spec.announce.as_ref().map(|a| a.container_port);
+    let (DrainMode::Idle, Some(port)) = (spec.drain_mode, served_port) else {
+        std::thread::sleep(limit);
+        return;
+    };
+    let pid = match side.container_pid(spec) {
+        Ok(Some(pid)) => pid,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!(
+                "rundock stop-tree: cannot find the container's process ({e:#}); draining {}s",
+                limit.as_secs()
+            );
+            std::thread::sleep(limit);
+            return;
+        }
+    };
+    match rundock_drain::wait_until_idle(pid, port, limit) {
+        Drained::Idle(after) => eprintln!(
+            "rundock stop-tree: {} idle on port {port} after {} ms",
+            spec.name,
+            after.as_millis()
+        ),
+        Drained::TimedOut { established } => eprintln!(
+            "rundock stop-tree: {} still had {established} connection(s) on port {port} when the drain time ({}s) ended",
+            spec.name, spec.drain
+        ),
+        Drained::Gone => {}
     }
 }
 

@@ -43,6 +43,62 @@ pub struct Spec {
     /// services only: the names are looked up in the same etcd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<crate::hooks::Requires>,
+    /// How the drain ends: after `drain` seconds, or as soon as the container is idle
+    /// (at most `drain` seconds). Absent from the JSON when fixed, so older trees keep
+    /// their bytes.
+    #[serde(default, skip_serializing_if = "DrainMode::is_fixed")]
+    pub drain_mode: DrainMode,
+    /// `update: start-first`: a changed container starts beside the old one and takes
+    /// over its record once healthy. Absent (stop-first) from the JSON by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_first: Option<StartFirst>,
+}
+
+/// How a start-first update goes (see the supervisor's `switch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartFirst {
+    /// Seconds the new container has to pass its health checks and take the record.
+    pub timeout: u32,
+}
+
+/// Where the supervisor leaves the outcome of a start-first update for the module, in
+/// its working directory (the tree's `services/container`).
+pub const UPDATE_FILE: &str = "rundock-update.json";
+
+/// The name of the second container of a start-first update while it proves itself.
+pub fn next_container_name(container_name: &str) -> String {
+    format!("{container_name}-next")
+}
+
+/// The name the old container of a start-first update carries while it drains.
+pub fn old_container_name(container_name: &str) -> String {
+    format!("{container_name}-old")
+}
+
+/// How a drain ends (see [`Spec::drain`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrainMode {
+    /// Wait the whole `drain` seconds.
+    #[default]
+    Fixed,
+    /// Wait until the container has no established TCP connection on its served port
+    /// and accepted none for a moment, at most `drain` seconds.
+    Idle,
+}
+
+impl DrainMode {
+    pub fn is_fixed(&self) -> bool {
+        *self == DrainMode::Fixed
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrainMode::Fixed => "fixed",
+            DrainMode::Idle => "idle",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,8 +171,14 @@ pub struct PortMapping {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnnounceSpec {
-    /// The port written into the record (the host port clients connect to).
+    /// The port written into the record (the host port clients connect to); 0 with
+    /// `auto_port`, whose port is read from the container.
     pub port: u16,
+    /// `announce: auto`: Docker picks a free host port for `container_port` on the
+    /// announce address; the announcer publishes the port Docker chose, read from the
+    /// container, and health checks naming `container_port` probe it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_port: bool,
     /// The container port it maps to.
     pub container_port: u16,
     pub announce_as: AnnounceAs,

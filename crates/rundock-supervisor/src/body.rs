@@ -147,6 +147,8 @@ pub(crate) mod tests {
             watch: None,
             hooks: Default::default(),
             requires: None,
+            drain_mode: Default::default(),
+            start_first: None,
         }
     }
 

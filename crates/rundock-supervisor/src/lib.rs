@@ -27,6 +27,7 @@ mod log;
 mod output;
 mod requires;
 mod supervise;
+mod switch;
 mod tokens;
 
 use rundock_spec::Spec;
@@ -39,6 +40,52 @@ pub const EXIT_FAILURE: i32 = 125;
 /// Name of the back-off state file, kept in the supervisor's working directory (runsv
 /// starts it in the tree's `services/container`).
 pub const STATE_FILE: &str = rundock_spec::state::SUPERVISOR_STATE_FILE;
+
+pub use rundock_spec::UPDATE_FILE;
+
+/// How the last start-first update of a spec ended, as the supervisor leaves it in
+/// [`UPDATE_FILE`] and the module reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpdateOutcome {
+    /// [`Spec::container_hash`] of the spec the update was to.
+    pub spec: String,
+    pub switched: bool,
+    /// What happened; on failure, which check failed and why.
+    pub message: String,
+}
+
+impl UpdateOutcome {
+    pub fn switched(spec: &str, message: String) -> UpdateOutcome {
+        UpdateOutcome {
+            spec: spec.into(),
+            switched: true,
+            message,
+        }
+    }
+
+    pub fn failed(spec: &str, message: String) -> UpdateOutcome {
+        UpdateOutcome {
+            spec: spec.into(),
+            switched: false,
+            message,
+        }
+    }
+
+    /// Written through a temp file and a rename; a failure is only logged (the update
+    /// itself is done either way).
+    pub fn save(&self, path: &Path) {
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::to_string(self).expect("an outcome serializes");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            eprintln!("rundock supervise: cannot write {}: {e}", path.display());
+        }
+    }
+
+    /// The outcome in `path`, if there is one that parses.
+    pub fn load(path: &Path) -> Option<UpdateOutcome> {
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    }
+}
 
 /// Blocking: builds a current-thread tokio runtime. Returns the process exit code.
 ///
@@ -116,5 +163,35 @@ pub fn container_is_current(spec: &Spec) -> anyhow::Result<bool> {
             .and_then(|c| c.labels.as_ref())
             .and_then(|l| l.get(rundock_spec::LABEL_SPEC).cloned());
         Ok(running && hash.as_deref() == Some(spec.container_hash().as_str()))
+    })
+}
+
+/// Blocking: the host pid of the init process of the service's container while it runs
+/// (`None` when there is no such container or it does not run). Drain until idle reads
+/// the container's TCP table through it (`/proc/<pid>/net/tcp`).
+pub fn container_pid(spec: &Spec) -> anyhow::Result<Option<u32>> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let docker = supervise::connect(spec.container.stop_timeout).await?;
+        let inspect = match docker
+            .inspect_container(
+                &spec.container.container_name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(inspect) => inspect,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let state = inspect.state.unwrap_or_default();
+        let pid = state
+            .pid
+            .filter(|_| state.running == Some(true))
+            .and_then(|pid| u32::try_from(pid).ok())
+            .filter(|pid| *pid > 0);
+        Ok(pid)
     })
 }

@@ -27,6 +27,7 @@ use crate::image;
 use crate::log::prefix;
 use crate::output::{self, Copy};
 use crate::requires;
+use crate::switch;
 use crate::tokens::Addresses;
 use crate::EXIT_FAILURE;
 use anyhow::Context;
@@ -62,9 +63,9 @@ pub(crate) async fn connect(stop_timeout: u32) -> anyhow::Result<Docker> {
 }
 
 /// A started container and the copy of its output.
-struct Life {
-    id: String,
-    output: Copy,
+pub(crate) struct Life {
+    pub(crate) id: String,
+    pub(crate) output: Copy,
 }
 
 /// The whole run; returns the process exit code.
@@ -73,6 +74,15 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
     // First of all, so a TERM during a pull or a back-off is ours to handle.
     let mut signals = match Shutdown::new() {
         Ok(signals) => signals,
+        Err(e) => {
+            say!(name, "cannot handle signals: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    // HUP: let go of the container (it keeps running) and exit, so runsv starts us
+    // again on the spec now on disk; how the module asks for a start-first update.
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangup) => hangup,
         Err(e) => {
             say!(name, "cannot handle signals: {e}");
             return EXIT_FAILURE;
@@ -207,6 +217,12 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
     let since = Instant::now();
     let exited = tokio::select! {
         result = wait_exit(&docker, &life.id) => result,
+        _ = hangup.recv() => {
+            say!(name, "HUP: leaving the container running and starting again on the spec on disk");
+            life.output.finish(Duration::from_millis(200)).await;
+            save(0);
+            return 0;
+        }
         sig = signals.recv() => {
             say!(name, "{sig}");
             shutdown(&docker, spec, &mut signals).await;
@@ -337,6 +353,14 @@ async fn start(docker: &Docker, spec: &Spec) -> anyhow::Result<Life> {
     let addresses = Addresses::resolve(&spec.container, &spec.interfaces)?;
     let identity = body::identity_labels(spec, &addresses);
 
+    if spec.start_first.is_some() {
+        let result_path = Path::new(crate::UPDATE_FILE);
+        if let switch::Switched::Life(life) =
+            switch::try_switch(docker, spec, &addresses, &identity, &image_id, result_path).await?
+        {
+            return Ok(life);
+        }
+    }
     let reusable = remove_stale(docker, spec, &identity, &image_id).await?;
     match reusable {
         Some((id, ContainerStateStatusEnum::RUNNING)) => {
@@ -372,7 +396,11 @@ async fn start(docker: &Docker, spec: &Spec) -> anyhow::Result<Life> {
     attach_and_start(docker, spec, &id).await
 }
 
-async fn attach_and_start(docker: &Docker, spec: &Spec, id: &str) -> anyhow::Result<Life> {
+pub(crate) async fn attach_and_start(
+    docker: &Docker,
+    spec: &Spec,
+    id: &str,
+) -> anyhow::Result<Life> {
     let container_name = spec.container.container_name.as_str();
     // Attached before the start, so the first bytes are not lost.
     let output = output::attach(docker, id)
@@ -466,14 +494,17 @@ fn stale_reason(
     }
 }
 
-fn carries_service_labels(labels: &HashMap<String, String>, identity: &[(&str, String)]) -> bool {
+pub(crate) fn carries_service_labels(
+    labels: &HashMap<String, String>,
+    identity: &[(&str, String)],
+) -> bool {
     identity
         .iter()
         .filter(|(key, _)| *key == LABEL_SERVICE || *key == LABEL_HOST)
         .all(|(key, value)| labels.get(*key) == Some(value))
 }
 
-fn status(container: &ContainerInspectResponse) -> ContainerStateStatusEnum {
+pub(crate) fn status(container: &ContainerInspectResponse) -> ContainerStateStatusEnum {
     container
         .state
         .as_ref()
@@ -482,7 +513,10 @@ fn status(container: &ContainerInspectResponse) -> ContainerStateStatusEnum {
 }
 
 /// The container called `name`, `None` if there is none.
-async fn inspect(docker: &Docker, name: &str) -> anyhow::Result<Option<ContainerInspectResponse>> {
+pub(crate) async fn inspect(
+    docker: &Docker,
+    name: &str,
+) -> anyhow::Result<Option<ContainerInspectResponse>> {
     match docker.inspect_container(name, None).await {
         Ok(container) => Ok(Some(container)),
         Err(DockerError::DockerResponseServerError {
@@ -493,7 +527,11 @@ async fn inspect(docker: &Docker, name: &str) -> anyhow::Result<Option<Container
 }
 
 /// Ids of all containers (running or not) labelled as this service on this host.
-async fn labelled(docker: &Docker, service: &str, host: &str) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn labelled(
+    docker: &Docker,
+    service: &str,
+    host: &str,
+) -> anyhow::Result<Vec<String>> {
     let filters = HashMap::from([(
         "label".to_string(),
         vec![
@@ -514,7 +552,7 @@ async fn labelled(docker: &Docker, service: &str, host: &str) -> anyhow::Result<
 }
 
 /// `docker stop -t timeout` then `docker rm -f`; a container already gone is fine.
-async fn stop_and_remove(docker: &Docker, id: &str, timeout: u32) -> anyhow::Result<()> {
+pub(crate) async fn stop_and_remove(docker: &Docker, id: &str, timeout: u32) -> anyhow::Result<()> {
     let stop = StopContainerOptions {
         t: Some(i32::try_from(timeout).unwrap_or(i32::MAX)),
         signal: None,
@@ -529,7 +567,7 @@ async fn stop_and_remove(docker: &Docker, id: &str, timeout: u32) -> anyhow::Res
     remove(docker, id).await
 }
 
-async fn remove(docker: &Docker, id: &str) -> anyhow::Result<()> {
+pub(crate) async fn remove(docker: &Docker, id: &str) -> anyhow::Result<()> {
     let options = RemoveContainerOptions {
         force: true,
         ..Default::default()
@@ -643,7 +681,7 @@ pub(crate) async fn remove_service_containers(
     Ok(ids.len())
 }
 
-fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 

@@ -91,6 +91,8 @@ impl Case {
             watch: None,
             hooks: Default::default(),
             requires: None,
+            drain_mode: Default::default(),
+            start_first: None,
         }
     }
 

@@ -76,6 +76,19 @@ impl Cli {
     }
 }
 
+/// The container's side of stop-tree, through the supervisor's Docker client.
+struct DockerSide;
+
+impl rundock_runit::ContainerSide for DockerSide {
+    fn run_hook(&self, container: &str, hook: &rundock_spec::Hook) -> Result<()> {
+        rundock_supervisor::run_hook(container, hook)
+    }
+
+    fn container_pid(&self, spec: &Spec) -> Result<Option<u32>> {
+        rundock_supervisor::container_pid(spec)
+    }
+}
+
 struct ServiceHooks;
 
 impl rundock_module::Hooks for ServiceHooks {
@@ -96,6 +109,31 @@ impl rundock_module::Hooks for ServiceHooks {
         rundock_status::status_of(spec)
             .ok()
             .and_then(|s| serde_json::to_value(s).ok())
+    }
+
+    fn await_update(&self, tree_dir: &std::path::Path, spec: &Spec) -> Result<()> {
+        let path = tree_dir
+            .join(rundock_spec::tree::CONTAINER_SERVICE)
+            .join(rundock_supervisor::UPDATE_FILE);
+        let hash = spec.container_hash();
+        // The new container's checks, the record's move, the old one's drain and stop.
+        let limit = spec.start_first.map_or(60, |s| s.timeout)
+            + spec.drain
+            + spec.container.stop_timeout
+            + 60;
+        let deadline = Instant::now() + Duration::from_secs(limit.into());
+        while Instant::now() < deadline {
+            match rundock_supervisor::UpdateOutcome::load(&path) {
+                Some(outcome) if outcome.spec == hash && outcome.switched => return Ok(()),
+                Some(outcome) if outcome.spec == hash => anyhow::bail!("{}", outcome.message),
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        anyhow::bail!(
+            "the supervisor of {} reported no outcome of the update within {limit} s (see {})",
+            spec.name,
+            rundock_runit::log_dir(spec, "container").display()
+        )
     }
 
     fn wait_ready(&self, spec: &Spec, timeout: Duration) -> Result<()> {
@@ -142,9 +180,7 @@ fn main() -> ExitCode {
         Command::Module { args_file } => return module(&args_file),
         Command::Supervise { tree } => load(&tree).and_then(rundock_supervisor::run),
         Command::Announce { tree } => load(&tree).and_then(rundock_announcer::run),
-        Command::StopTree { tree } => {
-            rundock_runit::stop_tree(&tree, &rundock_supervisor::run_hook).map(|_| 0)
-        }
+        Command::StopTree { tree } => rundock_runit::stop_tree(&tree, &DockerSide).map(|_| 0),
         Command::Log { tree, stream } => {
             rundock_runit::exec_svlogd(&tree, &stream).map(|never| match never {})
         }

@@ -1,0 +1,417 @@
+//! Start-first updates (`update: start-first`): the changed container starts beside the
+//! old one, proves itself against the service's health checks, takes the record, and
+//! only then is the old one drained, stopped and removed.
+//!
+//! Why the supervisor does it, at its own start: the supervisor is the one process that
+//! creates and removes the service's containers, it runs under runsv (so it outlives an
+//! Ansible connection), and its start is where an interrupted switch has to be finished
+//! anyway. The module asks for a switch by writing the new spec and sending the
+//! supervisor HUP: the supervisor lets go of its container (it keeps running) and exits,
+//! runsv starts it again on the new spec, and [`try_switch`] finds the old container
+//! running with a stale spec. A supervisor SIGKILLed at any moment of a switch comes
+//! back the same way and converges from what Docker shows:
+//!
+//! | found | done |
+//! |---|---|
+//! | old (stale, running) named `NAME`, maybe a `NAME-next` | remove the `-next` (it never had the record), switch again |
+//! | no `NAME`, old renamed `NAME-old` | rename it back to `NAME`, as above |
+//! | current `NAME` running, an old one still running | wait for the record to point at `NAME`, drain and remove the old |
+//! | current `NAME`, nothing else | nothing: the usual reuse |
+//!
+//! So at most two containers of the service exist at a time, and every start ends with
+//! one. The record moves by the announcer's own rule ("announce only a running, healthy
+//! container"): once the new container carries `NAME`, the announcer sees another
+//! container under the name it watches (a `rename` event), forgets the old checks' results
+//! and keeps the old record untouched until the new container's checks pass, then
+//! writes the new value under the same key, one put. The supervisor's own probes only
+//! decide whether the new container may take the name at all.
+//!
+//! The outcome for the module is written to [`crate::UPDATE_FILE`] in the working
+//! directory, keyed by the spec's container hash.
+
+use crate::log::prefix;
+use crate::output;
+use crate::supervise::{
+    attach_and_start, carries_service_labels, inspect, labelled, short, stop_and_remove, Life,
+};
+use crate::tokens::Addresses;
+use crate::{body, UpdateOutcome};
+use anyhow::Context;
+use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::{CreateContainerOptions, RenameContainerOptions};
+use bollard::Docker;
+use rundock_announcer::docker::{published_tcp_ports, ContainerView};
+use rundock_announcer::health::{describe, probe, Target};
+use rundock_runtime::say;
+use rundock_spec::{
+    next_container_name, old_container_name, DrainMode, Spec, LABEL_HOST, LABEL_SERVICE,
+};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often the record is read while waiting for it to point at the new container.
+const RECORD_POLL: Duration = Duration::from_millis(50);
+
+/// What the start of a start-first supervisor found and did.
+pub(crate) enum Switched {
+    /// A life to watch: the new container, or the old one when the new failed.
+    Life(Life),
+    /// Nothing to switch: the usual start goes on.
+    NotNeeded,
+}
+
+/// Finishes or performs a switch if Docker shows one is due; see the module docs.
+pub(crate) async fn try_switch(
+    docker: &Docker,
+    spec: &Spec,
+    addresses: &Addresses,
+    identity: &[(&'static str, String)],
+    image_id: &str,
+    result_path: &Path,
+) -> anyhow::Result<Switched> {
+    let name = &prefix(spec);
+    let container_name = spec.container.container_name.as_str();
+    let ours = |c: &ContainerInspectResponse| {
+        let labels = c
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        carries_service_labels(&labels, identity)
+    };
+    let running =
+        |c: &ContainerInspectResponse| c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+    let mut named = inspect(docker, container_name).await?.filter(|c| ours(c));
+    if named.is_none() {
+        // Interrupted between the two renames: the old one is still the serving one.
+        let old_name = old_container_name(container_name);
+        if let Some(old) = inspect(docker, &old_name)
+            .await?
+            .filter(|c| ours(c) && running(c))
+        {
+            say!(
+                name,
+                "{old_name} was being replaced; taking it back as {container_name}"
+            );
+            rename(docker, &old_name, container_name).await?;
+            named = Some(old);
+        }
+    }
+    let Some(named) = named.filter(|c| running(c)) else {
+        return Ok(Switched::NotNeeded);
+    };
+    let named_id = named.id.clone().unwrap_or_default();
+    let current = is_current(&named, identity, image_id);
+    let others = other_containers(docker, spec, &named_id).await?;
+    if current {
+        // Switched already (an earlier life was stopped mid-way), but the old one may
+        // still be up: finish its drain, and tell the module the update is done.
+        let finishing = !others.is_empty();
+        for old in others {
+            let port = host_port(&named, spec);
+            await_record(spec, port, deadline(spec)).await;
+            retire(docker, spec, &old).await?;
+        }
+        if finishing || !result_path.exists() {
+            UpdateOutcome::switched(
+                &spec.container_hash(),
+                format!(
+                    "{container_name} ({}) runs the current spec",
+                    short(&named_id)
+                ),
+            )
+            .save(result_path);
+        }
+        return Ok(Switched::NotNeeded);
+    }
+    for leftover in others {
+        say!(
+            name,
+            "removing container {} left by an interrupted update (it never had the record)",
+            short(&leftover)
+        );
+        stop_and_remove(docker, &leftover, spec.container.stop_timeout).await?;
+    }
+    switch(docker, spec, addresses, named, result_path).await
+}
+
+async fn switch(
+    docker: &Docker,
+    spec: &Spec,
+    addresses: &Addresses,
+    old: ContainerInspectResponse,
+    result_path: &Path,
+) -> anyhow::Result<Switched> {
+    let name = &prefix(spec);
+    let container_name = spec.container.container_name.as_str();
+    let next_name = next_container_name(container_name);
+    let old_id = old.id.clone().unwrap_or_default();
+    let hash = spec.container_hash();
+    let started = std::time::Instant::now();
+    say!(
+        name,
+        "start-first update: starting {next_name} ({}) beside {container_name} ({})",
+        spec.container.image,
+        short(&old_id)
+    );
+    let options = CreateContainerOptions {
+        name: Some(next_name.clone()),
+        ..Default::default()
+    };
+    let id = docker
+        .create_container(Some(options), body::create_body(spec, addresses))
+        .await
+        .with_context(|| format!("cannot create container {next_name}"))?
+        .id;
+    let life = attach_and_start(docker, spec, &id).await?;
+    let deadline = deadline(spec);
+    let port = match vet(docker, spec, &id, deadline).await {
+        Ok(port) => port,
+        Err(why) => {
+            say!(
+                name,
+                "start-first update failed: {why}; {container_name} keeps serving"
+            );
+            life.output.finish(Duration::from_millis(200)).await;
+            stop_and_remove(docker, &id, spec.container.stop_timeout).await?;
+            UpdateOutcome::failed(&hash, why).save(result_path);
+            let output = output::attach(docker, &old_id)
+                .await
+                .with_context(|| format!("cannot attach to container {container_name}"))?;
+            return Ok(Switched::Life(Life { id: old_id, output }));
+        }
+    };
+    // The old container's name goes first so the new one can take it; the announcer
+    // watches the name and sees only the new container arrive under it.
+    let old_name = old_container_name(container_name);
+    rename(docker, container_name, &old_name).await?;
+    rename(docker, &next_name, container_name).await?;
+    let switch_start = std::time::Instant::now();
+    let moved = await_record(spec, Some(port), deadline).await;
+    let record_took = switch_start.elapsed();
+    retire(docker, spec, &old_id).await?;
+    let message = format!(
+        "switched to {} on port {port}: record {} {:.2}s after the rename, whole update {:.1}s",
+        short(&id),
+        if moved { "moved" } else { "did not move" },
+        record_took.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    say!(name, "{message}");
+    UpdateOutcome::switched(&hash, message).save(result_path);
+    Ok(Switched::Life(life))
+}
+
+/// Waits until the new container runs and passes every health check; its published
+/// host port. `Err` names the check that did not pass, or why the container is unfit.
+async fn vet(docker: &Docker, spec: &Spec, id: &str, deadline: Instant) -> Result<u16, String> {
+    let announce = spec.announce.as_ref().ok_or("start-first needs announce")?;
+    let addr = rundock_hostip::resolve(&announce.announce_as, &spec.interfaces)
+        .map_err(|e| format!("no address to probe: {e}"))?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("http client: {e}"))?;
+    let mut last_failure;
+    loop {
+        let info = docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| format!("cannot inspect the new container: {e}"))?;
+        let state = info.state.clone().unwrap_or_default();
+        if state.running != Some(true)
+            && state.status != Some(bollard::models::ContainerStateStatusEnum::CREATED)
+        {
+            return Err(format!(
+                "the new container exited with code {}",
+                state.exit_code.unwrap_or(-1)
+            ));
+        }
+        let ports = info
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.ports.as_ref())
+            .map(published_tcp_ports)
+            .unwrap_or_default();
+        if let Some(&port) = ports.get(&announce.container_port) {
+            let target = Target {
+                view: ContainerView {
+                    known: true,
+                    running: true,
+                    tcp_ports: ports.clone(),
+                    id: Some(id.to_string()),
+                    ..ContainerView::default()
+                },
+                addr: Some(addr),
+                auto_port_of: Some(announce.container_port),
+            };
+            let mut failed = None;
+            for check in &announce.health {
+                let limit = Duration::from_secs(check.timeout.max(1).into());
+                let result = match tokio::time::timeout(
+                    limit,
+                    probe(check, &target, id, Some(docker.clone()), &http),
+                )
+                .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(format!("no answer within {}s", limit.as_secs())),
+                };
+                if let Err(why) = result {
+                    failed = Some(format!("health check {} failed: {why}", describe(check)));
+                    break;
+                }
+            }
+            match failed {
+                None => return Ok(port),
+                Some(why) => last_failure = why,
+            }
+        } else {
+            last_failure = format!(
+                "container port {} is not published",
+                announce.container_port
+            );
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{last_failure} (the new container had {}s, update_timeout)",
+                spec.start_first.map_or(0, |s| s.timeout)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until the record carries `port` (the new container's), at most until
+/// `deadline`; whether it did. Without a port to look for it waits for nothing.
+async fn await_record(spec: &Spec, port: Option<u16>, deadline: Instant) -> bool {
+    let (Some(port), Some(announce), Some(key)) = (
+        port,
+        spec.announce.as_ref(),
+        rundock_announcer::record_key(spec),
+    ) else {
+        return false;
+    };
+    let Ok(client) = rundock_etcd::Client::new(&announce.etcd) else {
+        return false;
+    };
+    loop {
+        if let Ok(Ok(Some(entry))) =
+            tokio::time::timeout(Duration::from_secs(2), client.get(&key)).await
+        {
+            let carried = serde_json::from_str::<serde_json::Value>(&entry.value)
+                .ok()
+                .and_then(|v| v["port"].as_u64());
+            if carried == Some(u64::from(port)) {
+                return true;
+            }
+        }
+        if Instant::now() >= deadline {
+            say!(
+                prefix(spec),
+                "the record did not move to port {port} in time; retiring the old container anyway"
+            );
+            return false;
+        }
+        tokio::time::sleep(RECORD_POLL).await;
+    }
+}
+
+/// Drains the old container (no longer announced) by the spec's drain mode, then stops
+/// and removes it.
+async fn retire(docker: &Docker, spec: &Spec, id: &str) -> anyhow::Result<()> {
+    let name = &prefix(spec);
+    let limit = Duration::from_secs(spec.drain.into());
+    let port = spec.announce.as_ref().map(|a| a.container_port);
+    let pid = docker
+        .inspect_container(id, None)
+        .await
+        .ok()
+        .and_then(|c| c.state)
+        .and_then(|s| s.pid)
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0);
+    match (spec.drain_mode, port, pid) {
+        // Not running: nothing to drain.
+        (_, _, None) => {}
+        (DrainMode::Idle, Some(port), Some(pid)) => {
+            let drained = tokio::task::spawn_blocking(move || {
+                rundock_drain::wait_until_idle(pid, port, limit)
+            })
+            .await
+            .context("the drain task failed")?;
+            say!(name, "old container {}: {drained:?}", short(id));
+        }
+        _ => tokio::time::sleep(limit).await,
+    }
+    stop_and_remove(docker, id, spec.container.stop_timeout).await?;
+    say!(name, "old container {} stopped and removed", short(id));
+    Ok(())
+}
+
+async fn rename(docker: &Docker, from: &str, to: &str) -> anyhow::Result<()> {
+    docker
+        .rename_container(
+            from,
+            RenameContainerOptions {
+                name: to.to_string(),
+            },
+        )
+        .await
+        .with_context(|| format!("cannot rename container {from} to {to}"))
+}
+
+fn deadline(spec: &Spec) -> Instant {
+    let secs = spec.start_first.map_or(60, |s| s.timeout);
+    Instant::now() + Duration::from_secs(secs.into())
+}
+
+fn host_port(container: &ContainerInspectResponse, spec: &Spec) -> Option<u16> {
+    let container_port = spec.announce.as_ref()?.container_port;
+    let ports = container.network_settings.as_ref()?.ports.as_ref()?;
+    published_tcp_ports(ports).get(&container_port).copied()
+}
+
+fn is_current(
+    container: &ContainerInspectResponse,
+    identity: &[(&'static str, String)],
+    image_id: &str,
+) -> bool {
+    let empty = HashMap::new();
+    let labels = container
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .unwrap_or(&empty);
+    identity
+        .iter()
+        .all(|(key, value)| labels.get(*key) == Some(value))
+        && container.image.as_deref() == Some(image_id)
+}
+
+/// The service's containers (running or not) other than `except`.
+async fn other_containers(
+    docker: &Docker,
+    spec: &Spec,
+    except: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for id in labelled(docker, &spec.name, &spec.host_label).await? {
+        if id == except {
+            continue;
+        }
+        if let Some(c) = inspect(docker, &id).await? {
+            let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
+            let identity = [
+                (LABEL_SERVICE, spec.name.clone()),
+                (LABEL_HOST, spec.host_label.clone()),
+            ];
+            if carries_service_labels(&labels, &identity) {
+                ids.push(id);
+            }
+        }
+    }
+    Ok(ids)
+}
