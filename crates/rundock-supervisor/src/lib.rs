@@ -139,18 +139,9 @@ pub fn container_is_current(spec: &Spec) -> anyhow::Result<bool> {
     let runtime = runtime()?;
     runtime.block_on(async {
         let docker = supervise::connect(spec.container.stop_timeout).await?;
-        let inspect = match docker
-            .inspect_container(
-                &spec.container.container_name,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-        {
-            Ok(inspect) => inspect,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return Ok(false),
-            Err(e) => return Err(e.into()),
+        let Some(inspect) = supervise::inspect(&docker, &spec.container.container_name).await?
+        else {
+            return Ok(false);
         };
         let running = inspect
             .state
@@ -173,18 +164,9 @@ pub fn container_pid(spec: &Spec) -> anyhow::Result<Option<u32>> {
     let runtime = runtime()?;
     runtime.block_on(async {
         let docker = supervise::connect(spec.container.stop_timeout).await?;
-        let inspect = match docker
-            .inspect_container(
-                &spec.container.container_name,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-        {
-            Ok(inspect) => inspect,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(inspect) = supervise::inspect(&docker, &spec.container.container_name).await?
+        else {
+            return Ok(None);
         };
         let state = inspect.state.unwrap_or_default();
         let pid = state
