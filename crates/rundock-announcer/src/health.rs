@@ -172,6 +172,23 @@ pub async fn probe(
 }
 
 async fn exec(docker: &Docker, container: &str, command: &[String]) -> Result<(), String> {
+    // The output is not kept (it may hold anything); the exit code is the verdict.
+    match exec_in_container(docker, container, command, |_| {}).await? {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!("{} exited {code}", command.join(" "))),
+        None => Err(format!("{} did not finish", command.join(" "))),
+    }
+}
+
+/// `docker exec` of `command` in `container`, its output handed to `output` chunk by
+/// chunk as it comes; returns the exit code (`None` if Docker reports none). Shared by
+/// the exec health check and the supervisor's lifecycle hooks.
+pub async fn exec_in_container(
+    docker: &Docker,
+    container: &str,
+    command: &[String],
+    mut output: impl FnMut(&[u8]),
+) -> Result<Option<i64>, String> {
     let created = docker
         .create_exec(
             container,
@@ -188,24 +205,20 @@ async fn exec(docker: &Docker, container: &str, command: &[String]) -> Result<()
         .start_exec(&created.id, None)
         .await
         .map_err(|e| format!("docker exec: {e}"))?;
-    if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
-        // The output ends when the command exits; its text is not kept (it may hold
-        // anything, and the exit code is the verdict).
-        while let Some(chunk) = output.next().await {
-            if chunk.is_err() {
-                break;
-            }
+    if let bollard::exec::StartExecResults::Attached {
+        output: mut stream, ..
+    } = started
+    {
+        // The stream ends when the command exits.
+        while let Some(Ok(chunk)) = stream.next().await {
+            output(&chunk.into_bytes());
         }
     }
     let info = docker
         .inspect_exec(&created.id)
         .await
         .map_err(|e| format!("docker exec: {e}"))?;
-    match info.exit_code {
-        Some(0) => Ok(()),
-        Some(code) => Err(format!("{} exited {code}", command.join(" "))),
-        None => Err(format!("{} did not finish", command.join(" "))),
-    }
+    Ok(info.exit_code)
 }
 
 fn chain(e: &dyn std::error::Error) -> String {

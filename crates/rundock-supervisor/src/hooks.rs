@@ -7,7 +7,6 @@
 //! log; its exit code is the verdict.
 
 use bollard::Docker;
-use futures_util::StreamExt;
 use rundock_spec::Hook;
 use std::io::Write;
 use std::time::Duration;
@@ -48,32 +47,11 @@ async fn on_host(command: &[String]) -> Result<i64, String> {
 }
 
 async fn in_container(docker: &Docker, container: &str, command: &[String]) -> Result<i64, String> {
-    let created = docker
-        .create_exec(
-            container,
-            bollard::models::ExecConfig {
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                cmd: Some(command.to_vec()),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| format!("docker exec: {e}"))?;
-    let started = docker
-        .start_exec(&created.id, None)
-        .await
-        .map_err(|e| format!("docker exec: {e}"))?;
-    if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
-        while let Some(Ok(chunk)) = output.next().await {
-            let _ = std::io::stderr().write_all(&chunk.into_bytes());
-        }
-    }
-    let info = docker
-        .inspect_exec(&created.id)
-        .await
-        .map_err(|e| format!("docker exec: {e}"))?;
-    info.exit_code.ok_or_else(|| "did not finish".to_string())
+    rundock_announcer::health::exec_in_container(docker, container, command, |chunk| {
+        let _ = std::io::stderr().write_all(chunk);
+    })
+    .await?
+    .ok_or_else(|| "did not finish".to_string())
 }
 
 /// Blocking: runs `hook` for the service's container (for `stop-tree`, which is not
