@@ -150,17 +150,40 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start() -> Etcd {
-        let data = tempfile::tempdir().expect("etcd data dir");
-        let client_port = free_port();
-        let peer_port = free_port();
-        let mut etcd = Etcd {
-            child: Etcd::spawn(data.path(), client_port, peer_port),
-            client_port,
-            peer_port,
-            data,
-        };
-        etcd.wait_ready();
-        etcd
+        // free_port only says a port was free a moment ago: when etcd exits at once
+        // because another process took one meanwhile, start it again on others.
+        for _ in 0..5 {
+            let data = tempfile::tempdir().expect("etcd data dir");
+            let client_port = free_port();
+            let peer_port = free_port();
+            let mut etcd = Etcd {
+                child: Etcd::spawn(data.path(), client_port, peer_port),
+                client_port,
+                peer_port,
+                data,
+            };
+            if etcd.ready_or_exited() {
+                return etcd;
+            }
+        }
+        panic!("etcd did not start in 5 attempts on fresh ports");
+    }
+
+    /// Waits until this etcd answers /health (true), or its process exits or 20 s pass
+    /// (false).
+    fn ready_or_exited(&mut self) -> bool {
+        let url = format!("{}/health", self.endpoint());
+        let child = &mut self.child;
+        wait_for(Duration::from_secs(20), || {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return Some(false);
+            }
+            run("curl", &["-sf", "-m", "1", &url])
+                .status
+                .success()
+                .then_some(true)
+        })
+        .unwrap_or(false)
     }
 
     fn spawn(data: &Path, client_port: u16, peer_port: u16) -> Child {
