@@ -3,10 +3,10 @@
 //! NXDOMAIN; deleted records stop answering within a second; the watch survives an etcd
 //! restart.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rundock_dns::DnsOptions;
@@ -18,8 +18,7 @@ const BASE: &str = "/skydns/com/example/prod/s";
 /// The responder on an ephemeral port, in a thread of its own; stopped on drop.
 struct Responder {
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<anyhow::Result<()>>>,
+    _serving: common::InProcess,
 }
 
 impl Responder {
@@ -32,27 +31,10 @@ impl Responder {
 
     fn start_with(mut opts: DnsOptions) -> Responder {
         opts.listen = "127.0.0.1:0".parse().unwrap();
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(rundock_dns::serve(
-                opts,
-                move |addr| addr_tx.send(addr).unwrap(),
-                async move {
-                    let _ = stop_rx.await;
-                },
-            ))
-        });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("responder bound");
+        let serving = common::InProcess::start(opts, || Ok(()));
         Responder {
-            addr,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            addr: serving.addr,
+            _serving: serving,
         }
     }
 
@@ -82,20 +64,6 @@ impl Responder {
         let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
         want.sort();
         wait_for(timeout, || (self.short(name, qtype) == want).then_some(())).is_some()
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let result = thread.join().expect("responder thread");
-            if !std::thread::panicking() {
-                result.expect("responder ended cleanly");
-            }
-        }
     }
 }
 

@@ -4,13 +4,12 @@
 //! second responder, the `--forward` target). etcd, the responders and the web server
 //! all live inside the namespace, on its own loopback.
 
+mod common;
+
 use std::fs::File;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rundock_dns::DnsOptions;
@@ -87,54 +86,19 @@ impl Drop for Namespace {
 
 /// A responder serving from a thread that entered the namespace (network namespaces
 /// are per thread), so its sockets and its etcd connection are inside.
-struct Responder {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<anyhow::Result<()>>>,
-}
+struct Responder;
 
 impl Responder {
-    fn start(ns: &Namespace, mut opts: DnsOptions) -> Responder {
+    fn start(ns: &Namespace, mut opts: DnsOptions) -> common::InProcess {
         opts.etcd = vec![ETCD.parse().unwrap()];
         let netns = File::open(PathBuf::from("/var/run/netns").join(&ns.name)).unwrap();
-        let (ready_tx, ready_rx) = mpsc::channel::<SocketAddr>();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
+        common::InProcess::start(opts, move || {
             // SAFETY: setns on an open namespace file affects only this thread.
             if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 anyhow::bail!("setns: {}", std::io::Error::last_os_error());
             }
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(rundock_dns::serve(
-                opts,
-                move |addr| ready_tx.send(addr).unwrap(),
-                async move {
-                    let _ = stop_rx.await;
-                },
-            ))
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("responder bound");
-        Responder {
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let result = thread.join().expect("responder thread");
-            if !std::thread::panicking() {
-                result.expect("responder ended cleanly");
-            }
-        }
+            Ok(())
+        })
     }
 }
 

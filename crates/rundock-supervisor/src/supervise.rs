@@ -463,7 +463,7 @@ async fn remove_stale(
 }
 
 /// Why a container named like ours cannot be reused, `None` if it can.
-fn stale_reason(
+pub(crate) fn stale_reason(
     container: &ContainerInspectResponse,
     identity: &[(&'static str, String)],
     image_id: &str,

@@ -46,7 +46,6 @@ use rundock_runtime::say;
 use rundock_spec::{
     next_container_name, old_container_name, DrainMode, Spec, LABEL_HOST, LABEL_SERVICE,
 };
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -374,21 +373,14 @@ fn host_port(container: &ContainerInspectResponse, spec: &Spec) -> Option<u16> {
     published_tcp_ports(ports).get(&container_port).copied()
 }
 
+/// Made from this spec and image, by rundock for this service on this host, and in a
+/// state that can serve: the supervisor's own reuse rule.
 fn is_current(
     container: &ContainerInspectResponse,
     identity: &[(&'static str, String)],
     image_id: &str,
 ) -> bool {
-    let empty = HashMap::new();
-    let labels = container
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.as_ref())
-        .unwrap_or(&empty);
-    identity
-        .iter()
-        .all(|(key, value)| labels.get(*key) == Some(value))
-        && container.image.as_deref() == Some(image_id)
+    crate::supervise::stale_reason(container, identity, image_id).is_none()
 }
 
 /// The service's containers (running or not) other than `except`.

@@ -4,6 +4,7 @@
 //!
 //! A missing part is a failed test, never a skipped one: `tests/run` installs them all.
 
+pub mod proxies;
 pub mod registry;
 
 use std::net::TcpListener;

@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,17 +67,7 @@ impl Haproxy {
         );
         let conf = dir.path().join("haproxy.cfg");
         std::fs::write(&conf, config).unwrap();
-        let check = kit::run("haproxy", &["-c", "-f", &conf.to_string_lossy()]);
-        assert!(check.status.success(), "haproxy -c: {check:?}");
-        let child = Command::new("haproxy")
-            .arg("-f")
-            .arg(&conf)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start haproxy (Debian haproxy)");
+        let child = kit::proxies::spawn_haproxy(&conf);
         Haproxy {
             child,
             port,

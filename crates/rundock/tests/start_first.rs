@@ -310,15 +310,7 @@ impl Haproxy {
         );
         let conf = dir.path().join("haproxy.cfg");
         std::fs::write(&conf, config).unwrap();
-        let child = Command::new("haproxy")
-            .arg("-f")
-            .arg(&conf)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start haproxy (Debian haproxy)");
+        let child = kit::proxies::spawn_haproxy(&conf);
         Haproxy {
             child,
             port,
@@ -345,22 +337,8 @@ struct NginxFront {
 impl NginxFront {
     fn start(etcd: &kit::Etcd, name: &str) -> NginxFront {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display().to_string();
         let port = kit::free_port();
-        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        let base = |extra: &[&str]| -> Vec<String> {
-            let mut argv = vec![
-                "nginx".to_string(),
-                "-p".into(),
-                d.clone(),
-                "-e".into(),
-                format!("{d}/error.log"),
-                "-c".into(),
-                format!("{d}/nginx.conf"),
-            ];
-            argv.extend(extra.iter().map(|s| s.to_string()));
-            argv
-        };
+        let base = |extra: &[&str]| kit::proxies::nginx_argv(dir.path(), extra);
         std::fs::write(
             dir.path().join("upstream.conf"),
             "upstream backend { server 127.0.0.1:9 down; }\n",
@@ -371,27 +349,11 @@ impl NginxFront {
             "upstream backend {\n{% for i in instances %}    server {{ i.host }}:{{ i.port }};\n{% else %}    server 127.0.0.1:9 down;\n{% endfor %}}\n",
         )
         .unwrap();
-        std::fs::write(
-            dir.path().join("nginx.conf"),
-            format!(
-                "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log notice;\n\
-                 events {{ worker_connections 512; }}\n\
-                 http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
-                 \x20 fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
-                 \x20 include {d}/upstream.conf;\n\
-                 \x20 server {{\n    listen 127.0.0.1:{port};\n\
-                 \x20   location / {{ proxy_pass http://backend; proxy_next_upstream off; proxy_connect_timeout 1s; proxy_read_timeout 10s; }}\n  }}\n}}\n"
-            ),
-        )
-        .unwrap();
-        let argv = base(&[]);
-        let nginx = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx (Debian nginx-light)");
+        let nginx = kit::proxies::spawn_nginx(
+            dir.path(),
+            port,
+            "    location / { proxy_pass http://backend; proxy_next_upstream off; proxy_connect_timeout 1s; proxy_read_timeout 10s; }\n",
+        );
         let spec = dir.path().join("watch.json");
         std::fs::write(
             &spec,

@@ -42,29 +42,14 @@ impl Nginx {
     /// which must exist) with retries off, so a request sent to a dead backend fails.
     fn start(dir: &Path, upstream: &str) -> Nginx {
         let port = kit::free_port();
-        let d = dir.display();
-        std::fs::create_dir_all(dir.join("tmp")).unwrap();
-        std::fs::write(
-            dir.join("nginx.conf"),
-            format!(
-                "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log notice;\n\
-                 events {{ worker_connections 512; }}\n\
-                 http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
-                 \x20 fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
-                 \x20 include {d}/upstream.conf;\n\
-                 \x20 server {{\n    listen 127.0.0.1:{port};\n\
-                 \x20   location = /_instances {{ return 200 $rendered_instances; }}\n\
-                 \x20   location / {{ proxy_pass http://{upstream}; proxy_next_upstream off; proxy_connect_timeout 1s; }}\n  }}\n}}\n"
+        let child = kit::proxies::spawn_nginx(
+            dir,
+            port,
+            &format!(
+                "    location = /_instances {{ return 200 $rendered_instances; }}\n\
+                 \x20   location / {{ proxy_pass http://{upstream}; proxy_next_upstream off; proxy_connect_timeout 1s; }}\n"
             ),
-        )
-        .unwrap();
-        let child = Command::new("nginx")
-            .args(Nginx::base_args(dir))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx (Debian nginx-light; tests/setup installs it)");
+        );
         let nginx = Nginx {
             child,
             dir: dir.to_path_buf(),
@@ -77,29 +62,12 @@ impl Nginx {
         nginx
     }
 
-    fn base_args(dir: &Path) -> Vec<String> {
-        vec![
-            "-p".into(),
-            dir.display().to_string(),
-            "-e".into(),
-            dir.join("error.log").display().to_string(),
-            "-c".into(),
-            dir.join("nginx.conf").display().to_string(),
-        ]
-    }
-
     fn check_argv(&self) -> Vec<String> {
-        let mut argv = vec!["nginx".to_string()];
-        argv.extend(Nginx::base_args(&self.dir));
-        argv.extend(["-t".into(), "-q".into()]);
-        argv
+        kit::proxies::nginx_argv(&self.dir, &["-t", "-q"])
     }
 
     fn reload_argv(&self) -> Vec<String> {
-        let mut argv = vec!["nginx".to_string()];
-        argv.extend(Nginx::base_args(&self.dir));
-        argv.extend(["-s".into(), "reload".into()]);
-        argv
+        kit::proxies::nginx_argv(&self.dir, &["-s", "reload"])
     }
 
     fn error_log(&self) -> String {
