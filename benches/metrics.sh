@@ -73,6 +73,6 @@ inspect=$(for _ in $(seq 1 5); do
   echo "$(( (end - start) / 1000 ))"
 done | median)
 printf 'rundock metrics, 50 services: scrape median %.1f ms (20 scrapes), %s bytes, %s series\n' \
-  "$(echo "$scrape * 1000" | bc -l)" "$size" "$series"
+  "$(awk -v s="$scrape" 'BEGIN { print s * 1000 }')" "$size" "$series"
 printf 'baseline: docker inspect of the same 50 containers (one CLI call): median %.1f ms (5 runs)\n' \
-  "$(echo "$inspect / 1000" | bc -l)"
+  "$(awk -v i="$inspect" 'BEGIN { print i / 1000 }')"

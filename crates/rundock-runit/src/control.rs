@@ -53,18 +53,6 @@ pub fn wait_runsv_gone(dir: &Path, timeout: Duration) -> bool {
     true
 }
 
-/// Waits until runsv supervises `dir`.
-pub fn wait_runsv_up(dir: &Path, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !runsv_running(dir) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
-}
-
 /// `sv -w WAIT COMMAND DIR`. `dir` must be absolute: sv resolves other names against
 /// `$SVDIR`.
 pub fn sv(command: &str, dir: &Path, wait_secs: u32) -> Result<()> {
