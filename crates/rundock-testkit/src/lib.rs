@@ -278,6 +278,25 @@ pub fn stop_services(service_dir: &Path) {
             .arg(&path)
             .output();
         let _ = Command::new("sv").arg("exit").arg(&path).output();
+        if let Some(name) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix("docker-"))
+        {
+            remove_left_containers(name);
+        }
+    }
+}
+
+/// A stopped tree must leave no container of its service. One that is still there is
+/// said on stderr (a test that looks can find it) and removed, so that a test that
+/// failed half-way does not leave it running on the shared dockerd.
+fn remove_left_containers(service: &str) {
+    let filter = format!("label=rundock.service={service}");
+    let ids = stdout(&run("docker", &["ps", "-aq", "--filter", &filter]));
+    for id in ids.split_whitespace() {
+        eprintln!("testkit: container {id} of {service} outlived its stopped tree; removing it");
+        let _ = run("docker", &["rm", "-f", id]);
     }
 }
 
