@@ -72,6 +72,9 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
         .join(format!("docker-{}", request.name));
     // Everything that can refuse the call does so here, before the first write.
     preflight::check_paths(&plan, &request, &tree_dir)?;
+    if request.state != State::Absent {
+        preflight::check_ownership(&request, &tree_dir)?;
+    }
     let mut warnings = match &request.spec {
         Some(spec) if request.state != State::Absent => preflight::check_host(spec)?,
         _ => Vec::new(),

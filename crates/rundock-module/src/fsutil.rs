@@ -26,11 +26,13 @@ fn temp_prefix() -> String {
     format!("{TEMP_PREFIX}{}.", std::process::id())
 }
 
-/// Writes `contents` to `path` with `mode`, through a temp file and rename. The temp file
-/// is created 0600 by `tempfile`, so secrets are never readable by others, even briefly.
+/// Writes `contents` to `path` with `mode`, through a temp file and rename, creating
+/// missing directories with [`rundock_spec::files::DIR_MODE`]. The temp file is created
+/// 0600 by `tempfile`, so secrets are never readable by others, even briefly.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().context("a file path has a parent")?;
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    rundock_spec::files::create_dirs(dir, rundock_spec::files::DIR_MODE)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let mut temp = tempfile::Builder::new()
         .prefix(&temp_prefix())
         .tempfile_in(dir)

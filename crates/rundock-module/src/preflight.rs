@@ -1,7 +1,7 @@
 //! Everything a module call can check before its first write, so that a call that fails
 //! changes nothing: the directories it will write into (exist or can be made, writable
-//! by this user), and the host facts the runtime will depend on (the interface
-//! `announce_as` names exists here). What only the runtime can settle (an interface
+//! by this user, and by nobody else who could replace what root runs), and the host
+//! facts the runtime will depend on (the interface `announce_as` names exists here). What only the runtime can settle (an interface
 //! without an address yet) becomes a warning in the result, never silence.
 //!
 //! Every error names its option, like the argument errors of `rundock_spec::params`.
@@ -36,6 +36,32 @@ pub fn check_paths(plan: &Plan, request: &Request, tree_dir: &Path) -> Result<()
     }
     if let Some((_, runner)) = &plan.install_runner {
         can_write("install_dir", runner.parent().unwrap_or(runner))?;
+    }
+    Ok(())
+}
+
+/// The paths root will execute from or take its configuration from — the service tree,
+/// the directory runsvdir scans, the runner — must not be replaceable by anyone but root
+/// (or the user running the module): sshd's `StrictModes` over the path and every
+/// ancestor ([`rundock_spec::files::check_strict`]). Otherwise any user who can write
+/// there could swap the binary or a run script that runsv then starts as root.
+pub fn check_ownership(request: &Request, tree_dir: &Path) -> Result<(), Refusal> {
+    let runner = request
+        .spec
+        .as_ref()
+        .map(|spec| spec.paths.runner.clone())
+        .unwrap_or_else(|| request.install_dir.clone());
+    for (field, path) in [
+        ("sv_dir", tree_dir),
+        ("service_dir", request.paths.service_dir.as_path()),
+        ("install_dir", runner.as_path()),
+    ] {
+        rundock_spec::files::check_strict(path).map_err(|untrusted| {
+            format!(
+                "{field}: {untrusted} — root runs what is kept there; make it owned by root \
+                 (or the user running the module) and writable by nobody else (chmod go-w)"
+            )
+        })?;
     }
     Ok(())
 }

@@ -158,7 +158,8 @@ pub fn exec_svlogd(tree: &Path, stream: &str) -> Result<std::convert::Infallible
     }
     let spec = Spec::load(&tree.join(rundock_spec::SPEC_FILE)).map_err(anyhow::Error::msg)?;
     let dir = log_dir(&spec, stream);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    rundock_spec::files::create_dirs(&dir, rundock_spec::files::LOG_DIR_MODE)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let err = Command::new("svlogd").arg("-tt").arg(&dir).exec();
     Err(err).context("cannot exec svlogd (is runit installed?)")
 }

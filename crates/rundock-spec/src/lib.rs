@@ -3,7 +3,9 @@
 //! Data flows one way: module parameters (parsed by `rundock-module`) → a validated
 //! [`Spec`] → [`tree::render`] (the files of the runit service tree) and
 //! [`skydns`] (the etcd key and record the announcer writes). Nothing here talks to
-//! Docker, etcd or runit; the only I/O callers do is reading and writing `spec.json`.
+//! Docker, etcd or runit; the only I/O is reading and writing `spec.json` and the state
+//! files ([`state`]), and creating directories with modes that ignore the umask
+//! ([`files`]).
 
 /// `From<T> for String` and `TryFrom<String> for T` through `Display` and `FromStr`, so a
 /// parsed value is stored in spec.json as the text it reads from (serde's `into` and
@@ -30,6 +32,7 @@ pub mod address;
 pub mod dockerargs;
 pub mod endpoint;
 pub mod error;
+pub mod files;
 pub mod hooks;
 pub mod image;
 pub mod skydns;

@@ -21,6 +21,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -122,6 +123,10 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Option<T> {
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
 }
 
+/// The mode of every state file: written by root, readable by `rundock status` run by
+/// anyone, never writable by others.
+pub const STATE_FILE_MODE: u32 = 0o644;
+
 /// Replaces `path` atomically with `value` as JSON: a temp file beside it, then rename.
 /// On failure nothing is left behind and the old file stays.
 pub fn write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
@@ -135,7 +140,15 @@ pub fn write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
         .unwrap_or_else(|| "state".into());
     let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(STATE_FILE_MODE)
+            .open(&temp)?;
+        // `mode` above is masked by the umask; the state must not be writable by others
+        // whatever the caller's umask is.
+        file.set_permissions(std::fs::Permissions::from_mode(STATE_FILE_MODE))?;
         file.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
         file.write_all(b"\n")?;
         std::fs::rename(&temp, path)

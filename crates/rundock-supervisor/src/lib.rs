@@ -71,12 +71,10 @@ impl UpdateOutcome {
         }
     }
 
-    /// Written through a temp file and a rename; a failure is only logged (the update
+    /// Written as every state file is ([`rundock_spec::state::write`]); a failure is only logged (the update
     /// itself is done either way).
     pub fn save(&self, path: &Path) {
-        let tmp = path.with_extension("tmp");
-        let text = serde_json::to_string(self).expect("an outcome serializes");
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+        if let Err(e) = rundock_spec::state::write(path, self) {
             eprintln!("rundock supervise: cannot write {}: {e}", path.display());
         }
     }
