@@ -81,7 +81,7 @@ pub fn parse_status(bytes: &[u8], normally_down: bool) -> Option<Runsv> {
 /// Reads `dir`'s runsv state: unsupervised unless a runsv holds `supervise/ok` open.
 pub fn read(dir: &Path) -> Runsv {
     let normally_down = dir.join("down").exists();
-    if !rundock_module::runit::runsv_running(dir) {
+    if !rundock_runit::control::runsv_running(dir) {
         return Runsv::unsupervised(normally_down);
     }
     std::fs::read(dir.join("supervise/status"))
