@@ -265,7 +265,10 @@ impl Runsvdir {
 }
 
 /// Stops every service linked in `service_dir` (`sv force-stop`, which runs a tree's
-/// control/t) and tells its runsv to exit, so HUPing the runsvdir orphans nothing.
+/// control/t), so that the runsvdir's HUP afterwards finds every runsv with its service
+/// down and orphans nothing. No `sv exit` here: runsvdir would start a fresh runsv for a
+/// link that is still there, whose service comes up again, and the HUP then leaves that
+/// tree's inner runsv processes behind.
 pub fn stop_services(service_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(service_dir) else {
         return;
@@ -277,7 +280,6 @@ pub fn stop_services(service_dir: &Path) {
             .args(["-w", "90", "force-stop"])
             .arg(&path)
             .output();
-        let _ = Command::new("sv").arg("exit").arg(&path).output();
         if let Some(name) = entry
             .file_name()
             .to_str()
