@@ -7,6 +7,7 @@
 
 use crate::docker::{ContainerView, Watcher};
 use crate::health::{describe, Outcome, Prober, Target};
+use crate::liveness::Liveness;
 use crate::record_key;
 use crate::report::{Report, View};
 use anyhow::Context;
@@ -14,8 +15,10 @@ use rundock_etcd::{Client, EtcdError, Lease, Refreshed};
 use rundock_runtime::log::Prefix;
 use rundock_runtime::{say, Backoff, Shutdown};
 use rundock_spec::skydns::Record;
+use rundock_spec::state::{self, ReplaceRequest};
 use rundock_spec::{AnnounceAs, AnnounceSpec, Interfaces, Spec};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -69,6 +72,10 @@ struct Announcer {
     /// What `rundock status` and `rundock metrics` read (see [`crate::report`]).
     report: Report,
     check_names: Vec<String>,
+    /// `unhealthy_after`: when a container that stopped answering is replaced.
+    liveness: Liveness,
+    /// The supervisor's service directory, where a replacement is asked for.
+    container_service: PathBuf,
 }
 
 pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
@@ -168,9 +175,14 @@ pub(crate) async fn run(spec: Spec) -> anyhow::Result<i32> {
     if spec.hooks.post_start.is_some() {
         check_names.push(crate::gate::NAME.into());
     }
+    let container_service = std::path::absolute(spec.tree_dir())
+        .unwrap_or_else(|_| spec.tree_dir())
+        .join(rundock_spec::tree::CONTAINER_SERVICE);
     let mut a = Announcer {
         name,
         checks: vec![None; check_names.len()],
+        liveness: Liveness::new(announce.unhealthy_after, check_names.len()),
+        container_service,
         announce,
         interfaces: spec.interfaces.clone(),
         key,
@@ -311,6 +323,7 @@ impl Announcer {
             // A new run (or its end): earlier probe results say nothing about it.
             self.checks.iter_mut().for_each(|c| *c = None);
             self.report.new_run();
+            self.liveness.new_run();
         }
         self.view = view;
         if self.view.running && self.announce.announce_as != AnnounceAs::Container {
@@ -372,6 +385,71 @@ impl Announcer {
             }
         }
         *slot = Some(pass);
+        self.liveness
+            .probed(outcome.check, pass, &self.checks, Instant::now());
+        if let Err(why) = &outcome.result {
+            self.replace_if_hung(why);
+        }
+    }
+
+    /// Asks the supervisor to replace the container when the liveness rule says so
+    /// (see [`crate::liveness`]); `error` is the last failure's.
+    fn replace_if_hung(&mut self, error: &str) {
+        if self.maintenance {
+            return;
+        }
+        let Some((check, rounds)) = self.liveness.failing_check() else {
+            return;
+        };
+        let Some(id) = self.view.id.clone() else {
+            return;
+        };
+        let check = &self.check_names[check];
+        let now = Instant::now();
+        if let Some(until) = self.liveness.backing_off_until(now) {
+            if self.liveness.hold_back(&id) {
+                say!(
+                    self.name,
+                    "container {} failed health check {check} {rounds} times in a row; replacing it again waits {}s (back-off)",
+                    short(&id),
+                    (until - now).as_secs_f64().ceil()
+                );
+            }
+            return;
+        }
+        let request = ReplaceRequest {
+            container: id.clone(),
+            reason: format!("health check {check} failed {rounds} times in a row: {error}"),
+            at: state::unix_now(),
+        };
+        say!(
+            self.name,
+            "container {} was healthy and stopped answering ({}); asking the supervisor to replace it",
+            short(&id),
+            request.reason
+        );
+        if let Err(e) = self.ask_replace(&request) {
+            say!(self.name, "cannot ask for the replacement: {e}");
+        }
+        self.liveness.requested(request, now);
+    }
+
+    /// Writes the request beside the supervisor and sends it HUP, which makes it start
+    /// again and read it.
+    fn ask_replace(&self, request: &ReplaceRequest) -> std::io::Result<()> {
+        state::write(&self.container_service.join(state::REPLACE_FILE), request)?;
+        let output = std::process::Command::new("sv")
+            .arg("hup")
+            .arg(&self.container_service)
+            .output()?;
+        if !output.status.success() {
+            return Err(std::io::Error::other(format!(
+                "sv hup {} failed: {}",
+                self.container_service.display(),
+                String::from_utf8_lossy(&output.stdout).trim()
+            )));
+        }
+        Ok(())
     }
 
     async fn on_timer(&mut self) {
@@ -532,6 +610,9 @@ impl Announcer {
             checks: &self.checks,
             descriptions: &self.check_names,
             etcd_error: self.etcd_error.as_deref(),
+            replacements: self.liveness.count,
+            last_replacement: self.liveness.last.as_ref(),
+            replace_backoff_until: self.liveness.not_before_unix,
         };
         if let Some(e) = self.report.save(view) {
             say!(
@@ -564,4 +645,8 @@ impl Announcer {
         }
         0
     }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
 }

@@ -36,6 +36,9 @@ pub struct ContainerView {
     /// The container's id: a start-first update renames a new container to the watched
     /// name, and a new container is a new run whose checks must pass anew.
     pub id: Option<String>,
+    /// The host pid of its init process while it runs: a `tcp` check reads the
+    /// container's own TCP table through it (`/proc/<pid>/net/tcp{,6}`).
+    pub pid: Option<u32>,
 }
 
 /// The TCP ports a container publishes, from its `NetworkSettings.Ports`
@@ -160,7 +163,7 @@ impl Watcher {
                             }
                             "die" | "stop" | "pause" | "destroy" => {
                                 recheck = None;
-                                self.set(false, None, BTreeMap::new(), None, &action);
+                                self.set(false, None, BTreeMap::new(), None, None, &action);
                             }
                             "kill" => {
                                 let signal = attrs.get("signal").map(String::as_str).unwrap_or("");
@@ -175,6 +178,7 @@ impl Watcher {
                                         false,
                                         None,
                                         BTreeMap::new(),
+                                        None,
                                         None,
                                         &format!("kill {signal}"),
                                     );
@@ -209,13 +213,24 @@ impl Watcher {
                     .map(published_tcp_ports)
                     .unwrap_or_default();
                 let ip = settings.networks.and_then(|nets| self.pick_ip(nets));
-                self.set(running, ip, tcp_ports, info.id, why);
+                let pid = state
+                    .pid
+                    .and_then(|pid| u32::try_from(pid).ok())
+                    .filter(|pid| *pid > 0);
+                self.set(running, ip, tcp_ports, info.id, pid, why);
                 true
             }
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => {
-                self.set(false, None, BTreeMap::new(), None, "no such container");
+                self.set(
+                    false,
+                    None,
+                    BTreeMap::new(),
+                    None,
+                    None,
+                    "no such container",
+                );
                 true
             }
             Err(e) => {
@@ -254,6 +269,7 @@ impl Watcher {
         ip: Option<IpAddr>,
         tcp_ports: BTreeMap<u16, u16>,
         id: Option<String>,
+        pid: Option<u32>,
         why: &str,
     ) {
         self.tx.send_if_modified(|view| {
@@ -280,13 +296,14 @@ impl Watcher {
             let changed = changed_running
                 || other_container
                 || !view.known
-                || (running && (view.ip != ip || view.tcp_ports != tcp_ports));
+                || (running && (view.ip != ip || view.tcp_ports != tcp_ports || view.pid != pid));
             view.known = true;
             view.running = running;
             if running {
                 view.ip = ip;
                 view.tcp_ports = tcp_ports;
                 view.id = id;
+                view.pid = pid;
             }
             changed
         });

@@ -11,10 +11,18 @@
 //! * Results carry the container generation they probed; the announcer drops results of
 //!   an earlier run, so a probe in flight when the container died cannot announce the
 //!   next run before its own probes pass.
+//! * A `tcp` check first reads the container's own TCP table (`/proc/<pid>/net/tcp{,6}`,
+//!   its network namespace) for a listener on the container port, then connects to the
+//!   announced address. The connect alone proves nothing: Docker's userland proxy
+//!   accepts a connection on a published port whether or not anything in the container
+//!   listens, so a container that never listens would be announced at once. A listener
+//!   bound only to loopback inside the container fails too: nothing outside can reach
+//!   it. `http` checks need no such help (the proxy never answers HTTP itself).
 
 use crate::docker::ContainerView;
 use bollard::Docker;
 use futures_util::StreamExt;
+use rundock_drain::Listener;
 use rundock_spec::{CheckKind, HealthCheck};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -55,6 +63,21 @@ impl Target {
                 .ok_or_else(|| format!("container port {port} is not published (yet)")),
             _ => Ok(port),
         }
+    }
+
+    /// The port inside the container that a check probing host port `probe_port`
+    /// reaches: the container port Docker published on it; the port itself when the
+    /// check goes to the container's own address, or nothing publishes it (host
+    /// network, a shared namespace).
+    pub fn container_port(&self, probe_port: u16) -> u16 {
+        if self.addr.is_some() && self.addr == self.view.ip {
+            return probe_port;
+        }
+        self.view
+            .tcp_ports
+            .iter()
+            .find_map(|(container, host)| (*host == probe_port).then_some(*container))
+            .unwrap_or(probe_port)
     }
 }
 
@@ -157,7 +180,13 @@ pub async fn probe(
             }
             CheckKind::Tcp { port } => {
                 let addr = target.addr.ok_or("no address to probe")?;
-                let sock = SocketAddr::new(addr, target.probe_port(*port)?);
+                let probe_port = target.probe_port(*port)?;
+                let pid = match target.view.pid {
+                    Some(pid) => pid,
+                    None => container_pid(docker, container).await?,
+                };
+                listens(pid, target.container_port(probe_port))?;
+                let sock = SocketAddr::new(addr, probe_port);
                 tokio::net::TcpStream::connect(sock)
                     .await
                     .map(drop)
@@ -169,6 +198,35 @@ pub async fn probe(
             }
         }
     }
+}
+
+/// Whether something in the network namespace of process `pid` listens on `port`,
+/// reachable from outside it.
+fn listens(pid: u32, port: u16) -> Result<(), String> {
+    let table = rundock_drain::read_table(pid)
+        .map_err(|e| format!("cannot read the container's TCP table (/proc/{pid}/net/tcp): {e}"))?;
+    match rundock_drain::listener_on(&table, port) {
+        Listener::Reachable => Ok(()),
+        Listener::LoopbackOnly => Err(format!(
+            "port {port} listens only on loopback inside the container: nothing outside it can connect"
+        )),
+        Listener::None => Err(format!("nothing in the container listens on port {port}")),
+    }
+}
+
+/// The host pid of `container`'s init process, asked of Docker (for a caller whose
+/// target does not carry it, such as a start-first update's new container).
+async fn container_pid(docker: Option<Docker>, container: &str) -> Result<u32, String> {
+    let docker = docker.ok_or("docker unreachable")?;
+    let info = docker
+        .inspect_container(container, None)
+        .await
+        .map_err(|e| format!("docker inspect {container}: {e}"))?;
+    info.state
+        .and_then(|state| state.pid)
+        .and_then(|pid| u32::try_from(pid).ok())
+        .filter(|pid| *pid > 0)
+        .ok_or_else(|| format!("{container} has no process"))
 }
 
 async fn exec(docker: &Docker, container: &str, command: &[String]) -> Result<(), String> {
@@ -230,4 +288,50 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn target(addr: &str, ip: Option<&str>, ports: &[(u16, u16)]) -> Target {
+        Target {
+            view: ContainerView {
+                known: true,
+                running: true,
+                ip: ip.map(|ip| ip.parse().unwrap()),
+                tcp_ports: ports.iter().copied().collect::<BTreeMap<_, _>>(),
+                ..ContainerView::default()
+            },
+            addr: Some(addr.parse().unwrap()),
+            auto_port_of: None,
+        }
+    }
+
+    #[test]
+    fn a_tcp_check_looks_for_the_listener_behind_the_port_it_probes() {
+        // `-p 18080:8080`: the check on the host port looks for 8080 inside.
+        let published = target("127.0.0.1", Some("172.17.0.2"), &[(8080, 18080)]);
+        assert_eq!(published.container_port(18080), 8080);
+        // A port nothing publishes (host network): the same port inside.
+        let host = target("127.0.0.1", None, &[]);
+        assert_eq!(host.container_port(9000), 9000);
+        // `announce_as: container`: the check goes to the container's own address,
+        // whose ports are its own, even if a host port happens to have that number.
+        let own = target(
+            "172.17.0.2",
+            Some("172.17.0.2"),
+            &[(80, 8080), (8080, 18080)],
+        );
+        assert_eq!(own.container_port(8080), 8080);
+        // `announce: auto`: the probe port is the chosen host port, the listener the
+        // container port.
+        let auto = Target {
+            auto_port_of: Some(8080),
+            ..target("127.0.0.1", Some("172.17.0.2"), &[(8080, 49153)])
+        };
+        let probed = auto.probe_port(8080).unwrap();
+        assert_eq!((probed, auto.container_port(probed)), (49153, 8080));
+    }
 }

@@ -18,6 +18,9 @@
 //! * State: what only the announcer knows (checks, latencies, maintenance, etcd errors,
 //!   the last refresh) goes to a small JSON file in its service dir for `rundock status`
 //!   and `rundock metrics` (`report`).
+//! * Liveness: with `unhealthy_after`, a container that was healthy and then fails a
+//!   check that many rounds in a row is replaced by the supervisor, with a back-off
+//!   (`liveness`).
 //! * Signals: TERM/INT delete the key, revoke the lease, exit 0. USR1 enters
 //!   maintenance (record withdrawn, container untouched); USR2 or a second USR1 leaves it.
 //! * etcd unreachable: retried with a backoff capped at 1 s (so a record is back within
@@ -28,6 +31,7 @@ mod announcer;
 pub mod docker;
 mod gate;
 pub mod health;
+mod liveness;
 mod report;
 
 use anyhow::Context;

@@ -84,6 +84,9 @@ impl Report {
             etcd_error: view.etcd_error.map(str::to_string),
             etcd_errors: self.etcd_errors,
             started_at: self.started_at,
+            replacements: view.replacements,
+            last_replacement: view.last_replacement.cloned(),
+            replace_backoff_until: view.replace_backoff_until,
         }
     }
 
@@ -121,6 +124,10 @@ pub(crate) struct View<'a> {
     pub checks: &'a [Option<bool>],
     pub descriptions: &'a [String],
     pub etcd_error: Option<&'a str>,
+    /// The liveness rule's replacements (see [`crate::liveness`]).
+    pub replacements: u64,
+    pub last_replacement: Option<&'a rundock_spec::state::ReplaceRequest>,
+    pub replace_backoff_until: Option<u64>,
 }
 
 /// Whether `next` must be written, given what was written and how long ago.
@@ -201,6 +208,9 @@ mod tests {
             checks: &[Some(false)],
             descriptions: &descriptions,
             etcd_error: None,
+            replacements: 0,
+            last_replacement: None,
+            replace_backoff_until: None,
         });
         assert_eq!(failing.checks[0].error.as_deref(), Some("refused"));
         assert_eq!(failing.checks[0].latency_secs, Some(0.0015));
@@ -212,6 +222,9 @@ mod tests {
                 checks: &[Some(true)],
                 descriptions: &descriptions,
                 etcd_error: None,
+                replacements: 0,
+                last_replacement: None,
+                replace_backoff_until: None,
             })
             .is_none());
         let saved: AnnouncerState = state::read(&dir.join("s.json")).unwrap();

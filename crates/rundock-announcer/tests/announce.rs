@@ -60,19 +60,20 @@ impl Web {
     }
 
     fn publish(prefix: &str, publish: &str, port: u16) -> Web {
+        Web::run(
+            prefix,
+            publish,
+            port,
+            "mkdir -p /www && echo ok >/www/index.html && exec httpd -f -p 8080 -h /www",
+        )
+    }
+
+    /// A container running `script`, port 8080 published as `publish`.
+    fn run(prefix: &str, publish: &str, port: u16, script: &str) -> Web {
         ensure_test_image();
         let name = unique(prefix);
         let out = docker(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "-p",
-            publish,
-            TEST_IMAGE,
-            "sh",
-            "-c",
-            "mkdir -p /www && echo ok >/www/index.html && exec httpd -f -p 8080 -h /www",
+            "run", "-d", "--name", &name, "-p", publish, TEST_IMAGE, "sh", "-c", script,
         ]);
         assert!(
             out.status.success(),
@@ -122,6 +123,7 @@ fn spec(name: &str, web: &Web, etcd: &Etcd, api: EtcdApi, health: Vec<HealthChec
             priority: None,
             weight: None,
             text: None,
+            unhealthy_after: 0,
         }),
         paths: Paths {
             sv_dir: "/nonexistent/sv".into(),
@@ -399,6 +401,80 @@ fn a_failing_http_check_keeps_the_record_out_until_it_passes() {
     });
     let log = logged.unwrap_or_else(|| panic!("no withdrawal logged: {}", announcer.log()));
     assert!(log.contains("health check http :"), "{log}");
+}
+
+/// Docker's userland proxy accepts a connection to a published port whether or not the
+/// container listens, so a `tcp` check must find the listener in the container itself:
+/// nothing listening, or listening only on the container's loopback, is never announced.
+#[test]
+fn a_tcp_check_announces_only_a_listener_inside_the_container() {
+    let etcd = Etcd::start();
+    let port = free_port();
+    let web = Web::run(
+        "rdann-tcp",
+        &format!("127.0.0.1:{port}:8080"),
+        port,
+        "mkdir -p /www && exec sleep 600",
+    );
+    // What fooled the connect-only check: the proxy accepts for a silent container.
+    let proxied = wait_for(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(
+        proxied.is_some(),
+        "dockerd's userland proxy (its default) should accept on the published port"
+    );
+    let check = HealthCheck {
+        check: CheckKind::Tcp { port },
+        interval: 1,
+        timeout: 1,
+    };
+    let s = spec("silent", &web, &etcd, EtcdApi::V3, vec![check]);
+    let key = key_of(&s);
+    let announcer = Announcer::start(&s);
+    let mut watched = Duration::ZERO;
+    let step = Duration::from_millis(250);
+    while watched < Duration::from_secs(5) {
+        assert!(
+            get(&etcd, EtcdApi::V3, &key).is_none(),
+            "announced with nothing listening: {}",
+            announcer.log()
+        );
+        std::thread::sleep(step);
+        watched += step;
+    }
+    let log = announcer.log();
+    assert!(
+        log.contains("nothing in the container listens on port 8080"),
+        "{log}"
+    );
+
+    web.exec("httpd -p 127.0.0.1:8080 -h /www");
+    let pid: u32 =
+        String::from_utf8_lossy(&docker(&["inspect", "-f", "{{.State.Pid}}", &web.name]).stdout)
+            .trim()
+            .parse()
+            .unwrap();
+    let loopback = wait_for(Duration::from_secs(5), || {
+        let table = rundock_drain::read_table(pid).ok()?;
+        (rundock_drain::listener_on(&table, 8080) == rundock_drain::Listener::LoopbackOnly)
+            .then_some(())
+    });
+    assert!(loopback.is_some(), "httpd did not listen on 127.0.0.1:8080");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        get(&etcd, EtcdApi::V3, &key).is_none(),
+        "announced with a loopback-only listener: {}",
+        announcer.log()
+    );
+
+    // The container's init (sleep) reaps nothing: wait out the port, not the pid.
+    web.exec("killall httpd; sleep 1; httpd -p 8080 -h /www");
+    assert!(
+        wait_key(&etcd, EtcdApi::V3, &key, true, Duration::from_secs(5)),
+        "{}",
+        announcer.log()
+    );
 }
 
 #[test]

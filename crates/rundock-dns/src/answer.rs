@@ -8,6 +8,15 @@
 //!   followed inside our zones up to [`MAX_CNAME_CHAIN`] links; loops and in-zone targets
 //!   that resolve to nothing give NODATA (as CoreDNS). A target outside our zones is
 //!   answered with the CNAME alone, for the client's resolver to follow.
+//! - The chase is bounded by the query, not by the records: each name is looked up at
+//!   most once per chase (a visited set, kept across backtracking, so a name that led
+//!   nowhere is not tried again by another path), and all the chasing one query does
+//!   (CNAMEs and the glue of SRV and MX targets) examines at most [`CHASE_BUDGET`]
+//!   records plus [`CHASE_BUDGET_PER_RECORD`] per record of the queried name, so no
+//!   record set makes a query cost more than a constant plus a multiple of its answer. Without it, names pointing at each other were chased path by path: 90
+//!   such records took ~5 s for one A query, 12 fan-out names more than 30 s, and the
+//!   responder answers one query at a time. A chase that runs out gives what it found
+//!   so far (NODATA for an address query, SRV answers without their glue).
 //! - The zone apex answers SOA and NS; other types are looked up at `apex.dns.ZONE` (as
 //!   CoreDNS), so a whole-zone query is never answered with every record by accident.
 //! - RFC 2782 names: `_service._proto.NAME` and `_proto.NAME` answer SRV with NAME's
@@ -22,6 +31,7 @@
 //!   ([`outside_cname_target`], as SkyDNS and CoreDNS do).
 //! - TXT comes from every record with `text`; records without `host` serve only TXT.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
@@ -34,6 +44,14 @@ use crate::records::{Found, RecordSet};
 
 /// CNAME links followed before giving up (SkyDNS uses 8 as well).
 pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// Records one query may examine while following CNAMEs and looking up glue, lookups
+/// counted as one record each: far above any real chain (8 links of a few records),
+/// small enough that the worst record set costs a few milliseconds.
+pub const CHASE_BUDGET: usize = 1024;
+/// Added to [`CHASE_BUDGET`] per record the queried name holds: the glue of a large
+/// SRV or MX answer is work in proportion to the answer, and is not cut short.
+pub const CHASE_BUDGET_PER_RECORD: usize = 8;
 
 /// The UDP payload size we advertise in EDNS answers (the DNS flag day 2020 value).
 pub const EDNS_PAYLOAD: u16 = 1232;
@@ -136,6 +154,7 @@ pub fn answer(query: &Message, records: &RecordSet, zones: &Zones) -> Message {
         records,
         zones,
         zone,
+        budget: Cell::new(CHASE_BUDGET),
     };
     let qname = q.name().clone();
     let owner_key = lower(&qname);
@@ -166,6 +185,9 @@ pub fn answer(query: &Message, records: &RecordSet, zones: &Zones) -> Message {
                 resp.authorities.push(lookup.soa());
                 return resp;
             }
+            lookup
+                .budget
+                .set(CHASE_BUDGET + CHASE_BUDGET_PER_RECORD * found.len());
             if service_name && q.query_type() != RecordType::SRV {
                 (vec![], vec![])
             } else {
@@ -224,9 +246,34 @@ struct Lookup<'a> {
     records: &'a RecordSet,
     zones: &'a Zones,
     zone: &'a Name,
+    /// What is left of the chase budget for this query.
+    budget: Cell<usize>,
 }
 
 impl Lookup<'_> {
+    /// Takes `cost` from the chase budget; false (and nothing taken) when it is short.
+    fn spend(&self, cost: usize) -> bool {
+        match self.budget.get().checked_sub(cost) {
+            Some(left) => {
+                self.budget.set(left);
+                true
+            }
+            None => {
+                self.budget.set(0);
+                false
+            }
+        }
+    }
+
+    /// The records of in-zone `key` for a chase, if the budget covers the lookup.
+    fn chase_lookup(&self, key: &str) -> Option<Vec<Found<'_>>> {
+        if !self.spend(1) {
+            return None;
+        }
+        let found = group(self.records.lookup(key));
+        self.spend(found.len()).then_some(found)
+    }
+
     fn ttl(&self, found: &Found<'_>) -> u32 {
         found.answer_ttl(self.zones.default_ttl)
     }
@@ -291,9 +338,9 @@ impl Lookup<'_> {
     ) -> (Vec<Record>, Vec<Record>) {
         match qtype {
             RecordType::A | RecordType::AAAA => {
-                let mut chain = Vec::new();
+                let mut chase = Chase::new(key_name);
                 (
-                    self.addresses(qname, key_name, found, qtype, &mut chain),
+                    self.addresses(qname, key_name, found, qtype, &mut chase),
                     vec![],
                 )
             }
@@ -306,14 +353,14 @@ impl Lookup<'_> {
     }
 
     /// A or AAAA records for `owner` from `found`, following one CNAME if no record holds
-    /// an address. `chain` holds the names already visited, to refuse loops.
+    /// an address. `chase` holds the names already visited and the current depth.
     fn addresses(
         &self,
         owner: &Name,
         key_name: &str,
         found: &[Found<'_>],
         qtype: RecordType,
-        chain: &mut Vec<String>,
+        chase: &mut Chase,
     ) -> Vec<Record> {
         let mut out = Vec::new();
         let mut has_address = false;
@@ -329,7 +376,7 @@ impl Lookup<'_> {
                 }
             }
         }
-        if has_address {
+        if has_address || chase.depth >= MAX_CNAME_CHAIN {
             return out;
         }
         for f in found {
@@ -337,10 +384,7 @@ impl Lookup<'_> {
                 continue;
             };
             let target_key = lower(&target);
-            if target_key == key_name
-                || chain.iter().any(|c| c == &target_key)
-                || chain.len() >= MAX_CNAME_CHAIN
-            {
+            if target_key == key_name || chase.visited.contains(&target_key) {
                 continue;
             }
             let cname = Record::from_rdata(
@@ -351,10 +395,13 @@ impl Lookup<'_> {
             if !self.zones.contains(&target) {
                 return vec![cname];
             }
-            chain.push(key_name.to_string());
-            let next_found = group(self.records.lookup(&target_key));
-            let rest = self.addresses(&target, &target_key, &next_found, qtype, chain);
-            chain.pop();
+            chase.visited.insert(target_key.clone());
+            let Some(next_found) = self.chase_lookup(&target_key) else {
+                return Vec::new();
+            };
+            chase.depth += 1;
+            let rest = self.addresses(&target, &target_key, &next_found, qtype, chase);
+            chase.depth -= 1;
             if !rest.is_empty() {
                 let mut out = vec![cname];
                 out.extend(rest);
@@ -401,57 +448,70 @@ impl Lookup<'_> {
 
     /// SRV as SkyDNS: weights are normalised so the records of one priority sum to ~100;
     /// a record whose host is an address gets its own key as target and the address as
-    /// additional data; an in-zone host name gets its addresses looked up.
+    /// additional data; an in-zone host name gets its addresses looked up. Only records
+    /// that are served count towards a priority's total: one without a usable target, or
+    /// the same SRV again, adds no weight that no answer carries.
     fn srv(&self, qname: &Name, found: &[Found<'_>]) -> (Vec<Record>, Vec<Record>) {
-        let services: Vec<&Found<'_>> = found
-            .iter()
-            .filter(|f| !f.entry.record.host.is_empty())
-            .collect();
-        let priority = |f: &Found<'_>| match f.entry.record.priority {
-            0 => self.zones.default_priority,
-            p => p,
-        };
-        let weight = |f: &Found<'_>| match f.entry.record.weight {
-            0 => 100u64,
-            w => u64::from(w),
-        };
+        struct Served<'f, 'r> {
+            found: &'f Found<'r>,
+            priority: u16,
+            weight: u64,
+            target: Name,
+            ip: Option<IpAddr>,
+        }
+        let mut served = Vec::new();
+        let mut seen = HashSet::new();
+        for f in found {
+            let record = &f.entry.record;
+            if record.host.is_empty() {
+                continue;
+            }
+            let (target, ip) = match record.host.parse::<IpAddr>() {
+                Ok(ip) => match self.key_name(f, record.target_strip) {
+                    Some(target) => (target, Some(ip)),
+                    None => continue,
+                },
+                Err(_) => match host_name(&record.host) {
+                    Some(target) => (strip_labels(target, record.target_strip), None),
+                    None => continue,
+                },
+            };
+            let priority = match record.priority {
+                0 => self.zones.default_priority,
+                p => p,
+            };
+            let weight = match record.weight {
+                0 => 100u64,
+                w => u64::from(w),
+            };
+            if !seen.insert((priority, weight, record.port, lower(&target))) {
+                continue;
+            }
+            served.push(Served {
+                found: f,
+                priority,
+                weight,
+                target,
+                ip,
+            });
+        }
         let mut totals: BTreeMap<u16, u64> = BTreeMap::new();
-        for f in &services {
-            *totals.entry(priority(f)).or_default() += weight(f);
+        for s in &served {
+            *totals.entry(s.priority).or_default() += s.weight;
         }
         let mut answers = Vec::new();
         let mut extra = Vec::new();
         let mut looked_up: HashSet<String> = HashSet::new();
-        for f in services {
-            let record = &f.entry.record;
-            let prio = priority(f);
-            let total = totals[&prio] as f64;
-            let normalised = ((100.0 / total) * weight(f) as f64).floor() as u16;
-            let ttl = self.ttl(f);
-            match record.host.parse::<IpAddr>() {
-                Ok(ip) => {
-                    let Some(target) = self.key_name(f, record.target_strip) else {
-                        continue;
-                    };
-                    extra.push(address(target.clone(), ttl, ip));
-                    answers.push(srv(qname, ttl, prio, normalised, record.port, target));
-                }
-                Err(_) => {
-                    let Some(target) = host_name(&record.host) else {
-                        continue;
-                    };
-                    let target = strip_labels(target, record.target_strip);
-                    answers.push(srv(
-                        qname,
-                        ttl,
-                        prio,
-                        normalised,
-                        record.port,
-                        target.clone(),
-                    ));
-                    extra.extend(self.glue(&target, &mut looked_up));
-                }
+        for s in served {
+            let total = totals[&s.priority] as f64;
+            let normalised = ((100.0 / total) * s.weight as f64).floor() as u16;
+            let ttl = self.ttl(s.found);
+            let port = s.found.entry.record.port;
+            match s.ip {
+                Some(ip) => extra.push(address(s.target.clone(), ttl, ip)),
+                None => extra.extend(self.glue(&s.target, &mut looked_up)),
             }
+            answers.push(srv(qname, ttl, s.priority, normalised, port, s.target));
         }
         (answers, extra)
     }
@@ -493,18 +553,20 @@ impl Lookup<'_> {
         (answers, extra)
     }
 
-    /// A and AAAA of an in-zone target, once per target.
+    /// A and AAAA of an in-zone target, once per target, within the chase budget.
     fn glue(&self, target: &Name, looked_up: &mut HashSet<String>) -> Vec<Record> {
         let key = lower(target);
         if !self.zones.contains(target) || !looked_up.insert(key.clone()) {
             return vec![];
         }
-        let found = group(self.records.lookup(&key));
+        let Some(found) = self.chase_lookup(&key) else {
+            return vec![];
+        };
         let mut out = Vec::new();
         for qtype in [RecordType::A, RecordType::AAAA] {
-            let mut chain = Vec::new();
+            let mut chase = Chase::new(&key);
             out.extend(
-                self.addresses(target, &key, &found, qtype, &mut chain)
+                self.addresses(target, &key, &found, qtype, &mut chase)
                     .into_iter()
                     .filter(|r| r.record_type() != RecordType::CNAME),
             );
@@ -517,6 +579,22 @@ impl Lookup<'_> {
         let name = path_to_name(self.records.prefix(), found.key)?;
         let name = Name::from_ascii(name).ok()?;
         Some(strip_labels(name, strip))
+    }
+}
+
+/// One CNAME chase: the names looked up so far (never again, whichever path leads
+/// there) and the links followed to the current one.
+struct Chase {
+    visited: HashSet<String>,
+    depth: usize,
+}
+
+impl Chase {
+    fn new(start: &str) -> Chase {
+        Chase {
+            visited: HashSet::from([start.to_string()]),
+            depth: 0,
+        }
     }
 }
 

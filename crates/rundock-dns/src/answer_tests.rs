@@ -794,3 +794,202 @@ fn an_outside_cname_target_is_named_for_the_forwarder_and_its_answer_appended() 
     let r = answer(&in_zone, &fixture(), &zones());
     assert!(outside_cname_target(&in_zone, &r, &zones()).is_none());
 }
+
+#[test]
+fn srv_weights_count_only_the_records_served() {
+    let mut set = RecordSet::new("/skydns");
+    set.insert("/skydns/test/skydns/w/a", rec("10.0.0.1", 80), None);
+    // Records that give no SRV: a host that is no name, a key that is no name (both
+    // refused by the record rule when read from etcd, taken as they are here), and the
+    // same host name and port twice (one SRV).
+    let bad_host = format!("{}.example.org", "x".repeat(64));
+    set.insert("/skydns/test/skydns/w/b", rec(&bad_host, 80), None);
+    let bad_key = format!("/skydns/test/skydns/w/{}", "k".repeat(64));
+    set.insert(&bad_key, rec("10.0.0.3", 80), None);
+    set.insert(
+        "/skydns/test/skydns/w/c",
+        rec("edge.example.org", 443),
+        None,
+    );
+    set.insert(
+        "/skydns/test/skydns/w/d",
+        rec("edge.example.org", 443),
+        None,
+    );
+    let m = ask_in(&set, "w.skydns.test.", RecordType::SRV);
+    assert_eq!(
+        show(&m.answers),
+        [
+            "w.skydns.test. 300 IN SRV 10 50 443 edge.example.org.",
+            "w.skydns.test. 300 IN SRV 10 50 80 a.w.skydns.test.",
+        ]
+    );
+}
+
+/// A small deterministic generator (xorshift64*), so a failing graph can be rebuilt.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+}
+
+/// A graph of names `n<i>.<graph>.skydns.test`: `edges[i]` are the names `i` points
+/// at (one record each, stored below it), `addresses` the names that hold an address.
+fn graph_set(graph: &str, edges: &[Vec<usize>], addresses: &[usize]) -> RecordSet {
+    let mut set = RecordSet::new("/skydns");
+    let name = |i: usize| format!("n{i}.{graph}.skydns.test");
+    for (from, targets) in edges.iter().enumerate() {
+        for (j, to) in targets.iter().enumerate() {
+            let mut r = rec(&name(*to), 80);
+            r.mail = j % 2 == 0;
+            set.insert(
+                &name_to_path("/skydns", &format!("r{j}.{}", name(from))),
+                r,
+                None,
+            );
+        }
+    }
+    for &i in addresses {
+        set.insert(
+            &name_to_path("/skydns", &format!("addr.{}", name(i))),
+            rec(&format!("10.0.{}.{}", i / 250, i % 250 + 1), 80),
+            None,
+        );
+    }
+    set
+}
+
+/// Asks every name of `set`'s graph every type, checks each answer is a well-formed
+/// chain of existing CNAMEs, and returns the slowest answer.
+fn ask_every_name(set: &RecordSet, graph: &str, names: usize) -> std::time::Duration {
+    let mut slowest = std::time::Duration::ZERO;
+    for i in 0..names {
+        let qname = format!("n{i}.{graph}.skydns.test.");
+        for qtype in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SRV,
+            RecordType::MX,
+            RecordType::CNAME,
+        ] {
+            let mut query = Message::query();
+            query.add_query(Query::query(Name::from_ascii(&qname).unwrap(), qtype));
+            let started = std::time::Instant::now();
+            let resp = answer(&query, set, &zones());
+            let took = started.elapsed();
+            slowest = slowest.max(took);
+            assert!(
+                took < std::time::Duration::from_secs(1),
+                "{qname} {qtype}: {took:?}"
+            );
+            let exists = !set.lookup(&qname).is_empty();
+            let rcode_wanted = if exists {
+                ResponseCode::NoError
+            } else {
+                ResponseCode::NXDomain
+            };
+            assert_eq!(rcode(&resp), rcode_wanted, "{qname} {qtype}");
+            let mut owner = Name::from_ascii(&qname).unwrap().to_lowercase();
+            let cnames = resp
+                .answers
+                .iter()
+                .filter(|r| r.record_type() == RecordType::CNAME)
+                .count();
+            assert!(cnames <= MAX_CNAME_CHAIN, "{qname} {qtype}: {cnames} links");
+            if qtype == RecordType::A {
+                for r in &resp.answers {
+                    assert_eq!(r.name.to_lowercase(), owner, "{qname}: a broken chain");
+                    if let RData::CNAME(CNAME(target)) = &r.data {
+                        // The link exists: a record at or below the owner names it.
+                        let key = lower(&owner);
+                        assert!(
+                            set.lookup(&key)
+                                .iter()
+                                .any(|f| f.entry.record.host
+                                    == target.to_ascii().trim_end_matches('.')),
+                            "{qname}: {owner} has no record naming {target}"
+                        );
+                        owner = target.to_lowercase();
+                    }
+                }
+            }
+        }
+    }
+    slowest
+}
+
+#[test]
+fn cname_graphs_cost_bounded_work_per_answer() {
+    let mut slowest = Vec::new();
+    // Complete: 90 names, each pointing at all the others, none with an address.
+    let n = 90;
+    let complete: Vec<Vec<usize>> = (0..n)
+        .map(|i| (0..n).filter(|j| *j != i).collect())
+        .collect();
+    let set = graph_set("complete", &complete, &[]);
+    slowest.push(("complete 90", ask_every_name(&set, "complete", n)));
+    // The same with one address at the end: each answer finds it or gives up bounded.
+    let set = graph_set("complete", &complete, &[n - 1]);
+    slowest.push(("complete 90 + address", ask_every_name(&set, "complete", n)));
+    // Within the budget, an address in such a graph is found.
+    let small: Vec<Vec<usize>> = (0..10)
+        .map(|i| (0..10).filter(|j| *j != i).collect())
+        .collect();
+    let set = graph_set("complete", &small, &[9]);
+    let m = ask_in(&set, "n0.complete.skydns.test.", RecordType::A);
+    assert!(
+        m.answers.iter().any(|r| r.record_type() == RecordType::A),
+        "a reachable address is found: {:?}",
+        show(&m.answers)
+    );
+    // Fan-out: 12 layers of 12 names, each pointing at every name of the next layer
+    // (12^8 paths within the chain limit), with a dead end at the bottom.
+    let (width, layers) = (12, 12);
+    let fan: Vec<Vec<usize>> = (0..width * layers)
+        .map(|i| {
+            let next = (i / width + 1) * width;
+            if next >= width * layers {
+                vec![]
+            } else {
+                (next..next + width).collect()
+            }
+        })
+        .collect();
+    let set = graph_set("fan", &fan, &[]);
+    slowest.push(("fan-out 12x12", ask_every_name(&set, "fan", width * layers)));
+    // Cycles longer than one, with and without an address inside the chain limit.
+    for (len, address) in [(2, None), (7, None), (50, None), (5, Some(3))] {
+        let cycle: Vec<Vec<usize>> = (0..len).map(|i| vec![(i + 1) % len]).collect();
+        let addresses: Vec<usize> = address.into_iter().collect();
+        let set = graph_set("cycle", &cycle, &addresses);
+        slowest.push(("cycle", ask_every_name(&set, "cycle", len)));
+        if let Some(at) = address {
+            let m = ask_in(&set, "n0.cycle.skydns.test.", RecordType::A);
+            assert_eq!(m.answers.len(), at + 1, "{:?}", show(&m.answers));
+        }
+    }
+    // Random graphs: 20 of 60 names, 0 to 15 edges each, a few addresses.
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    for _ in 0..20 {
+        let names = 60;
+        let edges: Vec<Vec<usize>> = (0..names)
+            .map(|_| (0..rng.below(16)).map(|_| rng.below(names)).collect())
+            .collect();
+        let addresses: Vec<usize> = (0..rng.below(4)).map(|_| rng.below(names)).collect();
+        let set = graph_set("random", &edges, &addresses);
+        slowest.push(("random", ask_every_name(&set, "random", names)));
+    }
+    for (graph, took) in &slowest[..4] {
+        eprintln!("slowest answer, {graph}: {took:?}");
+    }
+    let worst = slowest.iter().max_by_key(|(_, t)| *t).unwrap();
+    eprintln!(
+        "slowest answer on a CNAME graph: {:?} ({})",
+        worst.1, worst.0
+    );
+}

@@ -1,7 +1,8 @@
 //! `rundock dns`: a SkyDNS / CoreDNS-etcd compatible DNS responder for single hosts and
 //! tests. It keeps the records under an etcd prefix in memory (list + watch, see
 //! [`sync`]) and answers UDP and TCP queries for the configured domains from that copy
-//! ([`answer()`], [`server`]); other names are refused, or forwarded with `--forward`.
+//! ([`answer()`], [`server`]); other names are refused, or forwarded
+//! with `--forward` for loopback clients and the `--allow` networks.
 //!
 //! This file owns the command line ([`DnsOptions`]) and the process lifecycle ([`run`],
 //! [`serve`]).
@@ -53,6 +54,18 @@ pub struct DnsOptions {
     /// DNS server (IP or IP:PORT) for names outside the domains; without it they are REFUSED.
     #[arg(long, value_name = "ADDR", value_parser = parse_forward)]
     pub forward: Option<SocketAddr>,
+    /// A client network forwarded for (repeatable), e.g. 10.0.0.0/8. Loopback clients
+    /// always are; other clients get in-zone answers only (REFUSED for other names).
+    #[arg(long = "allow", value_name = "CIDR")]
+    pub allow: Vec<server::Network>,
+    /// Forwarded queries in flight at most; beyond it a forward is REFUSED at once.
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_FORWARDS,
+          value_parser = parse_limit)]
+    pub max_forwards: usize,
+    /// Open TCP connections at most; beyond it the oldest idle one is closed.
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_TCP_CONNECTIONS,
+          value_parser = parse_limit)]
+    pub max_tcp_connections: usize,
     /// CA bundle to verify etcd's certificate.
     #[arg(long, value_name = "FILE")]
     pub etcd_ca_file: Option<PathBuf>,
@@ -81,6 +94,9 @@ impl DnsOptions {
             listen: ([127, 0, 0, 1], 5353).into(),
             ttl: 300,
             forward: None,
+            allow: Vec::new(),
+            max_forwards: server::DEFAULT_MAX_FORWARDS,
+            max_tcp_connections: server::DEFAULT_MAX_TCP_CONNECTIONS,
             etcd_ca_file: None,
             etcd_cert_file: None,
             etcd_key_file: None,
@@ -132,6 +148,17 @@ fn parse_forward(value: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{value:?} is not IP or IP:PORT"))
 }
 
+/// `--max-forwards` and `--max-tcp-connections`: a whole number from 1 to 65535 (each
+/// forward or connection holds a file descriptor; more than that cannot be open anyway).
+fn parse_limit(value: &str) -> Result<usize, String> {
+    value
+        .parse::<u16>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .map(usize::from)
+        .ok_or_else(|| format!("{value:?} is not a whole number from 1 to 65535"))
+}
+
 /// Runs the responder until TERM or INT; blocking, on a current-thread runtime.
 pub fn run(opts: DnsOptions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -168,11 +195,18 @@ pub async fn serve(
         .with_context(|| format!("listening on {}", opts.listen))?;
     let shared: sync::Shared =
         Arc::new(RwLock::new(sync::State::new(RecordSet::new(&spec.prefix))));
-    let responder = Arc::new(server::Responder {
+    let limits = server::Limits {
+        max_forwards: opts.max_forwards,
+        max_tcp_connections: opts.max_tcp_connections,
+        ..server::Limits::default()
+    };
+    let responder = Arc::new(server::Responder::new(
         zones,
-        shared: shared.clone(),
-        forward: opts.forward,
-    });
+        shared.clone(),
+        opts.forward,
+        server::ClientNetworks::new(opts.allow.clone()),
+        limits,
+    ));
     ready(sockets.local_addr()?);
     tokio::select! {
         _ = sync::keep_fresh(client, spec.prefix.clone(), shared) => {}
@@ -200,6 +234,12 @@ mod tests {
         assert_eq!(opts.domains, ["s.prod.example.com"]);
         assert_eq!(opts.listen, "127.0.0.1:5353".parse().unwrap());
         assert_eq!(opts.ttl, 300);
+        assert!(opts.allow.is_empty());
+        assert_eq!(opts.max_forwards, server::DEFAULT_MAX_FORWARDS);
+        assert_eq!(
+            opts.max_tcp_connections,
+            server::DEFAULT_MAX_TCP_CONNECTIONS
+        );
         let spec = opts.etcd_spec().unwrap();
         assert_eq!(spec.endpoints[0].as_str(), "http://127.0.0.1:2379");
         assert_eq!(spec.api, EtcdApi::V3);
@@ -221,12 +261,21 @@ mod tests {
             "--listen=[::1]:53",
             "--ttl=60",
             "--forward=10.0.0.53",
+            "--allow=10.0.0.0/8",
+            "--allow=fd00::/8",
+            "--max-forwards=64",
+            "--max-tcp-connections=32",
             "--etcd-username=u",
             &format!("--etcd-password-file={}", pw.display()),
         ])
         .unwrap();
         let opts = cli.dns;
         assert_eq!(opts.forward, Some("10.0.0.53:53".parse().unwrap()));
+        assert_eq!(
+            opts.allow,
+            ["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()]
+        );
+        assert_eq!((opts.max_forwards, opts.max_tcp_connections), (64, 32));
         let spec = opts.etcd_spec().unwrap();
         assert_eq!(spec.endpoints.len(), 2);
         assert_eq!(spec.api, EtcdApi::V2);
@@ -242,6 +291,9 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["dns", "--domain=a", "--etcd-api=v4"]).is_err());
         assert!(Cli::try_parse_from(["dns", "--domain=a", "--forward=nope"]).is_err());
+        assert!(Cli::try_parse_from(["dns", "--domain=a", "--allow=10.0.0.0/40"]).is_err());
+        assert!(Cli::try_parse_from(["dns", "--domain=a", "--max-forwards=0"]).is_err());
+        assert!(Cli::try_parse_from(["dns", "--domain=a", "--max-tcp-connections=70000"]).is_err());
         assert!(Cli::try_parse_from(["dns", "--domain=a", "--etcd-cert-file=c"]).is_err());
         assert!(Cli::try_parse_from(["dns", "--domain=a", "--etcd-username=u"]).is_err());
     }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use rundock_spec::skydns::{name_to_path, path_to_name, Record};
+use rundock_spec::skydns::{decode_record, name_to_path, path_to_name, Record};
 
 /// One etcd key's record and the TTL etcd gives it (v3 lease TTL, v2 key TTL).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,25 +107,7 @@ impl Found<'_> {
     }
 }
 
-/// Why a value was not taken into the set.
-#[derive(Debug)]
-pub enum RecordError {
-    /// The key is not below the prefix (or is the prefix itself).
-    OutsidePrefix,
-    /// The value is not a SkyDNS service record.
-    BadValue(serde_json::Error),
-}
-
-impl std::fmt::Display for RecordError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RecordError::OutsidePrefix => f.write_str("key is outside the prefix"),
-            RecordError::BadValue(e) => write!(f, "value is not a SkyDNS record: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for RecordError {}
+pub use rundock_spec::skydns::RecordError;
 
 /// Records keyed by their lower-cased etcd key, plus the etcd revision they reflect.
 #[derive(Debug, Clone, Default)]
@@ -135,6 +117,10 @@ pub struct RecordSet {
     leases: HashMap<i64, LeaseUse>,
     /// Where lookups of unknown lease TTLs are requested.
     lease_requests: Option<UnboundedSender<i64>>,
+    /// Keys under the prefix that were skipped (not decodable, or failing the record
+    /// rule), with the revision they were skipped at: a key is reported once per
+    /// revision, however often it is read again.
+    skipped: HashMap<String, u64>,
     /// The etcd revision (v3) or index (v2) the set is current to; the SOA serial.
     pub revision: u64,
 }
@@ -146,6 +132,7 @@ impl RecordSet {
             entries: BTreeMap::new(),
             leases: HashMap::new(),
             lease_requests: None,
+            skipped: HashMap::new(),
             revision: 0,
         }
     }
@@ -171,9 +158,27 @@ impl RecordSet {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.leases.clear();
+        self.skipped.clear();
     }
 
-    /// Inserts or replaces the record at `key`.
+    /// Notes that `key` was skipped at `revision`; true the first time for this key
+    /// and revision, i.e. when it is worth a log line.
+    pub fn note_skipped(&mut self, key: &str, revision: u64) -> bool {
+        self.skipped.insert(key.to_ascii_lowercase(), revision) != Some(revision)
+    }
+
+    /// The skipped keys and their revisions (see [`RecordSet::note_skipped`]).
+    pub fn skipped(&self) -> &HashMap<String, u64> {
+        &self.skipped
+    }
+
+    /// Forgets that `key` was skipped (it was deleted).
+    pub fn forget_skipped(&mut self, key: &str) {
+        self.skipped.remove(&key.to_ascii_lowercase());
+    }
+
+    /// Inserts or replaces the record at `key`, taken as it is: for records built in
+    /// code. Whatever comes from etcd goes through [`RecordSet::insert_json_leased`].
     pub fn insert(&mut self, key: &str, record: Record, etcd_ttl: Option<u32>) {
         self.put(
             key.to_ascii_lowercase(),
@@ -198,7 +203,9 @@ impl RecordSet {
     }
 
     /// [`RecordSet::insert_json`] for a key on v3 lease `lease`. Returns true when the
-    /// lease is new to the set, i.e. its TTL wants looking up.
+    /// lease is new to the set, i.e. its TTL wants looking up. The key and value must
+    /// pass [`decode_record`], the one rule for what is taken from etcd; one that does
+    /// not removes what was at the key before.
     pub fn insert_json_leased(
         &mut self,
         key: &str,
@@ -207,21 +214,21 @@ impl RecordSet {
         lease: Option<i64>,
     ) -> Result<bool, RecordError> {
         let key = key.to_ascii_lowercase();
-        if path_to_name(&self.prefix, &key).is_none() {
-            return Err(RecordError::OutsidePrefix);
-        }
-        match parse_record(value) {
-            Ok(record) => Ok(self.put(
-                key,
-                Entry {
-                    record,
-                    etcd_ttl,
-                    lease,
-                },
-            )),
+        match decode_record(&self.prefix, &key, value) {
+            Ok(record) => {
+                self.skipped.remove(&key);
+                Ok(self.put(
+                    key,
+                    Entry {
+                        record,
+                        etcd_ttl,
+                        lease,
+                    },
+                ))
+            }
             Err(e) => {
                 self.take(&key);
-                Err(RecordError::BadValue(e))
+                Err(e)
             }
         }
     }
@@ -310,7 +317,9 @@ impl RecordSet {
 
     /// Removes the record at `key`; true if there was one.
     pub fn remove(&mut self, key: &str) -> bool {
-        self.take(&key.to_ascii_lowercase())
+        let key = key.to_ascii_lowercase();
+        self.skipped.remove(&key);
+        self.take(&key)
     }
 
     /// Removes every record at or below `key` (an etcd v2 directory delete or expiry).
@@ -327,6 +336,8 @@ impl RecordSet {
         for k in &doomed {
             self.take(k);
         }
+        self.skipped
+            .retain(|k, _| !at_or_below(k, &key) || !k.starts_with(&key));
         doomed.len()
     }
 
@@ -366,18 +377,17 @@ impl RecordSet {
             .collect()
     }
 
-    /// Records at `path` itself or in its subtree.
+    /// Records at `path` itself or in its subtree. Two exact ranges (`path`, then
+    /// `path/` up to `path0`, `0` being the byte after `/`), so siblings that merely
+    /// start with the same text (`n1` against `n10`...`n19999`) are never scanned.
     fn below(&self, path: String) -> impl Iterator<Item = Found<'_>> + '_ {
-        let len = path.len();
-        self.entries
-            .range(path.clone()..)
-            .take_while(move |(k, _)| k.starts_with(&path))
-            .filter(move |(k, _)| k.len() == len || k.as_bytes()[len] == b'/')
-            .map(|(key, entry)| Found {
-                key,
-                entry,
-                etcd_ttl: self.etcd_ttl(entry),
-            })
+        let exact = self.entries.get_key_value(path.as_str());
+        let subtree = self.entries.range(format!("{path}/")..format!("{path}0"));
+        exact.into_iter().chain(subtree).map(|(key, entry)| Found {
+            key,
+            entry,
+            etcd_ttl: self.etcd_ttl(entry),
+        })
     }
 
     /// An entry's etcd TTL: its lease's when known, else what was read with it. The
@@ -417,11 +427,6 @@ fn normalise_prefix(prefix: &str) -> String {
     } else {
         format!("/{}", trimmed.to_ascii_lowercase())
     }
-}
-
-/// Parses a SkyDNS value (`msg.Service` JSON; unknown fields are ignored).
-pub fn parse_record(value: &[u8]) -> Result<Record, serde_json::Error> {
-    serde_json::from_slice(value)
 }
 
 #[cfg(test)]
@@ -531,6 +536,24 @@ mod tests {
         assert_eq!(s.get(key).unwrap().record.port, 80);
         assert!(s.insert_json(key, b"not json", None).is_err());
         assert!(s.get(key).is_none());
+        s.insert_json(key, br#"{"host":"10.0.0.1"}"#, None).unwrap();
+        assert!(matches!(
+            s.insert_json(key, br#"{"host":"a;b"}"#, None),
+            Err(RecordError::Field { field: "host", .. })
+        ));
+        assert!(
+            s.get(key).is_none(),
+            "a value failing the rule removes the old record"
+        );
+        assert!(matches!(
+            s.insert_json(
+                "/skydns/com/example/x/a\nb",
+                br#"{"host":"10.0.0.1"}"#,
+                None
+            ),
+            Err(RecordError::Key { .. })
+        ));
+        assert!(s.is_empty());
         assert!(matches!(
             s.insert_json("/other/a", b"{}", None),
             Err(RecordError::OutsidePrefix)
@@ -606,6 +629,24 @@ mod tests {
         assert_eq!(fresh.lookup("x").len(), 2);
         assert_eq!(rx.try_recv().unwrap(), 8);
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_skipped_key_is_reported_once_per_revision_and_forgotten_with_the_key() {
+        let mut s = RecordSet::new("/skydns");
+        assert!(s.note_skipped("/skydns/x/A", 5));
+        assert!(!s.note_skipped("/skydns/x/a", 5), "same key, same revision");
+        assert!(s.note_skipped("/skydns/x/a", 6), "a new revision is new");
+        s.insert_json("/skydns/x/a", br#"{"host":"10.0.0.1"}"#, None)
+            .unwrap();
+        assert!(s.skipped().is_empty(), "a good value clears it");
+        s.note_skipped("/skydns/x/b", 7);
+        s.note_skipped("/skydns/y/c", 7);
+        assert!(!s.remove("/skydns/x/b"));
+        assert_eq!(s.skipped().len(), 1);
+        s.note_skipped("/skydns/x/b/c", 8);
+        s.remove_tree("/skydns/x");
+        assert_eq!(s.skipped().keys().collect::<Vec<_>>(), ["/skydns/y/c"]);
     }
 
     #[test]

@@ -4,15 +4,26 @@
 //! our zones. UDP answers that do not fit the client's buffer are truncated (TC) so the
 //! client retries over TCP. An answer that ends in a CNAME to a name outside our zones
 //! gets that name's records from the `--forward` server appended.
+//!
+//! What a client can make the server hold is bounded (see [`Limits`]): forwards in
+//! flight (one socket each, no buffer while waiting; beyond the cap a forward is REFUSED
+//! at once), TCP connections (beyond the cap the oldest idle one is closed, or the new
+//! one when none is idle), how long a TCP connection may idle or take to send a query or
+//! read an answer, and how many queries one connection may ask. Only loopback clients
+//! and the `--allow` networks are forwarded for ([`ClientNetworks`]); everyone gets
+//! in-zone answers. UDP is served by one loop that never waits on the network, so
+//! in-zone UDP answers keep coming whatever TCP clients and the upstream do.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::Name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::answer::{answer, append_upstream, outside_cname_target, Zones, EDNS_PAYLOAD};
 use crate::sync::Shared;
@@ -23,14 +34,176 @@ const CLASSIC_UDP: usize = 512;
 const MAX_UDP: usize = 4096;
 /// How long a forwarded query may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
-/// An idle TCP connection is closed after this.
-const TCP_IDLE: Duration = Duration::from_secs(10);
+/// The largest DNS message (TCP's two-byte length); only allocated once an upstream
+/// answer is there to read.
+const MAX_MESSAGE: usize = 65535;
+/// Connections the kernel may queue for accept.
+const TCP_BACKLOG: u32 = 1024;
+/// Over-limit events are logged at most this often (a flood must not become a log flood).
+const OVERLOAD_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Defaults of [`Limits`], also the command line's.
+pub const DEFAULT_MAX_FORWARDS: usize = 256;
+pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 128;
+
+/// What clients can make the server hold at most. With the defaults, sockets stay far
+/// below the usual 1,024 file descriptors: one per forward in flight, one per TCP
+/// connection, a few for the listeners and etcd.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Forwarded queries in flight (UDP, TCP, and CNAME targets resolved upstream).
+    pub max_forwards: usize,
+    /// Open TCP connections.
+    pub max_tcp_connections: usize,
+    /// How long a TCP connection may wait for its next query, take to send one, or take
+    /// to read an answer. RFC 7766 (6.2.3) asks for an idle period "of the order of
+    /// seconds".
+    pub tcp_idle: Duration,
+    /// Queries one TCP connection may ask before it is closed (the client reconnects).
+    pub tcp_queries_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_forwards: DEFAULT_MAX_FORWARDS,
+            max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            tcp_idle: Duration::from_secs(3),
+            tcp_queries_per_connection: 100,
+        }
+    }
+}
+
+/// The clients forwarded for: loopback always, plus the `--allow` networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientNetworks(Vec<Network>);
+
+impl ClientNetworks {
+    pub fn new(networks: Vec<Network>) -> ClientNetworks {
+        ClientNetworks(networks)
+    }
+
+    pub fn allows(&self, client: IpAddr) -> bool {
+        let client = client.to_canonical();
+        client.is_loopback() || self.0.iter().any(|net| net.contains(client))
+    }
+}
+
+/// An address network, `10.0.0.0/8` or `fd00::/8`; a bare address is the one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Network, String> {
+        let wrong = || {
+            // clap names the flag (--allow) before this.
+            format!(
+                "{value:?} is not an address or a network in CIDR form \
+                 (e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8)"
+            )
+        };
+        let (addr, prefix) = match value.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (value, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| wrong())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(wrong)?,
+            None => max,
+        };
+        Ok(Network { addr, prefix })
+    }
+}
 
 /// What the query handlers share.
 pub struct Responder {
-    pub zones: Zones,
-    pub shared: Shared,
-    pub forward: Option<SocketAddr>,
+    zones: Zones,
+    shared: Shared,
+    forward: Option<SocketAddr>,
+    allow: ClientNetworks,
+    limits: Limits,
+    forwards: Arc<Semaphore>,
+    overload: Overload,
+}
+
+impl Responder {
+    pub fn new(
+        zones: Zones,
+        shared: Shared,
+        forward: Option<SocketAddr>,
+        allow: ClientNetworks,
+        limits: Limits,
+    ) -> Responder {
+        Responder {
+            zones,
+            shared,
+            forward,
+            allow,
+            forwards: Arc::new(Semaphore::new(limits.max_forwards)),
+            limits,
+            overload: Overload::default(),
+        }
+    }
+
+    /// A forward slot, or None (and a note in the log now and then) when all are taken.
+    fn forward_slot(&self) -> Option<OwnedSemaphorePermit> {
+        let slot = self.forwards.clone().try_acquire_owned().ok();
+        if slot.is_none() {
+            self.overload.note(&format!(
+                "{} forwards in flight (--max-forwards); refusing more",
+                self.limits.max_forwards
+            ));
+        }
+        slot
+    }
+}
+
+/// Counts over-limit events and logs them at most every [`OVERLOAD_LOG_EVERY`].
+#[derive(Default)]
+struct Overload(Mutex<(u64, Option<Instant>)>);
+
+impl Overload {
+    fn note(&self, what: &str) {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 += 1;
+        if state
+            .1
+            .is_none_or(|last| last.elapsed() >= OVERLOAD_LOG_EVERY)
+        {
+            eprintln!("rundock dns: {what} ({} times so far)", state.0);
+            state.1 = Some(Instant::now());
+        }
+    }
 }
 
 /// Bound sockets, ready to serve.
@@ -48,7 +221,7 @@ impl Sockets {
         let mut last = None;
         for _ in 0..attempts {
             let udp = UdpSocket::bind(addr).await?;
-            match TcpListener::bind(udp.local_addr()?).await {
+            match listen_tcp(udp.local_addr()?) {
                 Ok(tcp) => return Ok(Sockets { udp, tcp }),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
                 Err(e) => return Err(e),
@@ -62,17 +235,33 @@ impl Sockets {
     }
 }
 
+/// A TCP listener with room for a burst of connections in the kernel's queue (std's
+/// default is 128): when the queue is full, a client's connection attempt is dropped
+/// and retried only a second later.
+fn listen_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(TCP_BACKLOG)
+}
+
 /// Serves until the returned future is dropped.
 pub async fn serve(sockets: Sockets, responder: Arc<Responder>) {
     let Sockets { udp, tcp } = sockets;
-    tokio::join!(
-        serve_udp(Arc::new(udp), responder.clone()),
-        serve_tcp(tcp, responder)
-    );
+    // Tasks of their own (stopped when this future is dropped): in one task a UDP flood
+    // would spend the task's whole scheduling budget, and TCP accepts would starve.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(serve_udp(Arc::new(udp), responder.clone()));
+    tasks.spawn(serve_tcp(tcp, responder));
+    while tasks.join_next().await.is_some() {}
 }
 
 async fn serve_udp(socket: Arc<UdpSocket>, responder: Arc<Responder>) {
-    let mut buf = vec![0u8; 65535];
+    let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let (len, peer) = match socket.recv_from(&mut buf).await {
             Ok(got) => got,
@@ -83,7 +272,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, responder: Arc<Responder>) {
             }
         };
         let request = &buf[..len];
-        match responder.local(request) {
+        match responder.local(request, peer.ip()) {
             Local::Reply(pair) => {
                 let (query, resp) = *pair;
                 let bytes = fit_udp(&query, resp);
@@ -92,10 +281,16 @@ async fn serve_udp(socket: Arc<UdpSocket>, responder: Arc<Responder>) {
                 }
             }
             Local::Complete(partial, upstream) => {
+                let (query, mut resp, target) = *partial;
+                let Some(slot) = responder.forward_slot() else {
+                    // No room to ask upstream: the bare CNAME, which the client may follow.
+                    let _ = socket.send_to(&fit_udp(&query, resp), peer).await;
+                    continue;
+                };
                 let socket = socket.clone();
                 tokio::spawn(async move {
-                    let (query, mut resp, target) = *partial;
                     complete(&mut resp, &query, target, upstream).await;
+                    drop(slot);
                     let bytes = fit_udp(&query, resp);
                     if let Err(e) = socket.send_to(&bytes, peer).await {
                         eprintln!("rundock dns: udp send to {peer}: {e}");
@@ -103,16 +298,24 @@ async fn serve_udp(socket: Arc<UdpSocket>, responder: Arc<Responder>) {
                 });
             }
             Local::Forward(upstream) => {
+                let Some(slot) = responder.forward_slot() else {
+                    if let Some(bytes) = error_bytes(request, ResponseCode::Refused) {
+                        let _ = socket.send_to(&bytes, peer).await;
+                    }
+                    continue;
+                };
                 let socket = socket.clone();
                 let request = request.to_vec();
                 tokio::spawn(async move {
-                    match forward_udp(upstream, &request).await {
+                    let reply = forward_udp(upstream, &request).await;
+                    drop(slot);
+                    match reply {
                         Ok(bytes) => {
                             let _ = socket.send_to(&bytes, peer).await;
                         }
                         Err(e) => {
                             eprintln!("rundock dns: forwarding to {upstream}: {e}");
-                            if let Some(bytes) = servfail_bytes(&request) {
+                            if let Some(bytes) = error_bytes(&request, ResponseCode::ServFail) {
                                 let _ = socket.send_to(&bytes, peer).await;
                             }
                         }
@@ -125,13 +328,28 @@ async fn serve_udp(socket: Arc<UdpSocket>, responder: Arc<Responder>) {
 }
 
 async fn serve_tcp(listener: TcpListener, responder: Arc<Responder>) {
+    let connections = Connections::new(responder.limits.max_tcp_connections);
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                // Accepting and closing at once (rather than leaving it in the backlog)
+                // tells the client now, and keeps the backlog for those we can serve.
+                let Some(slot) = connections.admit() else {
+                    responder.overload.note(&format!(
+                        "{} TCP connections, none idle (--max-tcp-connections); closing new ones",
+                        responder.limits.max_tcp_connections
+                    ));
+                    continue;
+                };
                 let responder = responder.clone();
                 tokio::spawn(async move {
-                    let _ = serve_connection(stream, responder).await;
+                    let _ = serve_connection(stream, peer.ip(), slot, responder).await;
                 });
+                if connections.full() {
+                    // Let a connection told to make room close before the next accept,
+                    // so the descriptors open never run far past the cap.
+                    tokio::task::yield_now().await;
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: pause rather than spin.
@@ -142,30 +360,47 @@ async fn serve_tcp(listener: TcpListener, responder: Arc<Responder>) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, responder: Arc<Responder>) -> std::io::Result<()> {
+async fn serve_connection(
+    mut stream: TcpStream,
+    client: IpAddr,
+    slot: Slot,
+    responder: Arc<Responder>,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    loop {
-        let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
-            Ok(Ok(len)) => usize::from(len),
-            _ => return Ok(()),
+    let limits = &responder.limits;
+    for _ in 0..limits.tcp_queries_per_connection {
+        // Idle: the connection may be closed for a newcomer while waiting here.
+        let evicted = slot.idle();
+        let len = tokio::select! {
+            len = tokio::time::timeout(limits.tcp_idle, stream.read_u16()) => match len {
+                Ok(Ok(len)) => usize::from(len),
+                _ => return Ok(()),
+            },
+            _ = evicted.notified() => return Ok(()),
         };
+        slot.busy();
         let mut request = vec![0u8; len];
-        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut request))
+        tokio::time::timeout(limits.tcp_idle, stream.read_exact(&mut request))
             .await
             .map_err(|_| std::io::ErrorKind::TimedOut)??;
-        let bytes = match responder.local(&request) {
+        let bytes = match responder.local(&request, client) {
             Local::Reply(pair) => to_bytes(&pair.1),
             Local::Complete(partial, upstream) => {
                 let (query, mut resp, target) = *partial;
-                complete(&mut resp, &query, target, upstream).await;
+                if let Some(_slot) = responder.forward_slot() {
+                    complete(&mut resp, &query, target, upstream).await;
+                }
                 to_bytes(&resp)
             }
-            Local::Forward(upstream) => match forward_tcp(upstream, &request).await {
-                Ok(bytes) => Some(bytes),
-                Err(e) => {
-                    eprintln!("rundock dns: forwarding to {upstream}: {e}");
-                    servfail_bytes(&request)
-                }
+            Local::Forward(upstream) => match responder.forward_slot() {
+                Some(_slot) => match forward_tcp(upstream, &request).await {
+                    Ok(bytes) => Some(bytes),
+                    Err(e) => {
+                        eprintln!("rundock dns: forwarding to {upstream}: {e}");
+                        error_bytes(&request, ResponseCode::ServFail)
+                    }
+                },
+                None => error_bytes(&request, ResponseCode::Refused),
             },
             Local::Drop => return Ok(()),
         };
@@ -175,7 +410,91 @@ async fn serve_connection(mut stream: TcpStream, responder: Arc<Responder>) -> s
         let mut framed = Vec::with_capacity(bytes.len() + 2);
         framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
         framed.extend_from_slice(&bytes);
-        stream.write_all(&framed).await?;
+        // A client that does not read its answers must not hold the connection.
+        tokio::time::timeout(limits.tcp_idle, stream.write_all(&framed))
+            .await
+            .map_err(|_| std::io::ErrorKind::TimedOut)??;
+    }
+    Ok(())
+}
+
+/// The TCP connections open now, and which of them wait for a query (and may be closed
+/// to make room). Single-threaded use; the lock is never held across an await.
+#[derive(Clone)]
+struct Connections(Arc<Mutex<ConnectionTable>>);
+
+struct ConnectionTable {
+    max: usize,
+    open: usize,
+    next_id: u64,
+    /// Idle connections, oldest first, each with the signal that closes it.
+    idle: BTreeMap<u64, Arc<Notify>>,
+}
+
+/// One admitted connection; dropping it frees its place.
+struct Slot {
+    id: u64,
+    evict: Arc<Notify>,
+    table: Connections,
+}
+
+impl Connections {
+    fn new(max: usize) -> Connections {
+        Connections(Arc::new(Mutex::new(ConnectionTable {
+            max,
+            open: 0,
+            next_id: 0,
+            idle: BTreeMap::new(),
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionTable> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for a new connection: a free one, or the oldest idle connection's, which
+    /// is told to close. None when every connection is busy.
+    fn admit(&self) -> Option<Slot> {
+        let mut table = self.lock();
+        if table.open >= table.max {
+            let (_, evict) = table.idle.pop_first()?;
+            evict.notify_one();
+        }
+        table.open += 1;
+        table.next_id += 1;
+        Some(Slot {
+            id: table.next_id,
+            evict: Arc::new(Notify::new()),
+            table: self.clone(),
+        })
+    }
+}
+
+impl Connections {
+    /// Whether the next connection will have to take another's place.
+    fn full(&self) -> bool {
+        let table = self.lock();
+        table.open >= table.max
+    }
+}
+
+impl Slot {
+    /// Marks the connection idle; the returned signal fires if it is to make room.
+    fn idle(&self) -> Arc<Notify> {
+        self.table.lock().idle.insert(self.id, self.evict.clone());
+        self.evict.clone()
+    }
+
+    fn busy(&self) {
+        self.table.lock().idle.remove(&self.id);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut table = self.table.lock();
+        table.idle.remove(&self.id);
+        table.open -= 1;
     }
 }
 
@@ -191,7 +510,7 @@ enum Local {
 }
 
 impl Responder {
-    fn local(&self, request: &[u8]) -> Local {
+    fn local(&self, request: &[u8], client: IpAddr) -> Local {
         let query = match Message::from_vec(request) {
             Ok(query) => query,
             Err(_) => {
@@ -207,9 +526,13 @@ impl Responder {
         if query.metadata.message_type != hickory_proto::op::MessageType::Query {
             return Local::Drop;
         }
-        if let (Some(upstream), Some(q)) = (self.forward, query.queries.first()) {
+        // Only clients we forward for reach the upstream, directly or for a CNAME target.
+        let forward = self.forward.filter(|_| self.allow.allows(client));
+        if let Some(q) = query.queries.first() {
             if self.zones.find(q.name()).is_none() {
-                return Local::Forward(upstream);
+                if let Some(upstream) = forward {
+                    return Local::Forward(upstream);
+                }
             }
         }
         let state = self.shared.read().unwrap_or_else(|e| e.into_inner());
@@ -226,7 +549,7 @@ impl Responder {
             resp
         };
         drop(state);
-        if let Some(upstream) = self.forward {
+        if let Some(upstream) = forward {
             if let Some(target) = outside_cname_target(&query, &resp, &self.zones) {
                 return Local::Complete(Box::new((query, resp, target)), upstream);
             }
@@ -292,13 +615,10 @@ fn header_id(request: &[u8]) -> Option<u16> {
         .then(|| u16::from_be_bytes([request[0], request[1]]))
 }
 
-fn servfail_bytes(request: &[u8]) -> Option<Vec<u8>> {
+/// An answer with no records and `code`, echoing the question.
+fn error_bytes(request: &[u8], code: ResponseCode) -> Option<Vec<u8>> {
     let query = Message::from_vec(request).ok()?;
-    let mut resp = Message::error_msg(
-        query.metadata.id,
-        query.metadata.op_code,
-        ResponseCode::ServFail,
-    );
+    let mut resp = Message::error_msg(query.metadata.id, query.metadata.op_code, code);
     resp.metadata.recursion_desired = query.metadata.recursion_desired;
     resp.queries = query.queries;
     resp.to_vec().ok()
@@ -313,15 +633,24 @@ async fn forward_udp(upstream: SocketAddr, request: &[u8]) -> std::io::Result<Ve
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(upstream).await?;
     socket.send(request).await?;
-    let mut buf = vec![0u8; 65535];
     let deadline = tokio::time::Instant::now() + FORWARD_TIMEOUT;
+    // The buffer is made once something arrived: a forward waiting on a silent upstream
+    // holds a socket, not 64 KB.
+    let mut buf = Vec::new();
     loop {
-        let len = tokio::time::timeout_at(deadline, socket.recv(&mut buf))
+        tokio::time::timeout_at(deadline, socket.readable())
             .await
             .map_err(|_| std::io::ErrorKind::TimedOut)??;
+        buf.resize(MAX_MESSAGE, 0);
+        let len = match socket.try_recv(&mut buf) {
+            Ok(len) => len,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
         // Only the answer to our query (same id) counts; anything else is noise.
         if len >= 2 && buf[..2] == request[..2] {
             buf.truncate(len);
+            buf.shrink_to_fit();
             return Ok(buf);
         }
     }
@@ -341,4 +670,163 @@ async fn forward_tcp(upstream: SocketAddr, request: &[u8]) -> std::io::Result<Ve
     })
     .await
     .map_err(|_| std::io::ErrorKind::TimedOut)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(networks: &[&str]) -> ClientNetworks {
+        ClientNetworks::new(networks.iter().map(|n| n.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn loopback_is_always_forwarded_for_and_others_only_when_allowed() {
+        let none = allow(&[]);
+        for client in ["127.0.0.1", "127.9.8.7", "::1", "::ffff:127.0.0.1"] {
+            assert!(none.allows(client.parse().unwrap()), "{client}");
+        }
+        for client in [
+            "10.0.0.1",
+            "192.0.2.1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(!none.allows(client.parse().unwrap()), "{client}");
+        }
+        let some = allow(&["10.0.0.0/8", "192.0.2.7", "fd00::/8", "198.51.100.0/31"]);
+        let table = [
+            ("10.255.0.1", true),
+            ("11.0.0.1", false),
+            ("::ffff:10.1.2.3", true),
+            ("192.0.2.7", true),
+            ("192.0.2.8", false),
+            ("fd12::1", true),
+            ("fe80::1", false),
+            ("198.51.100.1", true),
+            ("198.51.100.2", false),
+        ];
+        for (client, allowed) in table {
+            assert_eq!(some.allows(client.parse().unwrap()), allowed, "{client}");
+        }
+        assert!(allow(&["0.0.0.0/0"]).allows("203.0.113.9".parse().unwrap()));
+        assert!(allow(&["::/0"]).allows("2001:db8::1".parse().unwrap()));
+        assert!(!allow(&["::/0"]).allows("203.0.113.9".parse().unwrap()));
+    }
+
+    fn responder(allowed: &[&str]) -> Responder {
+        let zones = Zones::new(&["s.example.com".to_string()], 300).unwrap();
+        let mut state = crate::sync::State::default();
+        state.loaded = true;
+        Responder::new(
+            zones,
+            Arc::new(std::sync::RwLock::new(state)),
+            Some("192.0.2.53:53".parse().unwrap()),
+            allow(allowed),
+            Limits::default(),
+        )
+    }
+
+    fn query(name: &str) -> Vec<u8> {
+        let mut query = Message::query();
+        query.metadata.id = 7;
+        query.add_query(Query::query(
+            name.parse().unwrap(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        query.to_vec().unwrap()
+    }
+
+    fn code(local: Local) -> Option<ResponseCode> {
+        match local {
+            Local::Reply(pair) => Some(pair.1.metadata.response_code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_allowed_clients_are_forwarded_for_and_everyone_gets_in_zone_answers() {
+        let outside = query("www.example.org.");
+        let inside = query("missing.s.example.com.");
+        let loopback_only = responder(&[]);
+        let with_lan = responder(&["10.0.0.0/8"]);
+        for (responder, client, forwarded) in [
+            (&loopback_only, "127.0.0.1", true),
+            (&loopback_only, "::1", true),
+            (&loopback_only, "10.1.2.3", false),
+            (&loopback_only, "2001:db8::1", false),
+            (&with_lan, "10.1.2.3", true),
+            (&with_lan, "192.0.2.1", false),
+        ] {
+            let client: IpAddr = client.parse().unwrap();
+            match responder.local(&outside, client) {
+                Local::Forward(_) => assert!(forwarded, "{client} was forwarded for"),
+                other => {
+                    assert!(!forwarded, "{client} was not forwarded for");
+                    assert_eq!(code(other), Some(ResponseCode::Refused), "{client}");
+                }
+            }
+            assert_eq!(
+                code(responder.local(&inside, client)),
+                Some(ResponseCode::NXDomain),
+                "{client} gets in-zone answers"
+            );
+        }
+    }
+
+    #[test]
+    fn networks_are_checked_with_a_message_naming_the_allowed_form() {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "fd00::/129",
+            "10.0.0/8",
+            "10.0.0.0/-1",
+            "host",
+            "/8",
+        ] {
+            let err = bad.parse::<Network>().unwrap_err();
+            assert!(
+                err.starts_with(&format!("{bad:?} ")) && err.contains("CIDR"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_full_table_closes_the_oldest_idle_connection_or_refuses() {
+        let table = Connections::new(2);
+        let first = table.admit().unwrap();
+        let second = table.admit().unwrap();
+        first.busy();
+        second.busy();
+        assert!(table.admit().is_none(), "both busy: no room");
+        let first_evicted = first.idle();
+        let second_evicted = second.idle();
+        let third = table.admit().expect("room made by the oldest idle");
+        // The oldest idle was told to go (its permit is stored), the other was not.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), first_evicted.notified())
+                .await
+                .expect("first evicted");
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), second_evicted.notified())
+                    .await
+                    .is_err(),
+                "second kept"
+            );
+        });
+        drop(first);
+        assert_eq!(table.lock().open, 2);
+        third.busy();
+        drop(second);
+        drop(third);
+        assert_eq!(table.lock().open, 0);
+        assert!(table.lock().idle.is_empty());
+    }
 }

@@ -5,6 +5,13 @@
 //! While etcd is unreachable the last known records keep answering: on a single host a
 //! short etcd outage should not take name resolution down with it.
 //!
+//! A key that cannot be taken (its key or value is not text, not SkyDNS JSON, or fails
+//! the record rule of [`rundock_spec::skydns::decode_record`]) is skipped: whatever was
+//! held at it goes, it is logged once per key and revision (a relist does not log it
+//! again), and the list or watch goes on with the next key. One such key once made
+//! the whole range fail, so a fresh start answered SERVFAIL for the whole zone, and
+//! made the watch resume from the same revision forever.
+//!
 //! Records answer from the moment the list (or their watch event) arrives. The TTL of a
 //! v3 lease they hang on is looked up only when a query first finds one of its records,
 //! beside the answer, [`LEASE_LOOKUPS_IN_FLIGHT`] at a time, never in the way of the
@@ -14,11 +21,12 @@
 //! a lease's TTL is known an answer carries the record's own `ttl` (the announcer always
 //! writes one, equal to or below the lease's), which is what bounds it anyway.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use rundock_etcd::{Client, EtcdApi, EtcdError, Event};
+use rundock_etcd::{Client, EtcdApi, EtcdError, Event, Undecodable};
 use rundock_runtime::Backoff;
 use tokio::sync::{mpsc, watch};
 
@@ -90,15 +98,33 @@ async fn follow(client: &Client, prefix: &str, shared: &Shared, queue: LeaseQueu
     let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     loop {
         let mut fresh = RecordSet::new(prefix);
+        // What was reported before this list, so a relist does not report it again.
+        let reported: HashMap<String, u64> = shared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .records
+            .skipped()
+            .clone();
         let listed = client
-            .list_each(prefix, &mut |entry| {
-                if let Err(e) = fresh.insert_json_leased(
-                    entry.key,
-                    entry.value.as_bytes(),
-                    entry.ttl,
-                    entry.lease,
-                ) {
-                    eprintln!("rundock dns: ignoring {}: {e}", entry.key);
+            .list_each(prefix, &mut |entry| match entry {
+                Ok(entry) => {
+                    if let Err(e) = fresh.insert_json_leased(
+                        entry.key,
+                        entry.value.as_bytes(),
+                        entry.ttl,
+                        entry.lease,
+                    ) {
+                        skipped(&mut fresh, &reported, entry.key, entry.mod_revision, &e);
+                    }
+                }
+                Err(undecodable) => {
+                    let Undecodable {
+                        key,
+                        mod_revision,
+                        reason,
+                        ..
+                    } = &undecodable;
+                    skipped(&mut fresh, &reported, key, *mod_revision, reason);
                 }
             })
             .await;
@@ -202,7 +228,7 @@ pub fn apply(state: &mut State, event: &Event, v2: bool) {
                 entry.ttl,
                 entry.lease,
             ) {
-                eprintln!("rundock dns: ignoring {}: {e}", entry.key);
+                skipped(records, &HashMap::new(), &entry.key, entry.mod_revision, &e);
             }
         }
         Event::Delete { key, .. } if v2 => {
@@ -211,6 +237,31 @@ pub fn apply(state: &mut State, event: &Event, v2: bool) {
         Event::Delete { key, .. } => {
             records.remove(key);
         }
+        Event::Undecodable(u) if u.deleted => records.forget_skipped(&u.key),
+        Event::Undecodable(u) => {
+            if u.key_is_text {
+                records.remove(&u.key);
+            }
+            skipped(records, &HashMap::new(), &u.key, u.mod_revision, &u.reason);
+        }
+    }
+}
+
+/// Notes that `key` was skipped at `revision` and logs why, unless it was reported
+/// at that revision already (in `records`, or in `reported` before a relist).
+fn skipped(
+    records: &mut RecordSet,
+    reported: &HashMap<String, u64>,
+    key: &str,
+    revision: u64,
+    why: &dyn std::fmt::Display,
+) {
+    let new = records.note_skipped(key, revision);
+    if new && reported.get(&key.to_ascii_lowercase()) != Some(&revision) {
+        // {:?}: a key may hold a newline, and must not forge a log line of its own; and
+        // a key may be as long as etcd allows.
+        let shown: String = key.chars().take(200).collect();
+        eprintln!("rundock dns: skipping {shown:?} (revision {revision}): {why}");
     }
 }
 
@@ -355,6 +406,29 @@ mod tests {
         apply(
             &mut state,
             &Event::Put(kv("/skydns/x/bad", "{", None, 4)),
+            false,
+        );
+        assert_eq!(state.records.len(), 3);
+        // A value that is not text takes the record at its key away and is noted once.
+        let undecodable = |key: &str, deleted| {
+            Event::Undecodable(Undecodable {
+                key: key.into(),
+                key_is_text: true,
+                deleted,
+                mod_revision: 5,
+                reason: "kv.value: not UTF-8".into(),
+            })
+        };
+        apply(&mut state, &undecodable("/skydns/x/c", false), false);
+        assert_eq!(state.records.len(), 2);
+        assert!(state.records.get("/skydns/x/c").is_none());
+        assert_eq!(state.records.skipped().get("/skydns/x/c"), Some(&5));
+        assert!(!state.records.note_skipped("/skydns/x/c", 5));
+        apply(&mut state, &undecodable("/skydns/x/c", true), false);
+        assert!(state.records.skipped().get("/skydns/x/c").is_none());
+        apply(
+            &mut state,
+            &Event::Put(kv("/skydns/x/c", r#"{"host":"10.0.0.1"}"#, None, 6)),
             false,
         );
         assert_eq!(state.records.len(), 3);

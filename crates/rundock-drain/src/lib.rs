@@ -16,9 +16,15 @@
 //! container shares the host's namespace (`network: host`) the counter counts the whole
 //! host and is not used.
 //!
-//! The parsing and the decision are pure ([`parse_table`], [`passive_opens`],
-//! [`Idleness`]); [`wait_until_idle`] alone reads `/proc` and sleeps.
+//! The same table answers the `tcp` health check's question, "does anything in the
+//! container listen on the port?" ([`listener_on`]): a connect to a published port only
+//! reaches Docker's userland proxy, which accepts whether or not the container listens.
+//!
+//! The parsing and the decisions are pure ([`parse_table`], [`passive_opens`],
+//! [`Idleness`], [`listener_on`]); [`wait_until_idle`] and [`read_table`] alone read
+//! `/proc`.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -30,10 +36,13 @@ pub const POLL: Duration = Duration::from_millis(50);
 
 /// TCP state ESTABLISHED in `/proc/net/tcp` (`include/net/tcp_states.h`).
 const ESTABLISHED: u8 = 0x01;
+/// TCP state LISTEN.
+const LISTEN: u8 = 0x0A;
 
-/// One row of `/proc/<pid>/net/tcp{,6}`: what the drain needs of it.
+/// One row of `/proc/<pid>/net/tcp{,6}`: what the drain and the `tcp` check need of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Socket {
+    pub local_addr: IpAddr,
     pub local_port: u16,
     pub remote_port: u16,
     pub state: u8,
@@ -50,6 +59,7 @@ pub fn parse_table(text: &str) -> Vec<Socket> {
             let remote = fields.next()?;
             let state = u8::from_str_radix(fields.next()?, 16).ok()?;
             Some(Socket {
+                local_addr: addr_of(local)?,
                 local_port: port_of(local)?,
                 remote_port: port_of(remote)?,
                 state,
@@ -61,6 +71,84 @@ pub fn parse_table(text: &str) -> Vec<Socket> {
 fn port_of(address: &str) -> Option<u16> {
     let (_, port) = address.rsplit_once(':')?;
     u16::from_str_radix(port, 16).ok()
+}
+
+/// The address of `HEXADDR:HEXPORT`. The kernel prints the address as 32-bit words in
+/// the host's byte order (`%08X` of each `__be32`), so each word's native bytes are the
+/// address bytes in network order.
+fn addr_of(address: &str) -> Option<IpAddr> {
+    let (hex, _) = address.rsplit_once(':')?;
+    let words = |count: usize| -> Option<Vec<[u8; 4]>> {
+        (0..count)
+            .map(|i| {
+                let word = hex.get(i * 8..i * 8 + 8)?;
+                Some(u32::from_str_radix(word, 16).ok()?.to_ne_bytes())
+            })
+            .collect()
+    };
+    match hex.len() {
+        8 => Some(Ipv4Addr::from(words(1)?[0]).into()),
+        32 => {
+            let bytes: Vec<u8> = words(4)?.concat();
+            let octets: [u8; 16] = bytes.try_into().ok()?;
+            Some(Ipv6Addr::from(octets).into())
+        }
+        _ => None,
+    }
+}
+
+/// Who can reach a port's listeners, from a container's own table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Nothing listens on the port.
+    None,
+    /// Something listens, but only on a loopback address: nothing outside the
+    /// container's network namespace (Docker's proxy, a peer) can connect.
+    LoopbackOnly,
+    /// Something listens on a wildcard or non-loopback address.
+    Reachable,
+}
+
+/// Whether something in the table listens on `port`, and whether that listener can be
+/// reached from outside its namespace.
+pub fn listener_on(sockets: &[Socket], port: u16) -> Listener {
+    let mut found = Listener::None;
+    for socket in sockets
+        .iter()
+        .filter(|s| s.state == LISTEN && s.local_port == port)
+    {
+        if is_loopback(socket.local_addr) {
+            found = Listener::LoopbackOnly;
+        } else {
+            return Listener::Reachable;
+        }
+    }
+    found
+}
+
+fn is_loopback(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// The TCP table (IPv4 and IPv6) of the network namespace process `pid` lives in.
+/// `Err` when the process is gone or its table unreadable (reading another process's
+/// table takes root or the same user).
+pub fn read_table(pid: u32) -> std::io::Result<Vec<Socket>> {
+    read_sockets(&PathBuf::from(format!("/proc/{pid}")))
+}
+
+fn read_sockets(proc_dir: &Path) -> std::io::Result<Vec<Socket>> {
+    let mut sockets = parse_table(&std::fs::read_to_string(proc_dir.join("net/tcp"))?);
+    // A kernel without IPv6 has no tcp6.
+    if let Ok(text) = std::fs::read_to_string(proc_dir.join("net/tcp6")) {
+        sockets.extend(parse_table(&text));
+    }
+    Ok(sockets)
 }
 
 /// How many established connections have `port` as their local port.
@@ -160,11 +248,7 @@ pub fn wait_until_idle(pid: u32, port: u16, limit: Duration) -> Drained {
 }
 
 fn read_sample(proc_dir: &Path, port: u16, own_namespace: bool) -> Option<Sample> {
-    let mut sockets = parse_table(&std::fs::read_to_string(proc_dir.join("net/tcp")).ok()?);
-    // A kernel without IPv6 has no tcp6.
-    if let Ok(text) = std::fs::read_to_string(proc_dir.join("net/tcp6")) {
-        sockets.extend(parse_table(&text));
-    }
+    let sockets = read_sockets(proc_dir).ok()?;
     let passive_opens = if own_namespace {
         std::fs::read_to_string(proc_dir.join("net/snmp"))
             .ok()
@@ -212,6 +296,7 @@ mod tests {
         assert_eq!(
             rows[1],
             Socket {
+                local_addr: "172.17.0.2".parse().unwrap(),
                 local_port: 8080,
                 remote_port: 0xD2F4,
                 state: 0x01
@@ -282,6 +367,77 @@ Udp: InDatagrams NoPorts\nUdp: 5 6\n";
         assert!(idle.observe(t0 + quiet, none(0), quiet));
         let mut at_once = Idleness::new();
         assert!(at_once.observe(t0, none(0), Duration::ZERO));
+    }
+
+    /// One LISTEN row of a table, local address as the kernel prints it, port 8080.
+    fn listen_row(hex_addr: &str) -> String {
+        format!("   0: {hex_addr}:1F90 {}:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n", "0".repeat(hex_addr.len()))
+    }
+
+    #[test]
+    fn addresses_parse_in_the_kernels_word_order() {
+        // Fixtures as an x86-64 kernel prints them (little-endian words).
+        let cases = [
+            ("0100007F", "127.0.0.1"),
+            ("020011AC", "172.17.0.2"),
+            ("00000000", "0.0.0.0"),
+            ("00000000000000000000000001000000", "::1"),
+            ("0000000000000000FFFF00000100007F", "::ffff:127.0.0.1"),
+            ("B80D0120000000000000000001000000", "2001:db8::1"),
+        ];
+        for (hex, want) in cases {
+            let rows = parse_table(&listen_row(hex));
+            assert_eq!(rows.len(), 1, "{hex}");
+            let want: IpAddr = want.parse().unwrap();
+            if cfg!(target_endian = "little") {
+                assert_eq!(rows[0].local_addr, want, "{hex}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_listener_counts_only_in_state_listen_on_the_port_and_off_loopback() {
+        let reachable = ["00000000", "020011AC", "00000000000000000000000000000000"];
+        let loopback = [
+            "0100007F",
+            "00000000000000000000000001000000",
+            "0000000000000000FFFF00000100007F",
+        ];
+        for hex in reachable {
+            let rows = parse_table(&listen_row(hex));
+            assert_eq!(listener_on(&rows, 8080), Listener::Reachable, "{hex}");
+            assert_eq!(listener_on(&rows, 8081), Listener::None, "{hex}");
+        }
+        for hex in loopback {
+            let rows = parse_table(&listen_row(hex));
+            assert_eq!(listener_on(&rows, 8080), Listener::LoopbackOnly, "{hex}");
+        }
+        // Loopback and wildcard listeners of one port: reachable, whatever the order.
+        let both = parse_table(&(listen_row("0100007F") + &listen_row("00000000")));
+        assert_eq!(listener_on(&both, 8080), Listener::Reachable);
+        // Established connections and outgoing ones to a remote 8080 are not listeners.
+        let mut rows = parse_table(TCP);
+        rows.retain(|s| s.state != LISTEN);
+        assert_eq!(listener_on(&rows, 8080), Listener::None);
+        assert_eq!(listener_on(&[], 8080), Listener::None);
+    }
+
+    #[test]
+    fn the_live_table_shows_our_own_listeners() {
+        let me = std::process::id();
+        let open = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let table = read_table(me).unwrap();
+        let port = |l: &std::net::TcpListener| l.local_addr().unwrap().port();
+        assert_eq!(listener_on(&table, port(&open)), Listener::Reachable);
+        assert_eq!(listener_on(&table, port(&local)), Listener::LoopbackOnly);
+        let closed = port(&local);
+        drop(local);
+        assert_eq!(
+            listener_on(&read_table(me).unwrap(), closed),
+            Listener::None
+        );
+        assert!(read_table(u32::MAX).is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! Client::revoke(&self, &Lease) -> Result<(), EtcdError>
 //! // read side
 //! Client::list(&self, prefix) -> Result<Snapshot, EtcdError>
-//! Client::list_each(&self, prefix, &mut FnMut(EntryRef)) -> Result<u64, EtcdError>
+//! Client::list_each(&self, prefix, &mut FnMut(Result<EntryRef, Undecodable>)) -> Result<u64, EtcdError>
 //! Client::lease_ttl(&self, id) -> Result<Option<LeaseTtl>, EtcdError>
 //! Client::get(&self, key) -> Result<Option<Entry>, EtcdError>
 //! Client::watch(&self, prefix, after) -> Result<WatchStream, EtcdError>
@@ -48,6 +48,11 @@
 //!   decoded response, without TTL lookups (v3 entries carry their lease ID, v2 their
 //!   TTL); returns the revision. For readers of many keys: nothing is kept but what the
 //!   callback keeps, and no round trip per lease delays the result.
+//! * **Keys that are not text**: etcd keys and values are bytes; an entry whose key or
+//!   value is not UTF-8 is an [`Undecodable`] of its own (`list_each` hands it over,
+//!   `list` puts it in [`Snapshot::undecodable`], a watch yields
+//!   [`Event::Undecodable`] at its revision), never an error of the whole range or
+//!   watch message: one such key must not stop a reader from following the others.
 //! * **lease_ttl**: one v3 lease's remaining and granted TTL (`None` once it is gone).
 //! * **watch**: changes under `prefix` (same path rule) after revision `after` (from a
 //!   [`Snapshot`]; 0 = from now). v3 is one streaming `POST /v3/watch`; v2 long-polls
@@ -139,6 +144,22 @@ impl EntryRef<'_> {
     }
 }
 
+/// An etcd key whose key or value is not UTF-8 text. Readers skip it; it is reported so
+/// that they can drop what they held at the key and say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undecodable {
+    /// The key, with bytes that are not UTF-8 shown as U+FFFD.
+    pub key: String,
+    /// The key itself is text, so `key` is exact (and what a reader held there is stale).
+    pub key_is_text: bool,
+    /// The change was a delete (watch only).
+    pub deleted: bool,
+    /// The revision of the change (v3 `mod_revision`).
+    pub mod_revision: u64,
+    /// What is wrong, naming the part: `kv.value: not UTF-8: ...`.
+    pub reason: String,
+}
+
 /// A v3 lease's TTL, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseTtl {
@@ -155,6 +176,8 @@ pub struct Snapshot {
     /// [`Client::watch`] to see every later change.
     pub revision: u64,
     pub entries: Vec<Entry>,
+    /// Keys under the prefix whose key or value is not text, left out of `entries`.
+    pub undecodable: Vec<Undecodable>,
 }
 
 /// One change seen by a watch.
@@ -165,6 +188,9 @@ pub enum Event {
     /// A key was deleted or expired. With v2 the key may be a directory: everything
     /// below it is gone too.
     Delete { key: String, revision: u64 },
+    /// A key was put or deleted whose key or value is not text: nothing to take, but
+    /// what was held at the key (if it is text) is gone.
+    Undecodable(Undecodable),
 }
 
 impl Event {
@@ -172,6 +198,7 @@ impl Event {
         match self {
             Event::Put(entry) => &entry.key,
             Event::Delete { key, .. } => key,
+            Event::Undecodable(u) => &u.key,
         }
     }
 
@@ -179,6 +206,7 @@ impl Event {
         match self {
             Event::Put(entry) => entry.mod_revision,
             Event::Delete { revision, .. } => *revision,
+            Event::Undecodable(u) => u.mod_revision,
         }
     }
 }
@@ -250,11 +278,11 @@ impl Client {
     }
 
     /// Calls `each` for every key at or below `prefix`, without TTL lookups; returns
-    /// the revision to watch from.
+    /// the revision to watch from. Keys whose key or value is not text come as `Err`.
     pub async fn list_each(
         &self,
         prefix: &str,
-        each: &mut dyn FnMut(EntryRef<'_>),
+        each: &mut dyn FnMut(Result<EntryRef<'_>, Undecodable>),
     ) -> Result<u64, EtcdError> {
         match self.api() {
             EtcdApi::V3 => v3::list_each(&self.transport, prefix, each).await,

@@ -63,16 +63,23 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Res
     })
 }
 
-/// Decodes one base64 field of the v3 gateway into `buf` (reused between keys).
+/// Decodes one base64 field of the v3 gateway into `buf` (reused between keys). etcd
+/// keys and values are bytes: whether they are text is the caller's question
+/// ([`text`]), asked per key, so one key that is not cannot fail a whole message.
 pub(crate) fn unbase64<'b>(
     field: &str,
     text: &str,
     buf: &'b mut Vec<u8>,
-) -> Result<&'b str, EtcdError> {
+) -> Result<&'b [u8], String> {
     buf.clear();
     B64.decode_vec(text, buf)
-        .map_err(|e| EtcdError::Decode(format!("{field}: base64: {e}")))?;
-    std::str::from_utf8(buf).map_err(|e| EtcdError::Decode(format!("{field}: not UTF-8: {e}")))
+        .map_err(|e| format!("{field}: base64: {e}"))?;
+    Ok(buf)
+}
+
+/// `bytes` as UTF-8 text, or why not, naming `field`.
+pub(crate) fn text<'b>(field: &str, bytes: &'b [u8]) -> Result<&'b str, String> {
+    std::str::from_utf8(bytes).map_err(|e| format!("{field}: not UTF-8: {e}"))
 }
 
 pub(crate) fn base64(s: &str) -> String {
@@ -286,15 +293,19 @@ mod tests {
         let mut buf = Vec::new();
         assert_eq!(
             unbase64("key", &range.kvs[0].key, &mut buf).unwrap(),
-            "/a/b"
+            b"/a/b"
         );
         assert_eq!(range.kvs[0].lease, Int64(1234));
         assert_eq!(range.kvs[1].lease, Int64(0));
         assert_eq!(
             unbase64("value", &range.kvs[1].value, &mut buf).unwrap(),
-            ""
+            b""
         );
         assert!(unbase64("key", "@@", &mut buf).is_err());
+        // Bytes that are not text decode; whether they are text is a question of its own.
+        assert_eq!(unbase64("value", "/w==", &mut buf).unwrap(), [0xff]);
+        let err = text("kv.value", &[b'{', 0xff]).unwrap_err();
+        assert!(err.starts_with("kv.value: not UTF-8"), "{err}");
         assert!(decode::<RangeResponse<'_>>("range", br#"{"kvs":[{"lease":"x"}]}"#).is_err());
     }
 

@@ -3,7 +3,7 @@
 
 use crate::messages::{decode, ErrorBody, V2Node, V2Response};
 use crate::transport::{Req, Transport, REQUEST_TIMEOUT};
-use crate::{normalize_prefix, EntryRef, EtcdError, Lease, Refreshed, Snapshot};
+use crate::{normalize_prefix, EntryRef, EtcdError, Lease, Refreshed, Snapshot, Undecodable};
 use reqwest::Method;
 
 /// v2's "Key not found" error code.
@@ -117,21 +117,22 @@ pub(crate) fn entry_ref(node: &V2Node) -> EntryRef<'_> {
     }
 }
 
-fn flatten(node: &V2Node, each: &mut dyn FnMut(EntryRef<'_>)) {
+fn flatten(node: &V2Node, each: &mut dyn FnMut(Result<EntryRef<'_>, Undecodable>)) {
     if node.dir {
         for child in &node.nodes {
             flatten(child, each);
         }
     } else if node.key.is_some() {
-        each(entry_ref(node));
+        each(Ok(entry_ref(node)));
     }
 }
 
-/// Calls `each` for every key at or below `prefix`; returns the store index.
+/// Calls `each` for every key at or below `prefix`; returns the store index. v2 keys
+/// and values are JSON strings, always text (etcd writes invalid UTF-8 as U+FFFD).
 pub(crate) async fn list_each(
     t: &Transport,
     prefix: &str,
-    each: &mut dyn FnMut(EntryRef<'_>),
+    each: &mut dyn FnMut(Result<EntryRef<'_>, Undecodable>),
 ) -> Result<u64, EtcdError> {
     let path = keys_path(prefix);
     let query = [
@@ -166,8 +167,17 @@ pub(crate) async fn list_each(
 
 pub(crate) async fn list(t: &Transport, prefix: &str) -> Result<Snapshot, EtcdError> {
     let mut entries = Vec::new();
-    let revision = list_each(t, prefix, &mut |e| entries.push(e.to_entry())).await?;
-    Ok(Snapshot { revision, entries })
+    let revision = list_each(t, prefix, &mut |e| {
+        if let Ok(e) = e {
+            entries.push(e.to_entry())
+        }
+    })
+    .await?;
+    Ok(Snapshot {
+        revision,
+        entries,
+        undecodable: Vec::new(),
+    })
 }
 
 pub(crate) fn error_body(bytes: &[u8]) -> ErrorBody {

@@ -4,11 +4,13 @@
 //! revisions) as a JSON string; [`crate::messages`] types both.
 
 use crate::messages::{
-    base64, decode, unbase64, KeepAliveMessage, KeyValue, LeaseGrantResponse, RangeResponse,
+    base64, decode, text, unbase64, KeepAliveMessage, KeyValue, LeaseGrantResponse, RangeResponse,
     TimeToLiveResponse,
 };
 use crate::transport::{Req, Transport};
-use crate::{normalize_prefix, under, EntryRef, EtcdError, Lease, LeaseTtl, Refreshed, Snapshot};
+use crate::{
+    normalize_prefix, under, EntryRef, EtcdError, Lease, LeaseTtl, Refreshed, Snapshot, Undecodable,
+};
 use futures_util::stream::{self, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -107,19 +109,44 @@ pub(crate) async fn revoke(t: &Transport, id: i64) -> Result<(), EtcdError> {
     }
 }
 
-/// Decodes one gateway `kv` into `key_buf` / `value_buf` (reused between keys).
+/// Decodes one gateway `kv` into `key_buf` / `value_buf` (reused between keys); a key
+/// or value that is not text is an [`Undecodable`] of its own, never an error of the
+/// whole message.
 pub(crate) fn entry_ref<'b>(
     kv: &KeyValue<'_>,
+    deleted: bool,
     key_buf: &'b mut Vec<u8>,
     value_buf: &'b mut Vec<u8>,
-) -> Result<EntryRef<'b>, EtcdError> {
+) -> Result<EntryRef<'b>, Undecodable> {
     let lease = kv.lease.0;
+    let mod_revision = kv.mod_revision.revision();
+    let undecodable = |key: String, key_is_text: bool, reason: String| Undecodable {
+        key,
+        key_is_text,
+        deleted,
+        mod_revision,
+        reason,
+    };
+    let key_bytes = match unbase64("kv.key", &kv.key, key_buf) {
+        Ok(bytes) => bytes,
+        Err(reason) => return Err(undecodable(String::new(), false, reason)),
+    };
+    let key = match text("kv.key", key_bytes) {
+        Ok(key) => key,
+        Err(reason) => {
+            let lossy = String::from_utf8_lossy(key_bytes).into_owned();
+            return Err(undecodable(lossy, false, reason));
+        }
+    };
+    let value = unbase64("kv.value", &kv.value, value_buf)
+        .and_then(|bytes| text("kv.value", bytes))
+        .map_err(|reason| undecodable(key.to_string(), true, reason))?;
     Ok(EntryRef {
-        key: unbase64("kv.key", &kv.key, key_buf)?,
-        value: unbase64("kv.value", &kv.value, value_buf)?,
+        key,
+        value,
         lease: (lease != 0).then_some(lease),
         ttl: None,
-        mod_revision: kv.mod_revision.revision(),
+        mod_revision,
     })
 }
 
@@ -144,7 +171,7 @@ pub(crate) async fn lease_ttl(t: &Transport, id: i64) -> Result<Option<LeaseTtl>
 pub(crate) async fn list_each(
     t: &Transport,
     prefix: &str,
-    each: &mut dyn FnMut(EntryRef<'_>),
+    each: &mut dyn FnMut(Result<EntryRef<'_>, Undecodable>),
 ) -> Result<u64, EtcdError> {
     let p = normalize_prefix(prefix);
     let (key, end) = path_range(p);
@@ -153,17 +180,23 @@ pub(crate) async fn list_each(
     let range: RangeResponse<'_> = decode("/v3/kv/range", &bytes)?;
     let (mut key_buf, mut value_buf) = (Vec::new(), Vec::new());
     for kv in &range.kvs {
-        let entry = entry_ref(kv, &mut key_buf, &mut value_buf)?;
-        if under(p, entry.key) {
-            each(entry);
+        match entry_ref(kv, false, &mut key_buf, &mut value_buf) {
+            Ok(entry) if under(p, entry.key) => each(Ok(entry)),
+            Ok(_) => {}
+            Err(undecodable) if under(p, &undecodable.key) => each(Err(undecodable)),
+            Err(_) => {}
         }
     }
     Ok(range.header.revision.revision())
 }
 
 pub(crate) async fn list(t: &Transport, prefix: &str) -> Result<Snapshot, EtcdError> {
-    let mut entries = Vec::new();
-    let revision = list_each(t, prefix, &mut |e| entries.push(e.to_entry())).await?;
+    let (mut entries, mut undecodable) = (Vec::new(), Vec::new());
+    let revision = list_each(t, prefix, &mut |e| match e {
+        Ok(e) => entries.push(e.to_entry()),
+        Err(u) => undecodable.push(u),
+    })
+    .await?;
     let mut ids: Vec<i64> = entries.iter().filter_map(|e| e.lease).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -189,5 +222,9 @@ pub(crate) async fn list(t: &Transport, prefix: &str) -> Result<Snapshot, EtcdEr
         }
         None => true,
     });
-    Ok(Snapshot { revision, entries })
+    Ok(Snapshot {
+        revision,
+        entries,
+        undecodable,
+    })
 }

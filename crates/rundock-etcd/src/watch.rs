@@ -161,16 +161,27 @@ impl WatchStream {
         self.add_lease_ttls(puts).await
     }
 
-    /// Queues the events of one message; returns the positions of leased puts.
+    /// Queues the events of one message; returns the positions of leased puts. A key or
+    /// value that is not text is queued as [`Event::Undecodable`] at its revision, so
+    /// the stream moves past it like any other change.
     fn queue_v3(&mut self, result: WatchResult<'_>) -> Result<Vec<usize>, EtcdError> {
         let (mut key_buf, mut value_buf) = (Vec::new(), Vec::new());
         let mut leased = Vec::new();
         for event in &result.events {
-            let entry = v3::entry_ref(&event.kv, &mut key_buf, &mut value_buf)?;
+            let deleted = event.kind == EventKind::Delete;
+            let entry = match v3::entry_ref(&event.kv, deleted, &mut key_buf, &mut value_buf) {
+                Ok(entry) => entry,
+                Err(undecodable) => {
+                    if under(&self.prefix, &undecodable.key) {
+                        self.pending.push_back(Event::Undecodable(undecodable));
+                    }
+                    continue;
+                }
+            };
             if !under(&self.prefix, entry.key) {
                 continue;
             }
-            if event.kind == EventKind::Delete {
+            if deleted {
                 self.pending.push_back(Event::Delete {
                     key: entry.key.to_string(),
                     revision: entry.mod_revision,

@@ -270,3 +270,93 @@ fn https_without_a_ca_is_a_configuration_error() {
         .unwrap();
     assert!(matches!(err, EtcdError::Config(_)), "{err:?}");
 }
+
+/// `etcdctl put` with raw bytes for key and value (argv is bytes on Unix).
+fn put_bytes(etcd: &Etcd, key: &[u8], value: &[u8]) {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.endpoint(), "put", "--"])
+        .arg(OsStr::from_bytes(key))
+        .arg(OsStr::from_bytes(value))
+        .output()
+        .expect("etcdctl");
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn v3_keys_and_values_that_are_not_text_are_reported_one_by_one() {
+    let etcd = Etcd::start();
+    let c = client(&etcd, EtcdApi::V3);
+    let prefix = "/skydns/com/example/s/web";
+    put_bytes(&etcd, format!("{prefix}/a").as_bytes(), b"1");
+    put_bytes(
+        &etcd,
+        format!("{prefix}/bad-value").as_bytes(),
+        b"{\xff\xfe}",
+    );
+    let mut bad_key = format!("{prefix}/bad-key-").into_bytes();
+    bad_key.extend_from_slice(b"\xc3\x28");
+    put_bytes(&etcd, &bad_key, b"2");
+    put_bytes(&etcd, format!("{prefix}/z").as_bytes(), b"3");
+
+    // A list takes every key that is text and reports the others, whatever their order.
+    let snap = c.list(prefix).await.unwrap();
+    let keys: Vec<&str> = snap.entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, [format!("{prefix}/a"), format!("{prefix}/z")]);
+    let mut bad: Vec<(String, bool, String)> = snap
+        .undecodable
+        .iter()
+        .map(|u| (u.key.clone(), u.key_is_text, u.reason.clone()))
+        .collect();
+    bad.sort();
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert_eq!(bad[0].0, format!("{prefix}/bad-key-\u{fffd}("));
+    assert!(
+        !bad[0].1 && bad[0].2.starts_with("kv.key: not UTF-8"),
+        "{bad:?}"
+    );
+    assert_eq!(bad[1].0, format!("{prefix}/bad-value"));
+    assert!(
+        bad[1].1 && bad[1].2.starts_with("kv.value: not UTF-8"),
+        "{bad:?}"
+    );
+
+    // A watch yields them at their revisions and moves on past them.
+    let mut watch = c.watch_keys(prefix, snap.revision).await.unwrap();
+    put_bytes(&etcd, format!("{prefix}/a").as_bytes(), b"\x80");
+    put_bytes(&etcd, format!("{prefix}/b").as_bytes(), b"4");
+    let first = next(&mut watch).await;
+    match &first {
+        Event::Undecodable(u) => {
+            assert_eq!(u.key, format!("{prefix}/a"));
+            assert!(u.key_is_text && !u.deleted);
+        }
+        other => panic!("expected the undecodable put, got {other:?}"),
+    }
+    match next(&mut watch).await {
+        Event::Put(e) => assert_eq!(
+            (e.key.as_str(), e.value.as_str()),
+            (&*format!("{prefix}/b"), "4")
+        ),
+        other => panic!("expected the put after it, got {other:?}"),
+    }
+    assert!(watch.revision() > first.revision());
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &etcd.endpoint(),
+            "del",
+            "--prefix",
+            &format!("{prefix}/bad-key-"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    match next(&mut watch).await {
+        Event::Undecodable(u) => assert!(u.deleted && !u.key_is_text, "{u:?}"),
+        other => panic!("expected the delete of the key that is not text, got {other:?}"),
+    }
+}

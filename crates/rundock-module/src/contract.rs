@@ -63,6 +63,9 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
             .unwrap_or_default(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
+    if let Some(msg) = params::unsupported_parameters(&args) {
+        return Err(msg.into());
+    }
     let request = params::parse_request(&args, &facts).map_err(|e| e.to_string())?;
     let source = install::own_binary().map_err(|e| format!("{e:#}"))?;
     let plan = make_plan(&request, &source).map_err(|e| format!("{e:#}"))?;
@@ -79,6 +82,31 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
         Some(spec) if request.state != State::Absent => preflight::check_host(spec)?,
         _ => Vec::new(),
     };
+    if let (Some(watch), false) = (
+        request.spec.as_ref().and_then(|s| s.watch.as_ref()),
+        request.state == State::Absent,
+    ) {
+        hooks
+            .check_watch(watch)
+            .map_err(|e| format!("{e} (nothing was changed)"))?;
+    }
+    let mut plan = plan;
+    if let (Some(spec), State::Enabled | State::Restarted) = (&request.spec, request.state) {
+        let image = hooks.check_image(spec, !check_mode).map_err(|e| {
+            format!(
+                "image: {e:#} (pull is {}; nothing was changed)",
+                spec.container.pull.as_str()
+            )
+        })?;
+        if let Some((running, new)) = image.moved() {
+            // The spec is the same but its tag now names another image: a change, made
+            // the way the service's update order makes any other.
+            plan.image_moved = Some((running.to_string(), new.to_string()));
+            if !plan.changed() {
+                plan.replace_for_moved_image(spec, &tree_dir);
+            }
+        }
+    }
 
     let mut result = Map::new();
     let changed = plan.changed();
@@ -157,6 +185,15 @@ fn message(request: &Request, plan: &Plan, check_mode: bool) -> String {
         return format!("{name} is already {}", request.state.as_str());
     }
     let mut parts = Vec::new();
+    if let Some((running, new)) = &plan.image_moved {
+        parts.push(format!(
+            "{} now names {new} (the container runs {running})",
+            request
+                .spec
+                .as_ref()
+                .map_or("the tag", |s| s.container.image.as_str())
+        ));
+    }
     if plan.install_runner.is_some() {
         parts.push("installed the runner".to_string());
     }

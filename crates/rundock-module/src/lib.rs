@@ -31,11 +31,46 @@ pub trait Hooks {
         None
     }
 
+    /// Before the first write of an `enabled`/`restarted` call: the image can be had as
+    /// the pull policy says (pulled now where it pulls, unless `may_pull` is false, in
+    /// check mode). `Err` is the reason, in Docker's or the registry's words.
+    fn check_image(&self, _spec: &Spec, _may_pull: bool) -> anyhow::Result<ImageCheck> {
+        Ok(ImageCheck::default())
+    }
+
+    /// Before the first write of a call whose spec has a watch: every template is
+    /// readable and renders with no instances, every `dest` is a file in a directory
+    /// that exists and may be written. `Err` names the field (`watch[i].template`,
+    /// `watch[i].dest`). The renderer lives above this crate, hence a hook.
+    fn check_watch(&self, _watch: &rundock_spec::watch::WatchSpec) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Returns once the supervisor of the tree at `tree_dir` reports how the start-first
     /// update to `spec` ended; fails with its reason when the new container did not
     /// take over.
     fn await_update(&self, _tree_dir: &std::path::Path, _spec: &Spec) -> anyhow::Result<()> {
         Ok(())
+    }
+}
+
+/// What [`Hooks::check_image`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageCheck {
+    /// The id the reference resolves to now; `None` when unknown without a pull.
+    pub id: Option<String>,
+    /// The image id of the service's running container made from the same spec.
+    pub running: Option<String>,
+}
+
+impl ImageCheck {
+    /// The tag now names another image than the one the running container was made
+    /// from (a moved tag): `(running, new)`.
+    pub fn moved(&self) -> Option<(&str, &str)> {
+        match (&self.running, &self.id) {
+            (Some(running), Some(id)) if running != id => Some((running, id)),
+            _ => None,
+        }
     }
 }
 

@@ -210,6 +210,8 @@ pub const OPTIONS: &[OptionDef] = &[
         .default(Default::Int(5)),
     opt("interval", Int, Announce, "seconds between lease refreshes, below `ttl` (default 3/4 of `ttl`, at most 45)"),
     opt("health", ListRaw, Announce, "checks that gate the record: `http`, `tcp`, `exec`"),
+    opt("unhealthy_after", Int, Announce, "failed rounds of a health check in a row, after the container passed them once, that replace it (in the `update` order, backing off); 0: never")
+        .default(Default::Int(rundock_spec::DEFAULT_UNHEALTHY_AFTER)),
     opt("priority", Int, Announce, "SRV priority"),
     opt("weight", Int, Announce, "SRV weight"),
     opt("text", Str, Announce, "TXT text"),
@@ -245,9 +247,69 @@ pub fn is_option(name: &str) -> bool {
     OPTIONS.iter().any(|o| o.name == name)
 }
 
+/// The option `name` most likely misspells: one or two edits away (a letter wrong,
+/// missing, extra, or two swapped; one edit for names under five letters), the nearest,
+/// the first in the table on a tie.
+pub fn closest(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    let allowed = if name.chars().count() < 5 { 1 } else { 2 };
+    OPTIONS
+        .iter()
+        .map(|o| (edit_distance(&name, o.name), o.name))
+        .filter(|(distance, _)| *distance <= allowed)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, option)| option)
+}
+
+/// Optimal string alignment distance: Levenshtein plus the swap of two neighbours, so
+/// `imgae` is one edit from `image`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_near_miss_names_the_option_it_misspells() {
+        for (typo, option) in [
+            ("anounce", "announce"),
+            ("imgae", "image"),
+            ("imagee", "image"),
+            ("Image", "image"),
+            ("servce_dir", "service_dir"),
+            ("stop_timout", "stop_timeout"),
+            ("prt", "port"),
+        ] {
+            assert_eq!(closest(typo), Some(option), "{typo}");
+        }
+        for unrelated in ["foo", "colour", "xyz", "restart_policy"] {
+            assert_eq!(closest(unrelated), None, "{unrelated}");
+        }
+        assert_eq!(edit_distance("imgae", "image"), 1);
+        assert_eq!(edit_distance("", "ttl"), 3);
+    }
 
     #[test]
     fn names_are_unique_and_defaults_fit_their_kind() {

@@ -63,6 +63,41 @@ pub struct Request {
     pub wait: Option<std::time::Duration>,
 }
 
+/// Ansible's answer to options a module does not have, in the words `AnsibleModule`
+/// uses for a Python module ("Unsupported parameters for (NAME) module: a, b. Supported
+/// parameters include: ..."), with a suggestion beside a near miss. Checked before
+/// anything else, so a misspelt `image` is reported as such and not as a missing one.
+/// The module's own keys (`_ansible_*`) are Ansible's, never unsupported.
+pub fn unsupported_parameters(params: &Map<String, Value>) -> Option<String> {
+    let unknown: BTreeSet<&str> = params
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !k.starts_with("_ansible_") && !options::is_option(k))
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    // Ansible names the module as the task called it (`rundock.rundock.rundock`, `rundock`).
+    let module = params
+        .get("_ansible_module_name")
+        .and_then(Value::as_str)
+        .unwrap_or("rundock");
+    let named: Vec<String> = unknown
+        .iter()
+        .map(|k| match options::closest(k) {
+            Some(option) => format!("{k} (did you mean {option}?)"),
+            None => k.to_string(),
+        })
+        .collect();
+    let mut supported: Vec<&str> = options::OPTIONS.iter().map(|o| o.name).collect();
+    supported.sort_unstable();
+    Some(format!(
+        "Unsupported parameters for ({module}) module: {}. Supported parameters include: {}.",
+        named.join(", "),
+        supported.join(", ")
+    ))
+}
+
 pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<Request> {
     let mut p = Params::top_level(params)?;
     let state = match p.choice("state")? {
@@ -175,6 +210,9 @@ fn build_spec(
         _ => None,
     };
     let announce = announce_spec(p, &mut container)?;
+    if let Some(announce) = &announce {
+        check_health_ports(announce, &container)?;
+    }
     let watch = watch_templates.map(|templates| {
         let (domain, etcd) = watch_own.unwrap_or_else(|| {
             let a = announce.as_ref().expect("announce was given");
@@ -216,6 +254,55 @@ fn build_spec(
         drain_mode,
         start_first,
     })
+}
+
+/// A fixed `announce` probes host ports: a check must name the announced port or one
+/// `ports`/`-p` publishes, else it probes whatever else listens there (or nothing) and
+/// the record never comes. With `announce: auto` a check names the container port,
+/// which the announcer translates to the host port Docker chose; naming the container
+/// port under a fixed announce is that mix-up, so the message says both rules. With
+/// `announce_as: container` or the host's network, probes reach the container's own
+/// ports, so any port may be meant.
+fn check_health_ports(announce: &AnnounceSpec, container: &ContainerSpec) -> Result<()> {
+    if announce.auto_port
+        || announce.announce_as == rundock_spec::AnnounceAs::Container
+        || container.network.as_deref() == Some("host")
+    {
+        return Ok(());
+    }
+    for (i, check) in announce.health.iter().enumerate() {
+        let (kind, port) = match &check.check {
+            CheckKind::Http { port, .. } => ("http", *port),
+            CheckKind::Tcp { port } => ("tcp", *port),
+            CheckKind::Exec { .. } => continue,
+        };
+        let published = port == announce.port
+            || container
+                .ports
+                .iter()
+                .any(|mapping| mapping.host_port == Some(port));
+        if published {
+            continue;
+        }
+        let hint = if port == announce.container_port {
+            format!(
+                "; with a fixed announce a check names the host port ({kind}:{}), only with \
+                 announce: auto does it name the container port",
+                announce.port
+            )
+        } else {
+            String::new()
+        };
+        return Err(SpecError::new(
+            format!("health[{i}]"),
+            format!(
+                "{kind}:{port} probes host port {port}, which is neither the announced port ({}) \
+                 nor one that ports or args publish{hint}",
+                announce.port
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `requires` (names qualified with `domain` when they have no dot),
@@ -537,6 +624,16 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
         .transpose()?;
     let weight = p.int("weight")?.map(|n| small("weight", n)).transpose()?;
     let text = p.string("text")?;
+    let unhealthy_after = match p.int("unhealthy_after")? {
+        None => option("unhealthy_after").default_int().unwrap_or(0),
+        Some(n @ 0..=MAX_UNHEALTHY_AFTER) => n as u32,
+        Some(n) => {
+            return Err(SpecError::new(
+                "unhealthy_after",
+                format!("{n} is out of range: 0 (never replace) or a number of failed check rounds from 1 to {MAX_UNHEALTHY_AFTER}"),
+            ))
+        }
+    };
     Ok(Some(AnnounceSpec {
         port,
         auto_port,
@@ -551,8 +648,13 @@ fn announce_spec(p: &mut Params, container: &mut ContainerSpec) -> Result<Option
         priority,
         weight,
         text,
+        unhealthy_after,
     }))
 }
+
+/// The most failed rounds `unhealthy_after` waits for: beyond it a service is better
+/// off with 0 (never replace) than with a rule that never fires in practice.
+const MAX_UNHEALTHY_AFTER: i64 = 1000;
 
 /// `update` and `update_timeout`. Start-first runs two containers of the service at
 /// once, so they cannot share a host port: it needs a port Docker picks
@@ -1202,12 +1304,73 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn unsupported_parameters_name_the_module_as_ansible_called_it() {
+        let args = |extra: Value| {
+            let mut map: Map<String, Value> = serde_json::from_value(json!({
+                "state": "enabled", "name": "web", "_ansible_check_mode": true,
+                "_ansible_module_name": "rundock.rundock.rundock"
+            }))
+            .unwrap();
+            map.extend(extra.as_object().unwrap().clone());
+            map
+        };
+        assert_eq!(unsupported_parameters(&args(json!({}))), None);
+        let msg = unsupported_parameters(&args(json!({"imgae": null}))).unwrap();
+        assert!(
+            msg.starts_with(
+                "Unsupported parameters for (rundock.rundock.rundock) module: imgae (did you mean image?). \
+                 Supported parameters include: announce, announce_as, args, "
+            ),
+            "{msg}"
+        );
+        assert!(msg.ends_with(", workdir."), "{msg}");
+    }
+
     fn request(value: Value) -> Result<Request> {
         let facts = HostFacts {
             hostname: "node-1.example.com".into(),
             version: "0.0.0".into(),
         };
         parse_request(value.as_object().unwrap(), &facts)
+    }
+
+    #[test]
+    fn a_check_of_a_port_nothing_publishes_is_refused_and_the_auto_rule_explained() {
+        let base = json!({"state": "present", "name": "web", "image": "busybox",
+                          "announce": 27080, "port": 8080});
+        let with = |extra: Value| {
+            let mut v = base.clone();
+            for (k, x) in extra.as_object().unwrap() {
+                v[k.as_str()] = x.clone();
+            }
+            request(v)
+        };
+        let err = with(json!({"health": ["http:8080/"]}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("health[0]: http:8080 probes host port 8080"),
+            "{err}"
+        );
+        assert!(
+            err.contains("(http:27080)") && err.contains("announce: auto"),
+            "{err}"
+        );
+        let err = with(json!({"health": ["tcp:27080", "tcp:9999"]}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("health[1]: tcp:9999"), "{err}");
+        assert!(!err.contains("announce: auto"), "{err}");
+        // The announced port, a published one, auto, the container's own address and
+        // the host's network are fine.
+        assert!(with(json!({"health": ["http:27080/"]})).is_ok());
+        assert!(with(json!({"health": ["tcp:9090"], "ports": ["127.0.0.1:9090:9090"]})).is_ok());
+        assert!(with(json!({"announce": "auto", "health": ["http:8080/"]})).is_ok());
+        let container =
+            with(json!({"announce_as": "container", "announce": 8080, "health": ["tcp:9000"]}));
+        assert!(container.is_ok(), "{:?}", container.err());
+        assert!(with(json!({"network": "host", "health": ["tcp:8080"]})).is_ok());
     }
 
     #[test]
@@ -1579,6 +1742,39 @@ mod tests {
         assert_eq!(err.field, "drain_mode");
         let err = announced(json!({"announce": 80, "drain_mode": "soon"})).unwrap_err();
         assert_eq!(err.field, "drain_mode");
+    }
+
+    #[test]
+    fn unhealthy_after_is_a_count_of_rounds_with_a_default_and_0_for_never() {
+        let rounds = |extra: Value| announced(extra).map(|r| r.spec.unwrap().announce.unwrap());
+        let default = rounds(json!({"announce": 80})).unwrap();
+        assert_eq!(
+            default.unhealthy_after,
+            option("unhealthy_after").default_int().unwrap()
+        );
+        let off = rounds(json!({"announce": 80, "unhealthy_after": 0})).unwrap();
+        assert_eq!(off.unhealthy_after, 0);
+        // The default is left out of spec.json, so a spec written before the option
+        // existed is the same spec; any other value is kept.
+        let spec = |extra: Value| announced(extra).unwrap().spec.unwrap();
+        let written = spec(json!({"announce": 80})).to_json();
+        assert!(!written.contains("unhealthy_after"), "{written}");
+        let read = Spec::from_json(&written).unwrap();
+        assert_eq!(
+            read.announce.unwrap().unhealthy_after,
+            default.unhealthy_after
+        );
+        let written = spec(json!({"announce": 80, "unhealthy_after": 0})).to_json();
+        let read = Spec::from_json(&written).unwrap();
+        assert_eq!(read.announce.unwrap().unhealthy_after, 0);
+        for bad in [json!(-1), json!(1001), json!("soon")] {
+            let err = rounds(json!({"announce": 80, "unhealthy_after": bad})).unwrap_err();
+            assert_eq!(err.field, "unhealthy_after", "{bad}");
+        }
+        let err = rounds(json!({"announce": 80, "unhealthy_after": 1001})).unwrap_err();
+        assert!(err.message.contains("0 (never replace)"), "{}", err.message);
+        let err = announced(json!({"unhealthy_after": 3})).unwrap_err();
+        assert_eq!(err.field, "unhealthy_after");
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct Plan {
     pub cleanup: Option<Spec>,
     /// Instead of `restart`: a start-first update (see [`Switch`]).
     pub switch: Option<Switch>,
+    /// The spec is unchanged but its tag now names another image than the running
+    /// container's: `(running image id, new image id)`.
+    pub image_moved: Option<(String, String)>,
 }
 
 /// `update: start-first` under a running service: only `spec.json` changed and the
@@ -85,6 +88,21 @@ pub enum LinkChange {
 }
 
 impl Plan {
+    /// Replaces the running container of an otherwise unchanged service whose tag moved,
+    /// by the service's update order: a start-first switch, else a restart of the tree.
+    pub fn replace_for_moved_image(&mut self, spec: &Spec, tree_dir: &Path) {
+        let installed = std::fs::read(tree_dir.join(SPEC_FILE)).ok();
+        match (spec.start_first, installed) {
+            (Some(_), Some(old_spec)) => {
+                self.switch = Some(Switch {
+                    container_changed: true,
+                    old_spec,
+                })
+            }
+            _ => self.restart = true,
+        }
+    }
+
     pub fn changed(&self) -> bool {
         self.install_runner.is_some()
             || !self.writes.is_empty()
@@ -122,6 +140,14 @@ impl Plan {
                 "after_header": format!("{} (mode {:04o})", write.path.display(), write.mode),
                 "before": before,
                 "after": after,
+            }));
+        }
+        if let Some((running, new)) = &self.image_moved {
+            entries.push(json!({
+                "before_header": "image id (the running container's)",
+                "after_header": "image id (what the tag names now)",
+                "before": format!("{running}\n"),
+                "after": format!("{new}\n"),
             }));
         }
         for dir in &self.remove_siblings {

@@ -139,6 +139,16 @@ pub enum PullPolicy {
     Never,
 }
 
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "always",
+            PullPolicy::Missing => "missing",
+            PullPolicy::Never => "never",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -196,6 +206,26 @@ pub struct AnnounceSpec {
     pub priority: Option<u16>,
     pub weight: Option<u16>,
     pub text: Option<String>,
+    /// Failed rounds of a health check in a row, after the container passed them all
+    /// once, that make the announcer ask the supervisor to replace it; 0 never does.
+    /// The default is left out of `spec.json`, so a spec written before the option
+    /// existed reads as the default and an upgrade rewrites no spec (restarts no tree).
+    #[serde(
+        default = "default_unhealthy_after",
+        skip_serializing_if = "is_default_unhealthy_after"
+    )]
+    pub unhealthy_after: u32,
+}
+
+/// `unhealthy_after` when the module is not given one (see [`AnnounceSpec`]).
+pub const DEFAULT_UNHEALTHY_AFTER: u32 = 3;
+
+fn default_unhealthy_after() -> u32 {
+    DEFAULT_UNHEALTHY_AFTER
+}
+
+fn is_default_unhealthy_after(rounds: &u32) -> bool {
+    *rounds == DEFAULT_UNHEALTHY_AFTER
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,13 @@
 //! * the announcer's [`AnnouncerState`] in `services/announce/rundock-announce.json`
 //!   (each health check's last result and latency, maintenance, what is published,
 //!   the last successful refresh, etcd errors);
+//! * the watch's [`WatchState`] in `services/watch/rundock-watch.json` (per template:
+//!   the last render, the last check and reload with their errors, the instances
+//!   rendered);
+//! * the supervisor's [`OutputState`] in `services/container/rundock-output.json`
+//!   (lines of the container's output dropped because the log sink did not keep up);
+//! * the announcer's [`ReplaceRequest`] in `services/container/rundock-replace.json`
+//!   while it asks the supervisor to replace a container that stopped answering;
 //! * `stop-tree`'s [`DrainState`] in the tree's root `rundock-drain.json` while it
 //!   drains.
 //!
@@ -29,8 +36,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const SUPERVISOR_STATE_FILE: &str = "rundock-backoff.json";
 /// The announcer's file, in its working directory (the tree's `services/announce`).
 pub const ANNOUNCER_STATE_FILE: &str = "rundock-announce.json";
+/// The watch's file, in the tree's `services/watch`.
+pub const WATCH_STATE_FILE: &str = "rundock-watch.json";
 /// `stop-tree`'s file, in the tree's root, present only while the tree drains.
 pub const DRAIN_STATE_FILE: &str = "rundock-drain.json";
+/// The supervisor's output copy's file, beside [`SUPERVISOR_STATE_FILE`].
+pub const OUTPUT_STATE_FILE: &str = "rundock-output.json";
+
+/// What the copy of the container's output had to drop because the log sink did not
+/// keep up, summed over the container's lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputState {
+    /// Lines dropped (a dropped chunk counts its newlines, at least one).
+    pub dropped_lines: u64,
+    pub dropped_bytes: u64,
+    /// When the last drop happened (Unix seconds).
+    #[serde(default)]
+    pub last_drop_at: Option<u64>,
+}
 
 /// What the supervisor carries from one container life to the next.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -59,6 +82,69 @@ pub struct SupervisorState {
     /// announces a container with a `post_start` only once this is its id.
     #[serde(default)]
     pub post_start_done: Option<String>,
+    /// Why the last attempt to get the container running failed, or why it last died
+    /// young; kept until a container of the same spec has run stably.
+    #[serde(default)]
+    pub last_failure: Option<Failure>,
+    /// Attempts that failed before the container ran (pull, create, start, post_start).
+    #[serde(default)]
+    pub failed_starts: u64,
+}
+
+/// Whether a failure can pass without anybody changing anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureKind {
+    /// Needs a change of the spec or the host: an image that does not exist, a port
+    /// in use, a configuration Docker refuses, a container that keeps dying.
+    Permanent,
+    /// May pass by itself: Docker or the registry unreachable, Docker restarting.
+    Transient,
+}
+
+/// Where in a container's start the supervisor failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureStage {
+    /// Connecting to the Docker Engine.
+    Docker,
+    /// Making the image present (pull policy, registry).
+    Image,
+    /// Creating the container.
+    Create,
+    /// Starting it (port bindings, mounts, the entrypoint).
+    Start,
+    /// Its `post_start` hook.
+    PostStart,
+    /// The container ran and died young.
+    Exit,
+}
+
+impl FailureStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureStage::Docker => "docker",
+            FailureStage::Image => "image",
+            FailureStage::Create => "create",
+            FailureStage::Start => "start",
+            FailureStage::PostStart => "post_start",
+            FailureStage::Exit => "exit",
+        }
+    }
+}
+
+/// One failure, as the supervisor records it for `rundock status`, `rundock metrics`
+/// and the module's `wait`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub stage: FailureStage,
+    pub kind: FailureKind,
+    /// Docker's (or the registry's, or the hook's) own words.
+    pub message: String,
+    pub at: u64,
+    /// [`crate::Spec::container_hash`] of the spec it happened with, so a waiting module
+    /// knows whether it is about the spec it just wrote.
+    pub spec: String,
 }
 
 /// One health check as the announcer last saw it.
@@ -99,6 +185,101 @@ pub struct AnnouncerState {
     /// When the announcer started (its counters count from here).
     #[serde(default)]
     pub started_at: u64,
+    /// Replacements of a container that stopped answering ([`ReplaceRequest`]) this
+    /// announcer asked for since it started.
+    #[serde(default)]
+    pub replacements: u64,
+    /// The last of them.
+    #[serde(default)]
+    pub last_replacement: Option<ReplaceRequest>,
+    /// While a replacement backs off: the next one is not asked for before this time.
+    #[serde(default)]
+    pub replace_backoff_until: Option<u64>,
+}
+
+/// The announcer's request to the supervisor, in its working directory
+/// (`services/container`), to replace a container that was healthy and stopped
+/// answering: the supervisor reads it at its start (the announcer sends it HUP) and
+/// removes it once acted on.
+pub const REPLACE_FILE: &str = "rundock-replace.json";
+
+/// What [`REPLACE_FILE`] holds, and the announcer's record of its last request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplaceRequest {
+    /// The full id of the container to replace: a request about another container
+    /// (already replaced, or recreated meanwhile) is dropped.
+    pub container: String,
+    /// Which check failed, how many rounds in a row, and its last error.
+    pub reason: String,
+    pub at: u64,
+}
+
+/// The last run of a watch's check or reload command.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    pub ok: bool,
+    /// Why it failed, with what the command printed (its end).
+    #[serde(default)]
+    pub error: Option<String>,
+    pub at: u64,
+}
+
+/// One template of a watch as the watch process last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TemplateState {
+    pub template: String,
+    pub dest: String,
+    /// When `dest` last matched a successful render (written, or already equal).
+    #[serde(default)]
+    pub last_render_at: Option<u64>,
+    /// Why the last render did not reach `dest` (template unreadable or not rendering,
+    /// `dest` not readable or writable); `None` once one does.
+    #[serde(default)]
+    pub render_error: Option<String>,
+    /// Instances in the last successful render.
+    #[serde(default)]
+    pub instances: usize,
+    /// The last check; `None` before the first or without a check.
+    #[serde(default)]
+    pub check: Option<StepState>,
+    /// The last reload; `None` before the first or without a reload.
+    #[serde(default)]
+    pub reload: Option<StepState>,
+    /// `dest` holds a render that has not passed the check: kept because there was no
+    /// earlier file to put back (the check is retried until it passes).
+    #[serde(default)]
+    pub unchecked: bool,
+}
+
+impl TemplateState {
+    /// Why this template is not being followed now: the last render, check or reload
+    /// failed (the first of these that did), `None` when all is well.
+    pub fn failing(&self) -> Option<String> {
+        if let Some(e) = &self.render_error {
+            return Some(format!("render: {e}"));
+        }
+        for (step, state) in [("check", &self.check), ("reload", &self.reload)] {
+            if let Some(StepState {
+                ok: false, error, ..
+            }) = state
+            {
+                return Some(format!("{step}: {}", error.as_deref().unwrap_or("failed")));
+            }
+        }
+        None
+    }
+}
+
+/// What a watch process knows that the files it writes do not say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WatchState {
+    /// When the watch started.
+    pub started_at: u64,
+    /// The records were listed from etcd at least once (nothing renders before).
+    #[serde(default)]
+    pub records_loaded: bool,
+    #[serde(default)]
+    pub templates: Vec<TemplateState>,
 }
 
 /// Present while `stop-tree` drains: the record is withdrawn, the container still runs.

@@ -1,5 +1,5 @@
 //! The I/O edge: gathers [`Facts`] for service trees from runsv's files, the state files
-//! of the supervisor, the announcer and `stop-tree`, Docker (one inspect per service)
+//! of the supervisor, the announcer, the watch and `stop-tree`, Docker (one inspect per service)
 //! and etcd (one read per announced service), then hands them to [`assemble`]. The
 //! services are read concurrently: a scrape of fifty costs about one Docker round trip
 //! more than a scrape of one, not fifty.
@@ -13,8 +13,11 @@ use crate::runit;
 use anyhow::Context;
 use bollard::Docker;
 use futures_util::future::join_all;
-use rundock_spec::state::{self, ANNOUNCER_STATE_FILE, DRAIN_STATE_FILE, SUPERVISOR_STATE_FILE};
-use rundock_spec::tree::{ANNOUNCE_SERVICE, CONTAINER_SERVICE};
+use rundock_spec::state::{
+    self, ANNOUNCER_STATE_FILE, DRAIN_STATE_FILE, OUTPUT_STATE_FILE, SUPERVISOR_STATE_FILE,
+    WATCH_STATE_FILE,
+};
+use rundock_spec::tree::{ANNOUNCE_SERVICE, CONTAINER_SERVICE, WATCH_SERVICE};
 use rundock_spec::{skydns, Spec, SPEC_FILE};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -170,10 +173,20 @@ async fn facts_with(tree: &Path, docker: Result<&Docker, &String>, read_etcd: bo
         runit_container: Some(runit::read(&container_dir)),
         runit_announce: spec.announce.as_ref().map(|_| runit::read(&announce_dir)),
         supervisor: state::read(&container_dir.join(SUPERVISOR_STATE_FILE)),
+        output: state::read(&container_dir.join(OUTPUT_STATE_FILE)),
         announcer,
         drain: state::read(&tree.join(DRAIN_STATE_FILE)),
         container,
         record,
+        watches: spec.watch.is_some(),
+        runit_watch: spec
+            .watch
+            .as_ref()
+            .map(|_| runit::read(&tree.join(WATCH_SERVICE))),
+        watch: spec
+            .watch
+            .as_ref()
+            .and_then(|_| state::read(&tree.join(WATCH_SERVICE).join(WATCH_STATE_FILE))),
     }
 }
 

@@ -11,7 +11,7 @@
 //! last refreshed), so a scrape never waits on etcd.
 //!
 //! Every series carries `service` and `host` (the spec's host label); health series add
-//! `check`. Counters end in `_total`, times are seconds.
+//! `check`, watch series `dest` (the rendered file). Counters end in `_total`, times are seconds.
 
 use crate::model::ServiceStatus;
 use std::fmt::Write;
@@ -22,11 +22,31 @@ struct Family {
     help: &'static str,
 }
 
-const FAMILIES: [Family; 9] = [
+const FAMILIES: [Family; 16] = [
     Family {
         name: "rundock_container_restarts_total",
         kind: "counter",
         help: "Times the service's container exited on its own and was started again.",
+    },
+    Family {
+        name: "rundock_container_failed_starts_total",
+        kind: "counter",
+        help: "Attempts to start the service's container that failed before it ran (image, create, start, post_start).",
+    },
+    Family {
+        name: "rundock_service_state",
+        kind: "gauge",
+        help: "1 for the state the service is in (the state label, as rundock status shows it), 0 for the others.",
+    },
+    Family {
+        name: "rundock_log_dropped_lines_total",
+        kind: "counter",
+        help: "Lines of the container's output dropped because the log did not keep up (a full disk, a stalled svlogd).",
+    },
+    Family {
+        name: "rundock_container_replacements_total",
+        kind: "counter",
+        help: "Containers replaced because they stopped answering after they had been healthy (since the announcer started).",
     },
     Family {
         name: "rundock_container_up",
@@ -68,6 +88,21 @@ const FAMILIES: [Family; 9] = [
         kind: "gauge",
         help: "Delay before the container's next start after a crash loop (0: none).",
     },
+    Family {
+        name: "rundock_watch_up",
+        kind: "gauge",
+        help: "1 if the watch runs and the template's last render, check and reload succeeded (dest label: the rendered file).",
+    },
+    Family {
+        name: "rundock_watch_last_render_age_seconds",
+        kind: "gauge",
+        help: "Seconds since the watch last brought the template's file up to date with the records.",
+    },
+    Family {
+        name: "rundock_watch_instances",
+        kind: "gauge",
+        help: "Instances in the template's last successful render.",
+    },
 ];
 
 /// The exposition text for `statuses`.
@@ -87,6 +122,18 @@ pub fn render(statuses: &[ServiceStatus]) -> String {
             };
             match family.name {
                 "rundock_container_restarts_total" => sample("", s.container.restarts as f64),
+                "rundock_container_failed_starts_total" => {
+                    sample("", s.container.failed_starts as f64)
+                }
+                "rundock_service_state" => {
+                    for state in crate::model::STATES {
+                        sample(&format!(",state=\"{state}\""), bool_value(s.state == state));
+                    }
+                }
+                "rundock_log_dropped_lines_total" => sample("", s.log.dropped_lines as f64),
+                "rundock_container_replacements_total" if s.record.is_some() => {
+                    sample("", s.replacements.count as f64)
+                }
                 "rundock_container_up" => sample("", bool_value(s.container.running)),
                 "rundock_container_last_exit_code" => {
                     if let Some(code) = s.container.exit_code {
@@ -117,11 +164,41 @@ pub fn render(statuses: &[ServiceStatus]) -> String {
                     }
                 }
                 "rundock_backoff_delay_seconds" => sample("", s.backoff.delay_secs),
+                "rundock_watch_up" => {
+                    if let Some(watch) = &s.watch {
+                        for t in &watch.templates {
+                            let up = watch.running && t.state.failing().is_none();
+                            sample(&dest_label(&t.state.dest), bool_value(up));
+                        }
+                        if watch.templates.is_empty() {
+                            // Not running, or not reported yet: nothing follows.
+                            sample(",dest=\"\"", 0.0);
+                        }
+                    }
+                }
+                "rundock_watch_last_render_age_seconds" => {
+                    for t in s.watch.iter().flat_map(|w| &w.templates) {
+                        if let Some(age) = t.last_render_secs_ago {
+                            sample(&dest_label(&t.state.dest), age as f64);
+                        }
+                    }
+                }
+                "rundock_watch_instances" => {
+                    for t in s.watch.iter().flat_map(|w| &w.templates) {
+                        if t.state.last_render_at.is_some() {
+                            sample(&dest_label(&t.state.dest), t.state.instances as f64);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
     }
     out
+}
+
+fn dest_label(dest: &str) -> String {
+    format!(",dest=\"{}\"", escape(dest))
 }
 
 fn check_label(check: &str) -> String {
@@ -152,7 +229,27 @@ mod tests {
 
     #[test]
     fn every_family_has_help_and_type_and_series_carry_service_and_host() {
+        let running = crate::runit::parse_status(
+            &{
+                let mut b = (4_611_686_018_427_387_914u64 + 50).to_be_bytes().to_vec();
+                b.extend_from_slice(&[0, 0, 0, 0, 9, 0, 0, 0, 0, b'u', 0, 1]);
+                b
+            },
+            false,
+        );
         let facts = Facts {
+            watches: true,
+            runit_watch: running.clone(),
+            watch: Some(rundock_spec::state::WatchState {
+                started_at: 80,
+                records_loaded: true,
+                templates: vec![rundock_spec::state::TemplateState {
+                    dest: "/etc/u.conf".into(),
+                    last_render_at: Some(95),
+                    instances: 3,
+                    ..Default::default()
+                }],
+            }),
             name: "web".into(),
             host_label: "node-1".into(),
             now: 100,
@@ -202,6 +299,9 @@ mod tests {
             r#"rundock_etcd_errors_total{service="web",host="node-1"} 2"#,
             r#"rundock_refresh_age_seconds{service="web",host="node-1"} 10"#,
             r#"rundock_backoff_delay_seconds{service="web",host="node-1"} 0"#,
+            r#"rundock_watch_up{service="web",host="node-1",dest="/etc/u.conf"} 1"#,
+            r#"rundock_watch_last_render_age_seconds{service="web",host="node-1",dest="/etc/u.conf"} 5"#,
+            r#"rundock_watch_instances{service="web",host="node-1",dest="/etc/u.conf"} 3"#,
         ] {
             assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
         }

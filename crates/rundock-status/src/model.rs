@@ -19,17 +19,32 @@
 //! * `runit`: `tree`, `container`, `announce` (`null` without announce): each
 //!   `{state, pid, since, uptime_secs, want, normally_down, paused}`;
 //! * `container`: `{name, id, image, image_id, running, status, started_at,
-//!   uptime_secs, exit_code, restarts, error}`: `restarts` counts exits seen by the
-//!   supervisor, `exit_code` is that of the last exit;
+//!   uptime_secs, exit_code, restarts, failed_starts, failure, error}`: `restarts`
+//!   counts exits seen by the supervisor, `exit_code` is that of the last exit,
+//!   `failed_starts` the attempts that failed before the container ran, `failure` the
+//!   supervisor's last recorded failure `{stage, kind, message, at, spec}` (`kind`
+//!   `permanent` or `transient`), and `error` what keeps it from running now, in words
+//!   (`null` while it runs);
 //! * `backoff`: `{failures, delay_secs, until, active}`;
 //! * `health`: per check `{check, pass, error, latency_secs}`;
 //! * `record`: `{key, value, ttl_secs, present, error}` as read from etcd now (`null`
 //!   without announce); `announced`: the record is in etcd;
 //! * `maintenance`, `draining`, `drain_until`, `waiting_for`;
-//! * `etcd`: the announcer's `{error, errors, last_refresh_at, last_refresh_secs_ago}`.
+//! * `etcd`: the announcer's `{error, errors, last_refresh_at, last_refresh_secs_ago}`;
+//! * `watch` (`null` without a watch): `{running, records_loaded, started_at,
+//!   last_render_secs_ago, error, templates}`, `templates` per template `{template, dest,
+//!   last_render_at, render_error, instances, check, reload, unchecked}` with `check` and
+//!   `reload` `{ok, error, at}` (`null` before the first); `last_render_secs_ago` is that
+//!   of the template rendered longest ago, `error` the first failing step in words;
+//!   `runit.watch` is the watch sibling's runsv. A running service whose watch fails
+//!   (its last render, check or reload) or does not run is `unhealthy`: it runs, but
+//!   what reads the watch's file does not follow the records.
 
 use crate::runit::Runsv;
-use rundock_spec::state::{AnnouncerState, CheckState, DrainState, SupervisorState};
+use rundock_spec::state::{
+    AnnouncerState, CheckState, DrainState, Failure, OutputState, ReplaceRequest, SupervisorState,
+    TemplateState, WatchState,
+};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -58,6 +73,12 @@ pub struct Facts {
     pub container: Result<Option<ContainerFacts>, String>,
     /// The record as read from etcd: `Ok(None)` absent.
     pub record: Result<Option<RecordFacts>, String>,
+    /// Whether the spec has a watch.
+    pub watches: bool,
+    pub runit_watch: Option<Runsv>,
+    pub watch: Option<WatchState>,
+    /// What the copy of the container's output had to drop.
+    pub output: Option<OutputState>,
 }
 
 /// What Docker says about the service's container.
@@ -81,6 +102,10 @@ impl Default for Facts {
             drain: None,
             container: Ok(None),
             record: Ok(None),
+            watches: false,
+            runit_watch: None,
+            watch: None,
+            output: None,
         }
     }
 }
@@ -121,6 +146,24 @@ pub struct ServiceStatus {
     pub drain_until: Option<u64>,
     pub waiting_for: Vec<String>,
     pub etcd: EtcdStatus,
+    pub watch: Option<WatchStatus>,
+    /// Lines of the container's output the log did not take (a full disk, a stalled
+    /// svlogd): `{dropped_lines, dropped_bytes, last_drop_at}`, all 0 when none.
+    pub log: OutputState,
+    /// Containers replaced because they stopped answering after they were healthy.
+    pub replacements: ReplacementStatus,
+}
+
+/// The announcer's liveness rule at work (`unhealthy_after`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplacementStatus {
+    /// Replacements asked for since the announcer started.
+    pub count: u64,
+    /// The last one: `{container, reason, at}`.
+    pub last: Option<ReplaceRequest>,
+    /// The next replacement does not come before this time (Unix seconds), if later
+    /// than now.
+    pub backoff_until: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -128,6 +171,26 @@ pub struct RunitStatus {
     pub tree: SvStatus,
     pub container: SvStatus,
     pub announce: Option<SvStatus>,
+    pub watch: Option<SvStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WatchStatus {
+    /// The watch sibling runs (its file is current only then).
+    pub running: bool,
+    pub records_loaded: bool,
+    pub started_at: Option<u64>,
+    pub last_render_secs_ago: Option<u64>,
+    /// What fails, in words (`dest: step: why`); `None` while all templates follow.
+    pub error: Option<String>,
+    pub templates: Vec<WatchTemplateStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WatchTemplateStatus {
+    #[serde(flatten)]
+    pub state: TemplateState,
+    pub last_render_secs_ago: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -153,6 +216,8 @@ pub struct ContainerStatus {
     pub uptime_secs: Option<u64>,
     pub exit_code: Option<i64>,
     pub restarts: u64,
+    pub failed_starts: u64,
+    pub failure: Option<Failure>,
     pub error: Option<String>,
 }
 
@@ -197,6 +262,22 @@ fn sv_status(runsv: Option<&Runsv>, now: u64) -> SvStatus {
     }
 }
 
+/// Every `state` a service can be in, in the order they win.
+pub const STATES: [&str; 12] = [
+    "broken",
+    "disabled",
+    "starting",
+    "held-down",
+    "draining",
+    "waiting",
+    "backing-off",
+    "stopped",
+    "maintenance",
+    "unhealthy",
+    "unannounced",
+    "up",
+];
+
 /// The status of one service from its facts.
 pub fn assemble(facts: &Facts) -> ServiceStatus {
     let now = facts.now;
@@ -226,6 +307,22 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
             || container_sv.as_ref().is_some_and(Runsv::is_running));
     let waiting = !running && !supervisor.waiting_for.is_empty();
     let etcd_error = announcer.as_ref().and_then(|a| a.etcd_error.clone());
+    // What keeps the container from running, in Docker's (or the registry's) words.
+    let failure_words = supervisor
+        .last_failure
+        .as_ref()
+        .filter(|_| !running)
+        .map(|f| {
+            format!(
+                "{} failed ({}): {}",
+                f.stage.as_str(),
+                kind_word(f),
+                f.message
+            )
+        });
+
+    let watch = facts.watches.then(|| watch_status(facts, now));
+    let watch_error = watch.as_ref().and_then(|w| w.error.clone());
 
     let (state, reason): (&'static str, String) = if let Some(e) = &facts.spec_error {
         ("broken", e.clone())
@@ -257,8 +354,13 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
         (
             "backing-off",
             format!(
-                "crash loop: {} short run(s) in a row; {}s between starts",
-                supervisor.failures, supervisor.backoff_secs
+                "{}crash loop: {} short run(s) in a row; {}s between starts",
+                failure_words
+                    .as_ref()
+                    .map(|f| format!("{f}; "))
+                    .unwrap_or_default(),
+                supervisor.failures,
+                supervisor.backoff_secs
             ),
         )
     } else if !running {
@@ -266,9 +368,12 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
             Err(e) => ("stopped", format!("docker: {e}")),
             Ok(_) => (
                 "stopped",
-                match supervisor.last_exit_code {
-                    Some(code) => format!("the container is not running (last exit {code})"),
-                    None => "the container is not running".into(),
+                match (&failure_words, supervisor.last_exit_code) {
+                    (Some(words), _) => words.clone(),
+                    (None, Some(code)) => {
+                        format!("the container is not running (last exit {code})")
+                    }
+                    (None, None) => "the container is not running".into(),
                 },
             ),
         }
@@ -290,6 +395,8 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
                     .unwrap_or_default()
             ),
         )
+    } else if let Some(e) = &watch_error {
+        ("unhealthy", format!("watch: {e}"))
     } else if !facts.announces {
         ("up", "running (not announced)".into())
     } else if record_present {
@@ -326,7 +433,9 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
                 .and_then(|c| c.exit_code)
         }),
         restarts: supervisor.exits,
-        error: facts.container.as_ref().err().cloned(),
+        failed_starts: supervisor.failed_starts,
+        failure: supervisor.last_failure.clone(),
+        error: facts.container.as_ref().err().cloned().or(failure_words),
     };
     let record = facts
         .record_key
@@ -367,6 +476,9 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
             announce: facts
                 .announces
                 .then(|| sv_status(facts.runit_announce.as_ref(), now)),
+            watch: facts
+                .watches
+                .then(|| sv_status(facts.runit_watch.as_ref(), now)),
         },
         container,
         backoff: BackoffStatus {
@@ -392,6 +504,65 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
             last_refresh_at,
             last_refresh_secs_ago: last_refresh_at.map(|at| now.saturating_sub(at)),
         },
+        watch,
+        log: facts.output.clone().unwrap_or_default(),
+        replacements: ReplacementStatus {
+            count: facts.announcer.as_ref().map_or(0, |a| a.replacements),
+            last: facts
+                .announcer
+                .as_ref()
+                .and_then(|a| a.last_replacement.clone()),
+            backoff_until: facts
+                .announcer
+                .as_ref()
+                .and_then(|a| a.replace_backoff_until)
+                .filter(|until| *until > now),
+        },
+    }
+}
+
+/// The watch as its state file and runsv say; the file is current only while it runs.
+fn watch_status(facts: &Facts, now: u64) -> WatchStatus {
+    let running = facts.runit_watch.as_ref().is_some_and(Runsv::is_running);
+    let file = facts.watch.clone().filter(|_| running);
+    let templates: Vec<WatchTemplateStatus> = file
+        .as_ref()
+        .map(|w| w.templates.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|state| WatchTemplateStatus {
+            last_render_secs_ago: state.last_render_at.map(|at| now.saturating_sub(at)),
+            state,
+        })
+        .collect();
+    let error = if !running {
+        Some("the watch is not running".to_string())
+    } else {
+        templates.iter().find_map(|t| {
+            t.state
+                .failing()
+                .map(|why| format!("{}: {why}", t.state.dest))
+        })
+    };
+    let oldest = templates
+        .iter()
+        .map(|t| t.state.last_render_at)
+        .min()
+        .flatten();
+    WatchStatus {
+        running,
+        records_loaded: file.as_ref().is_some_and(|w| w.records_loaded),
+        started_at: file.as_ref().map(|w| w.started_at),
+        last_render_secs_ago: oldest.map(|at| now.saturating_sub(at)),
+        error,
+        templates,
+    }
+}
+
+fn kind_word(failure: &Failure) -> &'static str {
+    match failure.kind {
+        rundock_spec::state::FailureKind::Permanent => "permanent",
+        rundock_spec::state::FailureKind::Transient => "transient",
     }
 }
 
@@ -475,11 +646,56 @@ mod tests {
     }
 
     #[test]
+    fn a_recorded_failure_is_the_reason_while_the_container_does_not_run() {
+        let failure = Failure {
+            stage: rundock_spec::state::FailureStage::Start,
+            kind: rundock_spec::state::FailureKind::Permanent,
+            message: "cannot start container web: port is already allocated".into(),
+            at: 190,
+            spec: "h".into(),
+        };
+        let mut facts = healthy();
+        facts.container = Ok(None);
+        facts.supervisor = Some(SupervisorState {
+            failures: 2,
+            failed_starts: 2,
+            backoff_secs: 2.0,
+            backoff_until: Some(202),
+            last_failure: Some(failure.clone()),
+            ..Default::default()
+        });
+        let s = assemble(&facts);
+        assert_eq!(s.state, "backing-off");
+        assert!(
+            s.reason
+                .starts_with("start failed (permanent): cannot start container web: port is already allocated; crash loop"),
+            "{}",
+            s.reason
+        );
+        assert_eq!(
+            s.container.error.as_deref(),
+            Some(&s.reason[..s.reason.find("; crash").unwrap()])
+        );
+        assert_eq!(s.container.failed_starts, 2);
+        assert_eq!(s.container.failure, Some(failure.clone()));
+        // Once a container runs, an old failure is history, not the reason.
+        let mut facts = healthy();
+        facts.supervisor = Some(SupervisorState {
+            last_failure: Some(failure),
+            ..Default::default()
+        });
+        let s = assemble(&facts);
+        assert_eq!((s.state, s.container.error), ("up", None));
+    }
+
+    #[test]
     fn each_state_wins_in_order() {
         let state = |f: &dyn Fn(&mut Facts)| {
             let mut facts = healthy();
             f(&mut facts);
-            assemble(&facts).state
+            let state = assemble(&facts).state;
+            assert!(STATES.contains(&state), "{state} is missing from STATES");
+            state
         };
         assert_eq!(state(&|f| f.spec_error = Some("bad".into())), "broken");
         assert_eq!(
@@ -546,6 +762,90 @@ mod tests {
             }),
             "starting"
         );
+    }
+
+    fn watching(facts: &mut Facts, template: TemplateState) {
+        facts.watches = true;
+        facts.runit_watch = runsv("run");
+        facts.watch = Some(WatchState {
+            started_at: 120,
+            records_loaded: true,
+            templates: vec![template],
+        });
+    }
+
+    fn rendered() -> TemplateState {
+        TemplateState {
+            template: "/etc/t.j2".into(),
+            dest: "/etc/nginx/upstream.conf".into(),
+            last_render_at: Some(195),
+            instances: 2,
+            check: Some(rundock_spec::state::StepState {
+                ok: true,
+                error: None,
+                at: 195,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_following_watch_is_shown_and_a_failing_one_makes_the_service_unhealthy() {
+        let mut facts = healthy();
+        watching(&mut facts, rendered());
+        let s = assemble(&facts);
+        assert_eq!(s.state, "up", "{}", s.reason);
+        let watch = s.watch.unwrap();
+        assert!(watch.running && watch.records_loaded);
+        assert_eq!(watch.last_render_secs_ago, Some(5));
+        assert_eq!(watch.error, None);
+        assert_eq!(watch.templates[0].state.instances, 2);
+        assert_eq!(watch.templates[0].last_render_secs_ago, Some(5));
+        let json = serde_json::to_value(&watch).unwrap();
+        assert_eq!(json["templates"][0]["dest"], "/etc/nginx/upstream.conf");
+        assert_eq!(json["templates"][0]["check"]["ok"], true);
+        assert_eq!(s.runit.watch.unwrap().state, "run");
+
+        let mut broken = rendered();
+        broken.render_error = Some("rendering template /etc/t.j2: syntax error".into());
+        let mut facts = healthy();
+        watching(&mut facts, broken);
+        let s = assemble(&facts);
+        assert_eq!(s.state, "unhealthy");
+        assert_eq!(
+            s.reason,
+            "watch: /etc/nginx/upstream.conf: render: rendering template /etc/t.j2: syntax error"
+        );
+
+        let mut refused = rendered();
+        refused.check = Some(rundock_spec::state::StepState {
+            ok: false,
+            error: Some("exit 1: nginx: [emerg] unknown directive".into()),
+            at: 196,
+        });
+        let mut facts = healthy();
+        watching(&mut facts, refused);
+        facts.announces = false;
+        let s = assemble(&facts);
+        assert_eq!(s.state, "unhealthy");
+        assert!(
+            s.reason.contains("check: exit 1: nginx: [emerg]"),
+            "{}",
+            s.reason
+        );
+
+        // A watch that does not run follows nothing, whatever its old file says.
+        let mut facts = healthy();
+        watching(&mut facts, rendered());
+        facts.runit_watch = runsv("down");
+        let s = assemble(&facts);
+        assert_eq!(
+            (s.state, s.reason.as_str()),
+            ("unhealthy", "watch: the watch is not running")
+        );
+        assert!(s.watch.unwrap().templates.is_empty());
+        // Without a watch in the spec there is none to show.
+        assert_eq!(assemble(&healthy()).watch, None);
     }
 
     #[test]

@@ -2,18 +2,34 @@
 //! every tree under the sv dir at that moment; anything else is 404. One request per
 //! connection, read up to its blank line (at most 8 KiB), answered and closed: a scraper
 //! needs no more, and no HTTP server crate joins the binary Ansible copies.
+//!
+//! Clients are served concurrently, so a slow or idle one never holds up a scrape. What
+//! they can hold is bounded: a request head must arrive within [`HEADER_TIMEOUT`], the
+//! whole exchange within [`REQUEST_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are open;
+//! at the cap a new connection takes the place of the oldest one still waiting for its
+//! request head (or is closed when every one is being answered).
 
 use crate::{collect, metrics};
 use anyhow::Context;
 use rundock_runtime::{say, Shutdown};
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 const MAX_REQUEST: usize = 8192;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A scraper sends its request head at once; a client that has not within this is idle.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Head, scrape and answer together; below Prometheus's default scrape timeout (10 s).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(9);
+/// Open connections at most: far below the usual 1,024 descriptors, far above the
+/// handful of scrapers a host has.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// Blocking: serves `/metrics` on `listen` until TERM or INT.
 pub fn run(listen: SocketAddr, sv_dir: PathBuf) -> anyhow::Result<()> {
@@ -26,39 +42,86 @@ pub fn run(listen: SocketAddr, sv_dir: PathBuf) -> anyhow::Result<()> {
 
 async fn serve(listen: SocketAddr, sv_dir: PathBuf) -> anyhow::Result<()> {
     let mut stop = Shutdown::new()?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = listen_tcp(listen).with_context(|| format!("cannot listen on {listen}"))?;
     say!(
         "rundock metrics",
         "serving /metrics on {listen} for {}",
         sv_dir.display()
     );
+    serve_on(listener, sv_dir, async move {
+        let signal = stop.recv().await;
+        say!("rundock metrics", "{signal}; exiting");
+    })
+    .await;
+    Ok(())
+}
+
+/// A listener with room for a burst of connections in the kernel's queue (std's default
+/// is 128): when the queue is full, a scraper's connection attempt is dropped and
+/// retried only a second later.
+fn listen_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Serves `/metrics` on `listener` until `stop` completes.
+async fn serve_on(listener: TcpListener, sv_dir: PathBuf, stop: impl Future<Output = ()>) {
+    // Connections are tasks on this thread: a scrape's future need not be Send.
+    tokio::task::LocalSet::new()
+        .run_until(accept_until(listener, sv_dir, stop))
+        .await
+}
+
+async fn accept_until(listener: TcpListener, sv_dir: PathBuf, stop: impl Future<Output = ()>) {
+    let sv_dir = std::rc::Rc::new(sv_dir);
+    let connections = Connections::new(MAX_CONNECTIONS);
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            signal = stop.recv() => {
-                say!("rundock metrics", "{signal}; exiting");
-                return Ok(());
-            }
+            _ = &mut stop => return,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                // One scrape at a time is what Prometheus does; a slow client is bounded.
-                let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &sv_dir)).await;
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors and the like: pause rather than spin.
+                        say!("rundock metrics", "accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                // Closing at once (rather than leaving it in the backlog) tells the
+                // client now.
+                let Some(slot) = connections.admit() else { continue };
+                let sv_dir = sv_dir.clone();
+                tokio::task::spawn_local(async move {
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, slot, &sv_dir)).await;
+                });
+                if connections.full() {
+                    // Let a connection told to make room close before the next accept,
+                    // so the descriptors open never run far past the cap.
+                    tokio::task::yield_now().await;
+                }
             }
         }
     }
 }
 
-async fn answer(mut stream: TcpStream, sv_dir: &Path) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&buf[..n]);
-    }
+async fn answer(mut stream: TcpStream, slot: Slot, sv_dir: &Path) -> std::io::Result<()> {
+    let evicted = slot.waiting();
+    let request = tokio::select! {
+        request = tokio::time::timeout(HEADER_TIMEOUT, read_head(&mut stream)) => match request {
+            Ok(request) => request?,
+            Err(_) => return Ok(()),
+        },
+        _ = evicted.notified() => return Ok(()),
+    };
+    slot.answering();
     let line = request.split(|b| *b == b'\r').next().unwrap_or_default();
     let path = line.split(|b| *b == b' ').nth(1).unwrap_or_default();
     let is_get = line.starts_with(b"GET ");
@@ -79,9 +142,144 @@ async fn answer(mut stream: TcpStream, sv_dir: &Path) -> std::io::Result<()> {
     stream.shutdown().await
 }
 
+/// The request up to its blank line, at most [`MAX_REQUEST`] bytes of it.
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut request = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    Ok(request)
+}
+
+/// The open connections, and which still wait for their request head (and may be
+/// closed to make room). The lock is never held across an await.
+#[derive(Clone)]
+struct Connections(Arc<Mutex<ConnectionTable>>);
+
+struct ConnectionTable {
+    max: usize,
+    open: usize,
+    next_id: u64,
+    /// Connections waiting for their head, oldest first, each with its close signal.
+    waiting: BTreeMap<u64, Arc<Notify>>,
+}
+
+/// One admitted connection; dropping it frees its place.
+struct Slot {
+    id: u64,
+    evict: Arc<Notify>,
+    table: Connections,
+}
+
+impl Connections {
+    fn new(max: usize) -> Connections {
+        Connections(Arc::new(Mutex::new(ConnectionTable {
+            max,
+            open: 0,
+            next_id: 0,
+            waiting: BTreeMap::new(),
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionTable> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for a new connection: a free one, or that of the oldest connection still
+    /// waiting for its head, which is told to close. None when all are being answered.
+    fn admit(&self) -> Option<Slot> {
+        let mut table = self.lock();
+        if table.open >= table.max {
+            let (_, evict) = table.waiting.pop_first()?;
+            evict.notify_one();
+        }
+        table.open += 1;
+        table.next_id += 1;
+        Some(Slot {
+            id: table.next_id,
+            evict: Arc::new(Notify::new()),
+            table: self.clone(),
+        })
+    }
+}
+
+impl Connections {
+    /// Whether the next connection will have to take another's place.
+    fn full(&self) -> bool {
+        let table = self.lock();
+        table.open >= table.max
+    }
+}
+
+impl Slot {
+    /// Marks the connection as waiting for its head; the signal fires if it is to make room.
+    fn waiting(&self) -> Arc<Notify> {
+        self.table
+            .lock()
+            .waiting
+            .insert(self.id, self.evict.clone());
+        self.evict.clone()
+    }
+
+    fn answering(&self) {
+        self.table.lock().waiting.remove(&self.id);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut table = self.table.lock();
+        table.waiting.remove(&self.id);
+        table.open -= 1;
+    }
+}
+
 /// The exposition text for every tree under `sv_dir` now.
 pub async fn scrape(sv_dir: &Path) -> anyhow::Result<String> {
     let trees = collect::trees(sv_dir, &[])?;
     let statuses = collect::statuses_for_metrics(&trees).await;
     Ok(metrics::render(&statuses))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_the_cap_the_oldest_waiting_connection_makes_room_and_answering_ones_stay() {
+        let table = Connections::new(2);
+        let answering = table.admit().unwrap();
+        answering.answering();
+        let first = table.admit().unwrap();
+        let first_evicted = first.waiting();
+        assert!(table.full());
+        let second = table.admit().expect("room made by the waiting one");
+        let second_evicted = second.waiting();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), first_evicted.notified())
+                .await
+                .expect("the waiting one is told to close");
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), second_evicted.notified())
+                    .await
+                    .is_err(),
+                "the newcomer stays"
+            );
+        });
+        drop(first);
+        second.answering();
+        assert!(table.admit().is_none(), "every one answering: no room");
+        drop((answering, second));
+        assert_eq!(table.lock().open, 0);
+        assert!(table.lock().waiting.is_empty());
+    }
 }

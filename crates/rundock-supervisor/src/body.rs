@@ -6,16 +6,49 @@
 //! tokens were substituted) so leftovers can be found and stale containers recognised.
 //! No Docker restart policy is set: the supervisor and runit restart the container, and a
 //! second restarter would fight them.
+//!
+//! Docker's own log of the container (`docker logs`) is a second copy of what svlogd
+//! keeps, and json-file keeps it without bound by default: it is json-file capped at
+//! [`DOCKER_LOG_MAX_SIZE`] × [`DOCKER_LOG_MAX_FILE`], in Docker's `non-blocking` mode
+//! (a ring buffer of [`DOCKER_LOG_BUFFER`] that drops when the log driver is behind),
+//! so neither copy can hold the container's output back.
 
 use crate::tokens::Addresses;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, PortMap, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use rundock_spec::{Spec, LABEL_HOST, LABEL_SERVICE, LABEL_SPEC};
 use std::collections::HashMap;
 
 /// Label recording what `$PRIVATE_IP` / `$PUBLIC_IP` stood for (see [`Addresses::label`]).
 pub(crate) const LABEL_ADDRESSES: &str = "rundock.addresses";
+
+/// Size at which Docker's json-file log of the container is rotated.
+pub(crate) const DOCKER_LOG_MAX_SIZE: &str = "10m";
+/// json-file logs Docker keeps per container (the current one included).
+pub(crate) const DOCKER_LOG_MAX_FILE: &str = "3";
+/// Docker's buffer between the container and its log driver in `non-blocking` mode.
+pub(crate) const DOCKER_LOG_BUFFER: &str = "1m";
+
+/// Docker's own log of the container: bounded and never blocking (see the module docs).
+fn docker_log_config() -> HostConfigLogConfig {
+    let options = [
+        ("max-size", DOCKER_LOG_MAX_SIZE),
+        ("max-file", DOCKER_LOG_MAX_FILE),
+        ("mode", "non-blocking"),
+        ("max-buffer-size", DOCKER_LOG_BUFFER),
+    ];
+    HostConfigLogConfig {
+        typ: Some("json-file".into()),
+        config: Some(
+            options
+                .into_iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+        ),
+    }
+}
 
 /// The labels that make a container this spec's current container, and that a reusable
 /// container must carry with exactly these values.
@@ -107,6 +140,7 @@ pub(crate) fn create_body(spec: &Spec, addresses: &Addresses) -> ContainerCreate
                 name: Some(RestartPolicyNameEnum::NO),
                 maximum_retry_count: None,
             }),
+            log_config: Some(docker_log_config()),
             ..Default::default()
         }),
         ..Default::default()
@@ -273,6 +307,12 @@ pub(crate) mod tests {
         assert_eq!(host.binds, None);
         assert_eq!(host.network_mode, None);
         assert_eq!(host.memory, None);
+        let log = host.log_config.expect("Docker's log is always bounded");
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        let options = log.config.unwrap();
+        assert_eq!(options["max-size"], "10m");
+        assert_eq!(options["max-file"], "3");
+        assert_eq!(options["mode"], "non-blocking");
     }
 
     #[test]

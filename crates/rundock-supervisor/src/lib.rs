@@ -21,6 +21,7 @@
 
 mod backoff;
 mod body;
+mod failure;
 mod hooks;
 mod image;
 mod log;
@@ -41,6 +42,7 @@ pub const EXIT_FAILURE: i32 = 125;
 /// starts it in the tree's `services/container`).
 pub const STATE_FILE: &str = rundock_spec::state::SUPERVISOR_STATE_FILE;
 
+pub use output::{OutputState, OUTPUT_STATE_FILE};
 pub use rundock_spec::UPDATE_FILE;
 
 /// How the last start-first update of a spec ended, as the supervisor leaves it in
@@ -152,6 +154,50 @@ pub fn container_is_current(spec: &Spec) -> anyhow::Result<bool> {
             .and_then(|c| c.labels.as_ref())
             .and_then(|l| l.get(rundock_spec::LABEL_SPEC).cloned());
         Ok(running && hash.as_deref() == Some(spec.container_hash().as_str()))
+    })
+}
+
+/// What the module learns of a service's image before it writes anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageCheck {
+    /// The id the image reference resolves to now, as the pull policy gets it; `None`
+    /// when finding out would pull and pulling was not allowed (check mode).
+    pub id: Option<String>,
+    /// The image id of the service's running container, when it runs and was made from
+    /// the same spec.
+    pub running: Option<String>,
+}
+
+/// Blocking, for the module before its first write: makes sure `spec`'s image can be
+/// had the way its pull policy says, pulling it now where the policy pulls (only when
+/// `may_pull`: check mode only looks), so a reference that exists nowhere fails the task
+/// with the registry's answer instead of a crash loop under runsv.
+pub fn check_image(spec: &Spec, may_pull: bool) -> anyhow::Result<ImageCheck> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let docker = supervise::connect(spec.container.stop_timeout).await?;
+        let image = spec.container.image.as_str();
+        let id = match (may_pull, spec.container.pull) {
+            (true, _) | (false, rundock_spec::PullPolicy::Never) => {
+                Some(image::ensure(&docker, spec).await?)
+            }
+            (false, _) => image::local_id(&docker, image).await?,
+        };
+        let running = match supervise::inspect(&docker, &spec.container.container_name).await? {
+            Some(inspect) => {
+                let current = inspect.state.as_ref().and_then(|s| s.running) == Some(true)
+                    && inspect
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.labels.as_ref())
+                        .and_then(|l| l.get(rundock_spec::LABEL_SPEC))
+                        .map(String::as_str)
+                        == Some(spec.container_hash().as_str());
+                inspect.image.filter(|_| current)
+            }
+            None => None,
+        };
+        Ok(ImageCheck { id, running })
     })
 }
 

@@ -8,6 +8,11 @@
 //! when runsv brings the supervisor back after the container died. Every other container
 //! of the service is stopped and removed before ours starts.
 //!
+//! A container the announcer asked to replace ([`rundock_spec::state::REPLACE_FILE`]:
+//! it was healthy and stopped answering) is not reused even when current: stop-first
+//! removes it and creates a new one here, start-first switches to a new one beside it
+//! (see [`crate::switch`]). The request is removed once this start acted on it.
+//!
 //! Why exit and let runsv respawn us rather than restart the container in-process:
 //! `benches/restart.sh` measured `kill -9` of the container's process to the container
 //! running again at a median of about 300 ms this way, against about 330 ms for Docker's
@@ -22,6 +27,7 @@
 
 use crate::backoff;
 use crate::body::{self, create_body};
+use crate::failure::{AtStage, StartFailure};
 use crate::hooks;
 use crate::image;
 use crate::log::prefix;
@@ -40,6 +46,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 use rundock_runtime::{say, Shutdown};
+use rundock_spec::state::{self, Failure, FailureKind, FailureStage, ReplaceRequest, REPLACE_FILE};
 use rundock_spec::{Spec, LABEL_HOST, LABEL_SERVICE};
 use std::collections::HashMap;
 use std::path::Path;
@@ -105,9 +112,29 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
         }
     }
     let failures = previous.failures;
-    // `exit`: the container's exit code when it exited on its own (a restart).
-    let save_with = |failures: u32, exit: Option<i64>| {
-        let next = backoff::next_state(&previous, failures, exit, rundock_spec::state::unix_now());
+    let spec_hash = spec.container_hash();
+    // `exit`: the container's exit code when it exited on its own (a restart);
+    // `failure`: why this attempt failed, recorded for status, metrics and `wait`.
+    let save_with = |failures: u32, exit: Option<i64>, failure: Option<StartFailure>| {
+        let now = rundock_spec::state::unix_now();
+        let mut next = backoff::next_state(&previous, failures, exit, now);
+        match failure {
+            Some(failure) => {
+                if failure.stage != FailureStage::Exit {
+                    next.failed_starts = next.failed_starts.saturating_add(1);
+                }
+                next.last_failure = Some(Failure {
+                    stage: failure.stage,
+                    kind: failure.kind,
+                    message: failure.message,
+                    at: now,
+                    spec: spec_hash.clone(),
+                });
+            }
+            // A life long enough to end the crash loop ends its failure too.
+            None if exit.is_some() && failures == 0 => next.last_failure = None,
+            None => {}
+        }
         if next == previous {
             return;
         }
@@ -119,7 +146,15 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
             );
         }
     };
-    let save = |failures: u32| save_with(failures, None);
+    let fail = |stage: FailureStage, error: anyhow::Error| {
+        save_with(
+            backoff::after_run(failures, None),
+            None,
+            Some(StartFailure::new(stage, error)),
+        );
+        EXIT_FAILURE
+    };
+    let save = |failures: u32| save_with(failures, None, None);
 
     let delay = backoff::delay(failures);
     if !delay.is_zero() {
@@ -155,8 +190,7 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
         Ok(docker) => docker,
         Err(e) => {
             say!(name, "{e:#}");
-            save(backoff::after_run(failures, None));
-            return EXIT_FAILURE;
+            return fail(FailureStage::Docker, e);
         }
     };
 
@@ -171,9 +205,9 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
     };
     let life = match started {
         Ok(life) => life,
-        Err(e) => {
-            say!(name, "{e:#}");
-            save(backoff::after_run(failures, None));
+        Err(failure) => {
+            say!(name, "{failure}");
+            save_with(backoff::after_run(failures, None), None, Some(failure));
             return EXIT_FAILURE;
         }
     };
@@ -208,8 +242,10 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
                 say!(name, "post_start failed: {why}; stopping the container");
                 shutdown(&docker, spec, &mut signals).await;
                 life.output.finish(OUTPUT_GRACE).await;
-                save(backoff::after_run(failures, None));
-                return EXIT_FAILURE;
+                return fail(
+                    FailureStage::PostStart,
+                    anyhow::anyhow!("post_start failed: {why}"),
+                );
             }
         }
     }
@@ -240,13 +276,29 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
                 "container exited with code {code} after {:.1}s",
                 uptime.as_secs_f64()
             );
-            save_with(backoff::after_run(failures, Some(uptime)), Some(code));
+            let after = backoff::after_run(failures, Some(uptime));
+            let died_young = (uptime < backoff::STABLE_AFTER).then(|| StartFailure {
+                stage: FailureStage::Exit,
+                // Twice in a row is no accident: the same spec will die again.
+                kind: if after >= 2 {
+                    FailureKind::Permanent
+                } else {
+                    FailureKind::Transient
+                },
+                message: format!(
+                    "the container exited with code {code} after {:.1}s",
+                    uptime.as_secs_f64()
+                ),
+            });
+            save_with(after, Some(code), died_young);
             exit_code(code)
         }
         Err(e) => {
             say!(name, "lost track of the container: {e:#}");
-            save(backoff::after_run(failures, None));
-            EXIT_FAILURE
+            fail(
+                FailureStage::Docker,
+                e.context("lost track of the container"),
+            )
         }
     }
 }
@@ -345,28 +397,48 @@ pub(crate) fn exit_code(code: i64) -> i32 {
     }
 }
 
-/// Image, stale containers, then create (or reuse), attach and start.
-async fn start(docker: &Docker, spec: &Spec) -> anyhow::Result<Life> {
+/// Image, stale containers, then create (or reuse), attach and start; a failure says
+/// at which stage.
+async fn start(docker: &Docker, spec: &Spec) -> Result<Life, StartFailure> {
+    use FailureStage::{Create, Image, Start};
     let name = &prefix(spec);
     let container_name = spec.container.container_name.as_str();
-    let image_id = image::ensure(docker, spec).await?;
-    let addresses = Addresses::resolve(&spec.container, &spec.interfaces)?;
+    let image_id = image::ensure(docker, spec).await.at(Image)?;
+    let addresses = Addresses::resolve(&spec.container, &spec.interfaces).at(Create)?;
     let identity = body::identity_labels(spec, &addresses);
+    // The announcer's request to replace a container that stopped answering; dropped
+    // once acted on, or when it names a container that is no longer ours.
+    let replace_path = Path::new(REPLACE_FILE);
+    let replace = state::read::<ReplaceRequest>(replace_path);
 
     if spec.start_first.is_some() {
         let result_path = Path::new(crate::UPDATE_FILE);
-        if let switch::Switched::Life(life) =
-            switch::try_switch(docker, spec, &addresses, &identity, &image_id, result_path).await?
-        {
+        let switched = switch::try_switch(
+            docker,
+            spec,
+            &addresses,
+            &identity,
+            &image_id,
+            result_path,
+            replace.as_ref(),
+        )
+        .await
+        .at(Start)?;
+        if let switch::Switched::Life(life) = switched {
+            drop_request(spec, replace_path, replace.as_ref());
             return Ok(life);
         }
     }
-    let reusable = remove_stale(docker, spec, &identity, &image_id).await?;
+    let reusable = remove_stale(docker, spec, &identity, &image_id, replace.as_ref())
+        .await
+        .at(Create)?;
+    drop_request(spec, replace_path, replace.as_ref());
     match reusable {
         Some((id, ContainerStateStatusEnum::RUNNING)) => {
             let output = output::attach(docker, &id)
                 .await
-                .with_context(|| format!("cannot attach to container {container_name}"))?;
+                .with_context(|| format!("cannot attach to container {container_name}"))
+                .at(Start)?;
             say!(
                 name,
                 "container {container_name} is already running; watching it"
@@ -379,7 +451,7 @@ async fn start(docker: &Docker, spec: &Spec) -> anyhow::Result<Life> {
             // container recreated, a network removed): a fresh container may still work.
             Err(e) => {
                 say!(name, "{e:#}; recreating it");
-                remove(docker, &id).await?;
+                remove(docker, &id).await.at(Create)?;
             }
         },
         None => {}
@@ -391,9 +463,10 @@ async fn start(docker: &Docker, spec: &Spec) -> anyhow::Result<Life> {
     let id = docker
         .create_container(Some(options), create_body(spec, &addresses))
         .await
-        .with_context(|| format!("cannot create container {container_name}"))?
+        .with_context(|| format!("cannot create container {container_name}"))
+        .at(Create)?
         .id;
-    attach_and_start(docker, spec, &id).await
+    attach_and_start(docker, spec, &id).await.at(Start)
 }
 
 pub(crate) async fn attach_and_start(
@@ -422,13 +495,30 @@ pub(crate) async fn attach_and_start(
     })
 }
 
+/// Removes the replacement request once this start has acted on it: replaced the
+/// container it named, or found that container gone. A failed replacement is not
+/// retried from here: the announcer asks again after its back-off if the container
+/// still does not answer, and a later restart (an update, a reboot) must not replace a
+/// container that recovered meanwhile.
+fn drop_request(spec: &Spec, path: &Path, request: Option<&ReplaceRequest>) {
+    if request.is_none() {
+        return;
+    }
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            say!(prefix(spec), "cannot remove {}: {e}", path.display());
+        }
+    }
+}
+
 /// Removes every container of this service except one that can be reused, which is
-/// returned with its state.
+/// returned with its state. The container `replace` names is not reused.
 async fn remove_stale(
     docker: &Docker,
     spec: &Spec,
     identity: &[(&'static str, String)],
     image_id: &str,
+    replace: Option<&ReplaceRequest>,
 ) -> anyhow::Result<Option<(String, ContainerStateStatusEnum)>> {
     let name = &prefix(spec);
     let container_name = spec.container.container_name.as_str();
@@ -437,7 +527,10 @@ async fn remove_stale(
     let mut handled = None;
     if let Some(named) = inspect(docker, container_name).await? {
         let id = named.id.clone().unwrap_or_default();
-        match stale_reason(&named, identity, image_id) {
+        let replaced = replace
+            .filter(|r| r.container == id)
+            .map(|r| format!("replaced: {}", r.reason));
+        match replaced.or_else(|| stale_reason(&named, identity, image_id)) {
             None => {
                 let state = status(&named);
                 keep = Some((id.clone(), state));

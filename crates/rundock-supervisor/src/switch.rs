@@ -28,6 +28,12 @@
 //!
 //! The outcome for the module is written to [`crate::UPDATE_FILE`] in the working
 //! directory, keyed by the spec's container hash.
+//!
+//! The same switch replaces a container that stopped answering (the announcer's
+//! [`rundock_spec::state::REPLACE_FILE`] names the running, current container): the
+//! new container is made from the same spec, and the hung one is stopped without a
+//! drain once the record moved (it gets `stop_timeout` after the TERM); no outcome is
+//! written for the module, which did not ask.
 
 use crate::log::prefix;
 use crate::output;
@@ -43,6 +49,7 @@ use bollard::Docker;
 use rundock_announcer::docker::{published_tcp_ports, ContainerView};
 use rundock_announcer::health::{describe, probe, Target};
 use rundock_runtime::say;
+use rundock_spec::state::ReplaceRequest;
 use rundock_spec::{
     next_container_name, old_container_name, DrainMode, Spec, LABEL_HOST, LABEL_SERVICE,
 };
@@ -69,6 +76,7 @@ pub(crate) async fn try_switch(
     identity: &[(&'static str, String)],
     image_id: &str,
     result_path: &Path,
+    replace: Option<&ReplaceRequest>,
 ) -> anyhow::Result<Switched> {
     let name = &prefix(spec);
     let container_name = spec.container.container_name.as_str();
@@ -102,7 +110,10 @@ pub(crate) async fn try_switch(
         return Ok(Switched::NotNeeded);
     };
     let named_id = named.id.clone().unwrap_or_default();
-    let current = is_current(&named, identity, image_id);
+    let replacing = replace
+        .filter(|r| r.container == named_id)
+        .map(|r| r.reason.as_str());
+    let current = is_current(&named, identity, image_id) && replacing.is_none();
     let others = other_containers(docker, spec, &named_id).await?;
     if current {
         // Switched already (an earlier life was stopped mid-way), but the old one may
@@ -111,7 +122,7 @@ pub(crate) async fn try_switch(
         for old in others {
             let port = host_port(&named, spec);
             await_record(spec, port, deadline(spec)).await;
-            retire(docker, spec, &old).await?;
+            retire(docker, spec, &old, true).await?;
         }
         if finishing || !result_path.exists() {
             UpdateOutcome::switched(
@@ -133,15 +144,19 @@ pub(crate) async fn try_switch(
         );
         stop_and_remove(docker, &leftover, spec.container.stop_timeout).await?;
     }
-    switch(docker, spec, addresses, named, result_path).await
+    switch(docker, spec, addresses, named, result_path, replacing).await
 }
 
+/// `replacing`: the container is current but stopped answering (the announcer's
+/// reason); then the module is not waiting for an outcome, and the old container,
+/// which cannot drain, is stopped at once.
 async fn switch(
     docker: &Docker,
     spec: &Spec,
     addresses: &Addresses,
     old: ContainerInspectResponse,
     result_path: &Path,
+    replacing: Option<&str>,
 ) -> anyhow::Result<Switched> {
     let name = &prefix(spec);
     let container_name = spec.container.container_name.as_str();
@@ -149,12 +164,24 @@ async fn switch(
     let old_id = old.id.clone().unwrap_or_default();
     let hash = spec.container_hash();
     let started = std::time::Instant::now();
-    say!(
-        name,
-        "start-first update: starting {next_name} ({}) beside {container_name} ({})",
-        spec.container.image,
-        short(&old_id)
-    );
+    match replacing {
+        Some(reason) => say!(
+            name,
+            "replacing container {container_name} ({}): replaced: {reason}; starting {next_name} beside it",
+            short(&old_id)
+        ),
+        None => say!(
+            name,
+            "start-first update: starting {next_name} ({}) beside {container_name} ({})",
+            spec.container.image,
+            short(&old_id)
+        ),
+    }
+    let what = if replacing.is_some() {
+        "replacement"
+    } else {
+        "start-first update"
+    };
     let options = CreateContainerOptions {
         name: Some(next_name.clone()),
         ..Default::default()
@@ -169,13 +196,12 @@ async fn switch(
     let port = match vet(docker, spec, &id, deadline).await {
         Ok(port) => port,
         Err(why) => {
-            say!(
-                name,
-                "start-first update failed: {why}; {container_name} keeps serving"
-            );
+            say!(name, "{what} failed: {why}; {container_name} keeps running");
             life.output.finish(Duration::from_millis(200)).await;
             stop_and_remove(docker, &id, spec.container.stop_timeout).await?;
-            UpdateOutcome::failed(&hash, why).save(result_path);
+            if replacing.is_none() {
+                UpdateOutcome::failed(&hash, why).save(result_path);
+            }
             let output = output::attach(docker, &old_id)
                 .await
                 .with_context(|| format!("cannot attach to container {container_name}"))?;
@@ -190,16 +216,18 @@ async fn switch(
     let switch_start = std::time::Instant::now();
     let moved = await_record(spec, Some(port), deadline).await;
     let record_took = switch_start.elapsed();
-    retire(docker, spec, &old_id).await?;
+    retire(docker, spec, &old_id, replacing.is_none()).await?;
     let message = format!(
-        "switched to {} on port {port}: record {} {:.2}s after the rename, whole update {:.1}s",
+        "switched to {} on port {port}: record {} {:.2}s after the rename, whole {what} {:.1}s",
         short(&id),
         if moved { "moved" } else { "did not move" },
         record_took.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     say!(name, "{message}");
-    UpdateOutcome::switched(&hash, message).save(result_path);
+    if replacing.is_none() {
+        UpdateOutcome::switched(&hash, message).save(result_path);
+    }
     Ok(Switched::Life(life))
 }
 
@@ -319,8 +347,9 @@ async fn await_record(spec: &Spec, port: Option<u16>, deadline: Instant) -> bool
 }
 
 /// Drains the old container (no longer announced) by the spec's drain mode, then stops
-/// and removes it.
-async fn retire(docker: &Docker, spec: &Spec, id: &str) -> anyhow::Result<()> {
+/// and removes it. Without `drain` (a container replaced because it stopped answering:
+/// whatever it holds does not finish) it gets only `stop_timeout` after the TERM.
+async fn retire(docker: &Docker, spec: &Spec, id: &str, drain: bool) -> anyhow::Result<()> {
     let name = &prefix(spec);
     let limit = Duration::from_secs(spec.drain.into());
     let port = spec.announce.as_ref().map(|a| a.container_port);
@@ -335,6 +364,7 @@ async fn retire(docker: &Docker, spec: &Spec, id: &str) -> anyhow::Result<()> {
     match (spec.drain_mode, port, pid) {
         // Not running: nothing to drain.
         (_, _, None) => {}
+        _ if !drain => {}
         (DrainMode::Idle, Some(port), Some(pid)) => {
             let drained = tokio::task::spawn_blocking(move || {
                 rundock_drain::wait_until_idle(pid, port, limit)

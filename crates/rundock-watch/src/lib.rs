@@ -15,18 +15,24 @@
 //!   change, and anything that failed is tried again after a back-off ([`RETRY_FIRST`]
 //!   doubling to [`RETRY_MAX`]) even without one.
 //!
-//! This file owns loading the spec ([`load`]) and the process lifecycle ([`run`], [`watch`]).
+//! - What it last did per template (render, check, reload, instances, errors) goes to a
+//!   state file in its service dir ([`rundock_spec::state::WatchState`]), which
+//!   `rundock status` and `rundock metrics` show: a watch is never only a log.
+//!
+//! This file owns loading the spec ([`load`]), what the module checks before it writes a
+//! watch ([`preflight`]) and the process lifecycle ([`run`], [`watch`]).
 
 pub mod render;
 pub mod target;
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use rundock_dns::{instances, sync, RecordSet, Zones};
+use rundock_spec::state::{self, WatchState};
 use rundock_spec::watch::WatchSpec;
 use tokio::sync::watch::Receiver;
 use tokio::time::Instant;
@@ -44,9 +50,28 @@ pub const RETRY_MAX: Duration = Duration::from_secs(60);
 /// The TTL given to [`Zones`]; only the instance list is used, never the TTL.
 const UNUSED_TTL: u32 = 300;
 
-/// The watch spec of a service tree (its `spec.json`) when `path` is a directory, else a
-/// JSON file holding a [`WatchSpec`]. Validated either way.
-pub fn load(path: &Path) -> anyhow::Result<WatchSpec> {
+/// A loaded watch: what to follow, and where to report.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub spec: WatchSpec,
+    /// The state file (`services/watch/rundock-watch.json` of a tree); `None` for a
+    /// watch run from a plain JSON file.
+    pub state_file: Option<PathBuf>,
+}
+
+/// The watch of a service tree (its `spec.json`, reporting into its `services/watch`)
+/// when `path` is a directory, else a JSON file holding a [`WatchSpec`] (reporting
+/// nowhere). Validated either way.
+pub fn load(path: &Path) -> anyhow::Result<Loaded> {
+    let spec = load_spec(path)?;
+    let state_file = path.is_dir().then(|| {
+        path.join(rundock_spec::tree::WATCH_SERVICE)
+            .join(state::WATCH_STATE_FILE)
+    });
+    Ok(Loaded { spec, state_file })
+}
+
+fn load_spec(path: &Path) -> anyhow::Result<WatchSpec> {
     let spec = if path.is_dir() {
         let spec = rundock_spec::Spec::load(&path.join(rundock_spec::SPEC_FILE))
             .map_err(anyhow::Error::msg)?;
@@ -66,7 +91,7 @@ pub fn load(path: &Path) -> anyhow::Result<WatchSpec> {
 }
 
 /// Runs the watcher until TERM or INT; blocking, on a current-thread runtime.
-pub fn run(spec: WatchSpec) -> anyhow::Result<()> {
+pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -80,12 +105,21 @@ pub fn run(spec: WatchSpec) -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        watch(spec, stop).await
+        watch_reporting(loaded.spec, loaded.state_file, stop).await
     })
 }
 
 /// Follows the records and keeps every template's destination current until `stop`.
 pub async fn watch(spec: WatchSpec, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    watch_reporting(spec, None, stop).await
+}
+
+/// [`watch`], keeping the state file at `state_file` (when given) current.
+pub async fn watch_reporting(
+    spec: WatchSpec,
+    state_file: Option<PathBuf>,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let client = rundock_etcd::Client::new(&spec.etcd).context("etcd client")?;
     let zones = Zones::new(std::slice::from_ref(&spec.domain), UNUSED_TTL)
         .map_err(|e| anyhow::anyhow!("domain {}: {e}", spec.domain))?;
@@ -103,6 +137,8 @@ pub async fn watch(spec: WatchSpec, stop: impl Future<Output = ()>) -> anyhow::R
             spec.domain
         );
     }
+    let mut report = Report::new(state_file);
+    report.write(false, &targets);
     let follow = async {
         // After a failure the same reconcile runs again after a back-off even without a
         // change: a check that failed because the reader was not up yet (a frontend
@@ -138,6 +174,7 @@ pub async fn watch(spec: WatchSpec, stop: impl Future<Output = ()>) -> anyhow::R
                     Ok(context) => context,
                     Err(e) => {
                         eprintln!("rundock watch: {dest}: {e}");
+                        target.state.render_error = Some(e);
                         failed = true;
                         continue;
                     }
@@ -156,6 +193,7 @@ pub async fn watch(spec: WatchSpec, stop: impl Future<Output = ()>) -> anyhow::R
                     }
                 }
             }
+            report.write(true, &targets);
             retry = failed.then(|| retry.map_or(RETRY_FIRST, |d| (d * 2).min(RETRY_MAX)));
         }
     };
@@ -165,6 +203,93 @@ pub async fn watch(spec: WatchSpec, stop: impl Future<Output = ()>) -> anyhow::R
         _ = stop => {}
     }
     Ok(())
+}
+
+/// The state file, written when what it says changed.
+struct Report {
+    path: Option<PathBuf>,
+    started_at: u64,
+    written: Option<WatchState>,
+}
+
+impl Report {
+    fn new(path: Option<PathBuf>) -> Report {
+        Report {
+            path,
+            started_at: state::unix_now(),
+            written: None,
+        }
+    }
+
+    fn write(&mut self, records_loaded: bool, targets: &[Target]) {
+        let Some(path) = &self.path else { return };
+        let now = WatchState {
+            started_at: self.started_at,
+            records_loaded,
+            templates: targets.iter().map(|t| t.state.clone()).collect(),
+        };
+        if self.written.as_ref() == Some(&now) {
+            return;
+        }
+        match state::write(path, &now) {
+            Ok(()) => self.written = Some(now),
+            // Following the records matters more than reporting on it.
+            Err(e) => eprintln!("rundock watch: writing {}: {e}", path.display()),
+        }
+    }
+}
+
+/// What the module checks before it writes a watch, so a watch that cannot work fails
+/// the call instead of logging the same error on every retry: each template is readable
+/// and renders against an empty record set (no instances yet is the state every watch
+/// starts in), and each `dest` is a file in a directory that exists and this user may
+/// write. Errors name the field, `watch[i].template` or `watch[i].dest`.
+pub fn preflight(spec: &WatchSpec) -> Result<(), String> {
+    for (i, template) in spec.templates.iter().enumerate() {
+        let path = template.template.display();
+        let source = std::fs::read_to_string(&template.template)
+            .map_err(|e| format!("watch[{i}].template: cannot read {path}: {e}"))?;
+        let empty = Context::new(
+            &spec.domain,
+            template
+                .names
+                .iter()
+                .map(|name| (name.clone(), Vec::new()))
+                .collect(),
+        );
+        render::render(&path.to_string(), &source, &empty).map_err(|e| {
+            format!(
+                "watch[{i}].template: {path} does not render with no instances: {}",
+                render::describe(&e)
+            )
+        })?;
+        check_dest(&template.dest).map_err(|why| format!("watch[{i}].dest: {why}"))?;
+    }
+    Ok(())
+}
+
+fn check_dest(dest: &Path) -> Result<(), String> {
+    use nix::unistd::{access, AccessFlags};
+    if dest.is_dir() {
+        return Err(format!(
+            "{} is a directory; give the path of the file to render into",
+            dest.display()
+        ));
+    }
+    let dir = dest.parent().unwrap_or(Path::new("/"));
+    if !dir.is_dir() {
+        return Err(format!(
+            "the directory {} does not exist; create it first (the watch writes only the \
+             file)",
+            dir.display()
+        ));
+    }
+    access(dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
+        format!(
+            "cannot write into {}: {e}; the watch runs as the module's user",
+            dir.display()
+        )
+    })
 }
 
 /// Returns once no change came for [`QUIET`], or [`MAX_DELAY`] after it was called.
@@ -194,7 +319,16 @@ fn context(
         .map(|name| {
             let found = instances::instances(records, zones, &spec.fqdn(name))
                 .map_err(|e| format!("name {name}: {e}"))?;
-            let list = found.into_iter().map(|i| Instance::new(name, i)).collect();
+            let list = found
+                .into_iter()
+                .filter_map(|i| match Instance::checked(name, records.prefix(), i) {
+                    Ok(instance) => Some(instance),
+                    Err(refused) => {
+                        eprintln!("rundock watch: name {name}: {refused}");
+                        None
+                    }
+                })
+                .collect();
             Ok((name.clone(), list))
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -259,8 +393,9 @@ mod tests {
                 "templates": [{"names": ["web"], "template": "/t.j2", "dest": "/etc/x.conf", "reload": ["true"]}]}"#,
         )
         .unwrap();
-        let spec = load(&file).unwrap();
-        assert_eq!(spec.templates[0].names, ["web"]);
+        let loaded = load(&file).unwrap();
+        assert_eq!(loaded.spec.templates[0].names, ["web"]);
+        assert_eq!(loaded.state_file, None);
         std::fs::write(&file, r#"{"domain": "s.test"}"#).unwrap();
         let err = format!("{:#}", load(&file).unwrap_err());
         assert!(err.contains("is not a watch spec"), "{err}");
@@ -274,5 +409,81 @@ mod tests {
         assert!(err.contains("watch[0].template"), "{err}");
         let err = format!("{:#}", load(dir.path()).unwrap_err());
         assert!(err.contains("spec.json"), "{err}");
+    }
+
+    fn one_template(template: &Path, dest: &Path) -> WatchSpec {
+        serde_json::from_value(serde_json::json!({
+            "domain": "s.test",
+            "etcd": {"endpoints": ["http://127.0.0.1:2379"], "api": "v3", "prefix": "/skydns"},
+            "templates": [
+                {"names": ["web"], "template": "/etc/hostname", "dest": "/tmp/x.conf"},
+                {"names": ["web", "db"], "template": template, "dest": dest},
+            ],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn preflight_names_the_template_or_dest_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("t.j2");
+        let dest = dir.path().join("out.conf");
+        let err = preflight(&one_template(&template, &dest)).unwrap_err();
+        assert!(err.starts_with("watch[1].template: cannot read "), "{err}");
+        std::fs::write(
+            &template,
+            "{% for i in names.db %}{{ i.address }}{% endfor %",
+        )
+        .unwrap();
+        let err = preflight(&one_template(&template, &dest)).unwrap_err();
+        assert!(
+            err.starts_with("watch[1].template: ")
+                && err.contains("does not render with no instances"),
+            "{err}"
+        );
+        // Fine with no instances, and every name is there (empty) for the template.
+        std::fs::write(
+            &template,
+            "{% for i in names.db %}{{ i.address }}{% else %}server 127.0.0.1:9 down;{% endfor %}",
+        )
+        .unwrap();
+        preflight(&one_template(&template, &dest)).unwrap();
+        let missing = dir.path().join("missing/out.conf");
+        let err = preflight(&one_template(&template, &missing)).unwrap_err();
+        assert!(
+            err.starts_with("watch[1].dest: the directory ") && err.contains("does not exist"),
+            "{err}"
+        );
+        let err = preflight(&one_template(&template, dir.path())).unwrap_err();
+        assert!(err.contains("is a directory"), "{err}");
+        assert!(!dest.exists(), "a preflight writes nothing");
+    }
+
+    #[tokio::test]
+    async fn the_state_file_says_what_each_template_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(state::WATCH_STATE_FILE);
+        let template = dir.path().join("t.j2");
+        std::fs::write(&template, "{{ instances|length }}\n").unwrap();
+        let spec = one_template(&template, &dir.path().join("out.conf"));
+        let mut targets: Vec<Target> = spec.templates.iter().cloned().map(Target::new).collect();
+        let mut report = Report::new(Some(path.clone()));
+        report.write(false, &targets);
+        let before: WatchState = state::read(&path).unwrap();
+        assert!(!before.records_loaded);
+        assert_eq!(before.templates.len(), 2);
+        assert_eq!(before.templates[1].last_render_at, None);
+        targets[1]
+            .update(&Context::new("s.test", vec![("web".into(), Vec::new())]))
+            .await;
+        report.write(true, &targets);
+        let after: WatchState = state::read(&path).unwrap();
+        assert!(after.records_loaded);
+        assert!(after.templates[1].last_render_at.is_some());
+        assert_eq!(after.templates[1].failing(), None);
+        assert_eq!(
+            after.templates[1].dest,
+            dir.path().join("out.conf").display().to_string()
+        );
     }
 }

@@ -1,12 +1,23 @@
 //! What a template renders, as a pure function of the instances: the context the template
 //! sees ([`Context`]) and the Jinja rendering itself ([`render`]). No I/O and no clock, so
 //! the same instances always give the same bytes and an unchanged set reloads nothing.
+//!
+//! Nothing is escaped here, because nothing needs to be: every text field a template
+//! sees from a record is held to the grammar of [`rundock_spec::skydns`] (DNS labels,
+//! addresses, host names; the rest are numbers), which has no character that could end
+//! a line, a directive, a block, a string or a comment in nginx or HAProxy
+//! configuration, or start template syntax. The records were checked by that rule when
+//! they were read from etcd; [`Instance::checked`] applies it once more to what the
+//! instance list made of them, so a template cannot see a field the rule refuses even if
+//! the two layers ever disagree. A record's `text` is served as TXT only and never
+//! reaches a template.
 
 use std::collections::BTreeMap;
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, UndefinedBehavior};
 use rundock_dns::instances::Instance as DnsInstance;
+use rundock_spec::skydns::{check_key, is_host, is_host_name};
 use serde::Serialize;
 
 /// One instance as templates see it.
@@ -30,7 +41,67 @@ pub struct Instance {
     pub key: String,
 }
 
+/// An instance whose fields fail the record rule; skipped, and logged by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub key: String,
+    pub field: &'static str,
+    pub value: String,
+    pub form: &'static str,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: String = self.value.chars().take(64).collect();
+        write!(
+            f,
+            "skipping the instance at {:?}: {} {shown:?}: expected {}",
+            self.key.chars().take(200).collect::<String>(),
+            self.field,
+            self.form
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
 impl Instance {
+    /// [`Instance::new`] for an instance read from the records under `prefix`, once
+    /// its text fields pass the record rule: `host` an address or host name, `target`
+    /// a host name, `instance` dot-separated DNS labels, `key` DNS labels below
+    /// `prefix` (or empty, when DNS cannot tell it).
+    pub fn checked(service: &str, prefix: &str, found: DnsInstance) -> Result<Instance, Refused> {
+        let refuse = |field, value: &str, form| Refused {
+            key: found.key.clone(),
+            field,
+            value: value.to_string(),
+            form,
+        };
+        if !is_host(&found.host) {
+            return Err(refuse("host", &found.host, "an address or a host name"));
+        }
+        if !is_host_name(&found.target) {
+            return Err(refuse("target", &found.target, "a host name"));
+        }
+        if !found.instance.is_empty() && !is_host_name(&found.instance) {
+            return Err(refuse(
+                "instance",
+                &found.instance,
+                "dot-separated DNS labels",
+            ));
+        }
+        if !found.key.is_empty() && check_key(prefix, &found.key).is_err() {
+            return Err(refuse(
+                "key",
+                &found.key,
+                "DNS labels separated by '/' below the prefix",
+            ));
+        }
+        Ok(Instance::new(service, found))
+    }
+
+    /// The instance as templates see it, fields taken as they are (see
+    /// [`Instance::checked`]).
     pub fn new(service: &str, found: DnsInstance) -> Instance {
         let address = if found.host.contains(':') {
             format!("[{}]:{}", found.host, found.port)
@@ -177,6 +248,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(text, "web=10.0.0.1:80 api=10.0.0.9:90 2 s.test");
+    }
+
+    #[test]
+    fn only_fields_of_the_record_grammar_reach_a_template() {
+        let ok = found("node-1", "10.0.0.1", 80, 10);
+        assert!(Instance::checked("web", "/skydns", ok.clone()).is_ok());
+        let mut edge = ok.clone();
+        edge.host = "edge.example.org".into();
+        edge.key = String::new();
+        assert!(Instance::checked("web", "/skydns", edge).is_ok());
+        let hostile = [
+            "a\nserver 6.6.6.6:80;",
+            "x;}",
+            "{{ i.key }}",
+            "{% raw %}",
+            "a b",
+            "\"a\"",
+            "#",
+        ];
+        for bad in hostile {
+            for field in ["host", "target", "instance", "key"] {
+                let mut i = ok.clone();
+                match field {
+                    "host" => i.host = bad.into(),
+                    "target" => i.target = bad.into(),
+                    "instance" => i.instance = bad.into(),
+                    _ => i.key = format!("/skydns/test/s/web/{bad}"),
+                }
+                let err = Instance::checked("web", "/skydns", i).unwrap_err();
+                assert_eq!(err.field, field, "{bad:?}");
+                assert!(!err.to_string().contains('\n'), "{err}");
+            }
+        }
     }
 
     #[test]

@@ -17,23 +17,48 @@ use std::time::{Duration, Instant};
 #[command(
     name = "rundock",
     version,
-    about = "Containers that stay up and can be found by name"
+    about = "Containers that stay up and can be found by name",
+    after_help = "The commands a service tree's run scripts call (supervise, announce, stop-tree, \
+                  log) and `module` are not listed; `rundock COMMAND --help` describes each.\n\
+                  Exit status: 0 on success, 2 for a bad command line, 111 when the command \
+                  fails (runit's convention); `rundock status --help` gives its own."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// The plumbing commands are hidden from `--help` (a tree's run scripts call them, not
+/// people) but stay callable under the same names, which installed trees exec.
 #[derive(Subcommand)]
 enum Command {
     /// Keep the tree's container running (the tree's services/container/run).
-    Supervise { tree: PathBuf },
+    #[command(hide = true)]
+    Supervise {
+        /// The service tree, e.g. /etc/sv/docker-web (its spec.json is read).
+        tree: PathBuf,
+    },
     /// Publish the tree's SkyDNS record while its container is healthy.
-    Announce { tree: PathBuf },
+    #[command(hide = true)]
+    Announce {
+        /// The service tree, e.g. /etc/sv/docker-web (its spec.json is read).
+        tree: PathBuf,
+    },
     /// Stop a tree in order: record, drain, container (the tree's control/t).
-    StopTree { tree: PathBuf },
+    #[command(hide = true)]
+    StopTree {
+        /// The service tree, e.g. /etc/sv/docker-web (its spec.json is read).
+        tree: PathBuf,
+    },
     /// Run svlogd for one stream of a tree (the siblings' log/run).
-    Log { tree: PathBuf, stream: String },
+    #[command(hide = true)]
+    Log {
+        /// The service tree, e.g. /etc/sv/docker-web (its spec.json is read).
+        tree: PathBuf,
+        /// The sibling whose output this is: container, announce or watch; the logs go
+        /// to LOG_DIR/NAME/STREAM.
+        stream: String,
+    },
     /// Answer DNS queries for service names from the SkyDNS records in etcd.
     Dns(Box<rundock_dns::DnsOptions>),
     /// Render templates from the live records of names, check, reload (a tree's
@@ -43,18 +68,27 @@ enum Command {
         path: PathBuf,
     },
     /// Show every rundock service on this host: runit, container, health, record.
+    ///
+    /// Exits 0 when every service shown is up, 3 when one is not (as `systemctl
+    /// is-active`), 1 when a named service does not exist, 2 for a bad command line.
     Status(StatusOptions),
     /// Serve every service's status as Prometheus metrics on GET /metrics.
     Metrics {
-        /// The address to serve on, e.g. 127.0.0.1:9323 (nothing is bound by default).
+        /// The address to serve on, e.g. 127.0.0.1:9323 (required: nothing is bound
+        /// unless asked).
         #[arg(long)]
         listen: std::net::SocketAddr,
-        /// Where the service trees live [default: the module's sv_dir default].
-        #[arg(long)]
-        sv_dir: Option<PathBuf>,
+        /// Where the service trees live (the module's sv_dir default).
+        #[arg(long, default_value = sv_dir_default())]
+        sv_dir: PathBuf,
     },
     /// Run as the Ansible module on an args file (what Ansible does).
-    Module { args_file: PathBuf },
+    #[command(hide = true)]
+    Module {
+        /// The JSON file of module arguments Ansible writes (`rundock ARGS_FILE` is the
+        /// same call).
+        args_file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -64,9 +98,9 @@ struct StatusOptions {
     /// Print JSON (a list of service objects) instead of a table.
     #[arg(long)]
     json: bool,
-    /// Where the service trees live [default: the module's sv_dir default].
-    #[arg(long)]
-    sv_dir: Option<PathBuf>,
+    /// Where the service trees live (the module's sv_dir default).
+    #[arg(long, default_value = sv_dir_default())]
+    sv_dir: PathBuf,
 }
 
 impl Cli {
@@ -111,6 +145,21 @@ impl rundock_module::Hooks for ServiceHooks {
             .and_then(|s| serde_json::to_value(s).ok())
     }
 
+    fn check_image(&self, spec: &Spec, may_pull: bool) -> Result<rundock_module::ImageCheck> {
+        let check = rundock_supervisor::check_image(spec, may_pull)?;
+        Ok(rundock_module::ImageCheck {
+            id: check.id,
+            running: check.running,
+        })
+    }
+
+    fn check_watch(
+        &self,
+        watch: &rundock_spec::watch::WatchSpec,
+    ) -> std::result::Result<(), String> {
+        rundock_watch::preflight(watch)
+    }
+
     fn await_update(&self, tree_dir: &std::path::Path, spec: &Spec) -> Result<()> {
         let path = tree_dir
             .join(rundock_spec::tree::CONTAINER_SERVICE)
@@ -137,29 +186,112 @@ impl rundock_module::Hooks for ServiceHooks {
     }
 
     fn wait_ready(&self, spec: &Spec, timeout: Duration) -> Result<()> {
+        use rundock_spec::state::{self, AnnouncerState, FailureKind, SupervisorState};
+        let since = state::unix_now();
         let deadline = Instant::now() + timeout;
+        let tree = spec.tree_dir();
+        let supervisor_file = tree
+            .join(rundock_spec::tree::CONTAINER_SERVICE)
+            .join(state::SUPERVISOR_STATE_FILE);
+        let hash = spec.container_hash();
+        // The supervisor's last failure with this spec, recorded since the wait began.
+        let failure = || {
+            state::read::<SupervisorState>(&supervisor_file)
+                .and_then(|s| s.last_failure)
+                .filter(|f| f.spec == hash && f.at >= since.saturating_sub(1))
+        };
+        // With a watch: every template rendered from loaded records, none failing.
+        let watch_file = tree
+            .join(rundock_spec::tree::WATCH_SERVICE)
+            .join(state::WATCH_STATE_FILE);
+        let watch_problem = || -> Option<String> {
+            spec.watch.as_ref()?;
+            let Some(watch) = state::read::<state::WatchState>(&watch_file) else {
+                return Some("the watch has not reported yet".into());
+            };
+            if !watch.records_loaded {
+                return Some("the watch has not loaded the records yet".into());
+            }
+            watch.templates.iter().find_map(|t| {
+                t.failing()
+                    .map(|why| format!("watch: {}: {why}", t.dest))
+                    .or_else(|| {
+                        t.last_render_at
+                            .is_none()
+                            .then(|| format!("watch: {}: not rendered yet", t.dest))
+                    })
+            })
+        };
         let mut running = false;
+        let mut etcd_error = None;
         while Instant::now() < deadline {
             // Errors while things come up (Docker busy, etcd restarting) are retried.
             running = rundock_supervisor::container_is_current(spec).unwrap_or(false);
-            if running && rundock_announcer::record_present(spec).unwrap_or(false) {
-                return Ok(());
+            if running {
+                match rundock_announcer::record_present(spec) {
+                    Ok(true) if watch_problem().is_none() => return Ok(()),
+                    Ok(true) => etcd_error = None,
+                    Ok(false) => etcd_error = None,
+                    Err(e) => etcd_error = Some(format!("{e:#}")),
+                }
+            } else if let Some(f) = failure().filter(|f| f.kind == FailureKind::Permanent) {
+                // The same spec fails the same way again: no use waiting it out.
+                anyhow::bail!(
+                    "{} failed: {} (see {})",
+                    f.stage.as_str(),
+                    f.message,
+                    rundock_runit::log_dir(spec, "container").display()
+                );
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        if running {
+        let secs = timeout.as_secs();
+        if !running {
+            let why = failure()
+                .map(|f| format!("; last failure: {} failed: {}", f.stage.as_str(), f.message))
+                .unwrap_or_default();
             anyhow::bail!(
-                "the container of {} runs but its record was not announced within {} s (failing health check? see {})",
+                "the container of {} was not running the current spec within {secs} s{why} (see {})",
                 spec.name,
-                timeout.as_secs(),
-                rundock_runit::log_dir(spec, "announce").display()
-            )
+                rundock_runit::log_dir(spec, "container").display()
+            );
         }
+        if let (Some(problem), Ok(true)) =
+            (watch_problem(), rundock_announcer::record_present(spec))
+        {
+            anyhow::bail!(
+                "{problem}; the container of {} runs and is announced, but its watch did not render, check and reload within {secs} s (see {})",
+                spec.name,
+                rundock_runit::log_dir(spec, "watch").display()
+            );
+        }
+        // Running but not announced: the first failing check, else etcd, says why.
+        let announcer: Option<AnnouncerState> = state::read(
+            &tree
+                .join(rundock_spec::tree::ANNOUNCE_SERVICE)
+                .join(state::ANNOUNCER_STATE_FILE),
+        );
+        let failing = announcer.as_ref().and_then(|a| {
+            a.checks.iter().find(|c| c.pass == Some(false)).map(|c| {
+                format!(
+                    "health check {} fails: {}",
+                    c.check,
+                    c.error.as_deref().unwrap_or("no reason given")
+                )
+            })
+        });
+        let etcd = etcd_error.or_else(|| announcer.as_ref().and_then(|a| a.etcd_error.clone()));
+        let why = match (failing, etcd) {
+            (Some(check), _) => check,
+            (None, Some(e)) => format!("etcd is unreachable: {e}"),
+            (None, None) => announcer
+                .and_then(|a| a.withdrawn_because)
+                .unwrap_or_else(|| "the announcer has not published it".into()),
+        };
         anyhow::bail!(
-            "the container of {} was not running the current spec within {} s (see {})",
+            "{why}; the container of {} runs but its record was not announced within {secs} s (see {})",
             spec.name,
-            timeout.as_secs(),
-            rundock_runit::log_dir(spec, "container").display()
+            rundock_runit::log_dir(spec, "announce").display()
         )
     }
 }
@@ -190,7 +322,7 @@ fn main() -> ExitCode {
             .map(|_| 0),
         Command::Status(options) => status(options),
         Command::Metrics { listen, sv_dir } => {
-            rundock_status::serve::run(listen, sv_dir.unwrap_or_else(sv_dir_default)).map(|_| 0)
+            rundock_status::serve::run(listen, sv_dir).map(|_| 0)
         }
     };
     match outcome {
@@ -202,25 +334,41 @@ fn main() -> ExitCode {
     }
 }
 
-fn sv_dir_default() -> PathBuf {
-    PathBuf::from(
-        rundock_module::options::option("sv_dir")
-            .default_str()
-            .expect("sv_dir has a default"),
-    )
+/// The module's `sv_dir` default, from its option table (the one source).
+fn sv_dir_default() -> &'static str {
+    rundock_module::options::option("sv_dir")
+        .default_str()
+        .expect("sv_dir has a default")
 }
 
+/// Exit codes as `systemctl is-active` has them: 0 when every service shown is up, 3
+/// when one is not; 1 when a named service does not exist or the trees cannot be read.
 fn status(options: StatusOptions) -> Result<i32> {
-    let sv_dir = options.sv_dir.unwrap_or_else(sv_dir_default);
-    let trees = rundock_status::trees(&sv_dir, &options.names)?;
+    let sv_dir = options.sv_dir;
+    let trees = match rundock_status::trees(&sv_dir, &options.names) {
+        Ok(trees) => trees,
+        Err(e) => {
+            eprintln!("rundock status: {e:#}");
+            return Ok(STATUS_UNKNOWN);
+        }
+    };
     let statuses = rundock_status::statuses(&trees)?;
     if options.json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);
     } else {
         print!("{}", rundock_status::table::render(&statuses));
     }
-    Ok(0)
+    Ok(if statuses.iter().all(|s| s.state == "up") {
+        0
+    } else {
+        STATUS_NOT_UP
+    })
 }
+
+/// `rundock status`: a service shown is not up.
+const STATUS_NOT_UP: i32 = 3;
+/// `rundock status`: a named service does not exist, or the trees cannot be read.
+const STATUS_UNKNOWN: i32 = 1;
 
 fn load(tree: &Path) -> Result<Spec> {
     Spec::load(&tree.join(rundock_spec::SPEC_FILE)).map_err(anyhow::Error::msg)
@@ -230,4 +378,87 @@ fn module(args_file: &Path) -> ExitCode {
     let (result, code) = rundock_module::run_module(args_file, &ServiceHooks);
     println!("{result}");
     ExitCode::from(code as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `command` and every subcommand below it, with the path of names that reaches it.
+    fn walk(command: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.clone(), command.clone()));
+        for sub in command.get_subcommands() {
+            walk(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_of_every_subcommand_has_help() {
+        Cli::command().debug_assert();
+        let mut commands = Vec::new();
+        walk(&Cli::command(), "rundock".into(), &mut commands);
+        assert!(commands.len() > 9, "{} commands", commands.len());
+        let mut missing = Vec::new();
+        for (path, command) in &commands {
+            if command.get_about().is_none() && path != "rundock" {
+                missing.push(format!("{path}: no about"));
+            }
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path}: {id}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "without help: {missing:?}");
+    }
+
+    #[test]
+    fn plumbing_is_hidden_from_help_but_callable() {
+        let help = Cli::command().render_help().to_string();
+        for plumbing in ["supervise", "announce", "stop-tree", "log", "module"] {
+            let command = Cli::command();
+            let sub = command.find_subcommand(plumbing).unwrap();
+            assert!(sub.is_hide_set(), "{plumbing} is listed");
+            assert!(
+                !help
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{plumbing} "))),
+                "{plumbing} in --help:\n{help}"
+            );
+            assert!(Cli::has_subcommand(plumbing));
+        }
+        for user in ["dns", "watch", "status", "metrics"] {
+            assert!(
+                help.lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{user} "))),
+                "{user} not in --help:\n{help}"
+            );
+        }
+        let cli = Cli::try_parse_from(["rundock", "stop-tree", "/etc/sv/docker-web"]).unwrap();
+        assert!(matches!(cli.command, Command::StopTree { .. }));
+    }
+
+    #[test]
+    fn the_sv_dir_default_is_shown_as_its_value() {
+        let mut command = Cli::command();
+        for sub in ["status", "metrics"] {
+            let help = command
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_help()
+                .to_string();
+            let shown = format!("[default: {}]", sv_dir_default());
+            assert!(help.contains(&shown), "rundock {sub} --help:\n{help}");
+        }
+        let cli = Cli::try_parse_from(["rundock", "status"]).unwrap();
+        let Command::Status(options) = cli.command else {
+            panic!("not status")
+        };
+        assert_eq!(options.sv_dir, PathBuf::from(sv_dir_default()));
+    }
 }

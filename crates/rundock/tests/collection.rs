@@ -77,7 +77,7 @@ fn glibc_versions_are_read_from_objdump_lines() {
 }
 
 /// The subcommands `rundock --help` lists (so a new one is covered without a change here).
-fn subcommands(binary: &Path) -> Vec<String> {
+fn listed_subcommands(binary: &Path) -> Vec<String> {
     let out = kit::run(binary.to_str().unwrap(), &["--help"]);
     assert!(out.status.success(), "{}", text(&out));
     kit::stdout(&out)
@@ -114,11 +114,19 @@ fn portable_binary_needs_at_most_glibc_2_17_and_runs_every_subcommand_and_the_mo
         kit::stdout(&version).trim(),
         format!("rundock {}", env!("CARGO_PKG_VERSION"))
     );
-    let commands = subcommands(&binary);
-    for expected in ["supervise", "announce", "stop-tree", "log", "dns", "module"] {
-        assert!(commands.iter().any(|c| c == expected), "{commands:?}");
+    let listed = listed_subcommands(&binary);
+    for expected in ["dns", "watch", "status", "metrics"] {
+        assert!(listed.iter().any(|c| c == expected), "{listed:?}");
     }
-    for command in &commands {
+    // What the run scripts exec is hidden from --help, and still there.
+    let plumbing = ["supervise", "announce", "stop-tree", "log", "module"];
+    for hidden in plumbing {
+        assert!(
+            !listed.iter().any(|c| c == hidden),
+            "{hidden} listed: {listed:?}"
+        );
+    }
+    for command in listed.iter().map(String::as_str).chain(plumbing) {
         let out = kit::run(binary.to_str().unwrap(), &[command, "--help"]);
         assert!(
             out.status.success() && kit::stdout(&out).contains("Usage:"),
@@ -267,6 +275,158 @@ fn collection_builds_installs_and_runs_from_the_tarball() {
     assert!(ok && first.contains("localhost | CHANGED"), "{first}");
     let (ok, second) = ansible_with(installed.path(), "ansible", &adhoc);
     assert!(ok && second.contains("localhost | SUCCESS"), "{second}");
+}
+
+/// `ansible-galaxy collection build` in `dir`, writing to `out`; (success, output).
+fn galaxy_build(dir: &Path, out: &Path) -> (bool, String) {
+    let build = Command::new(kit::ansible_bin_dir().join("ansible-galaxy"))
+        .args(["collection", "build", "--output-path"])
+        .arg(out)
+        .current_dir(dir)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (build.status.success(), text(&build))
+}
+
+/// A Galaxy user's first move, `ansible-galaxy collection build` in the collection, ships
+/// the module binary the checkout's module slot holds (tests/setup builds it there), as a
+/// file; where the slot is empty the build fails naming it instead of leaving the module out.
+#[test]
+fn a_plain_galaxy_build_ships_the_module_or_fails_naming_it() {
+    let slot = kit::workspace_root().join("target/ansible-module/rundock");
+    let slot_size = std::fs::metadata(&slot)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (tests/setup builds the module there)",
+                slot.display()
+            )
+        })
+        .len();
+    let out_dir = tempfile::tempdir().unwrap();
+    let (ok, report) = galaxy_build(&collection_dir(), out_dir.path());
+    assert!(ok, "{report}");
+    let tarball = out_dir.path().join(format!(
+        "rundock-rundock-{}.tar.gz",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let listing = kit::stdout(&kit::run("tar", &["tvzf", tarball.to_str().unwrap()]));
+    let module = listing
+        .lines()
+        .find(|l| l.ends_with(" plugins/modules/rundock"))
+        .unwrap_or_else(|| panic!("no module in the tarball:\n{listing}"));
+    assert!(
+        module.starts_with("-rwxr-xr-x") && module.contains(&format!(" {slot_size} ")),
+        "the module is not the slot's {slot_size}-byte executable: {module}"
+    );
+    for file in [
+        "LICENSE",
+        "changelogs/changelog.yaml",
+        "changelogs/config.yaml",
+    ] {
+        assert!(
+            listing.lines().any(|l| l.ends_with(&format!(" {file}"))),
+            "{file} missing:\n{listing}"
+        );
+    }
+    let manifest = kit::run(
+        "tar",
+        &["xzf", tarball.to_str().unwrap(), "-O", "MANIFEST.json"],
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+    for key in ["repository", "issues", "documentation"] {
+        let url = manifest["collection_info"][key].as_str().unwrap_or("");
+        assert!(url.starts_with("https://"), "{key}: {manifest}");
+    }
+    let license = std::fs::read_to_string(collection_dir().join("LICENSE")).unwrap();
+    assert!(license.contains("Apache License") && license.contains("Version 2.0"));
+
+    // The collection as a clone has it before tests/setup: the module link points nowhere.
+    let clone = tempfile::tempdir().unwrap();
+    let staged = clone.path().join("ansible_collections/rundock");
+    std::fs::create_dir_all(&staged).unwrap();
+    let copy = kit::run(
+        "cp",
+        &[
+            "-a",
+            collection_dir().to_str().unwrap(),
+            staged.to_str().unwrap(),
+        ],
+    );
+    assert!(copy.status.success(), "{}", text(&copy));
+    let (ok, report) = galaxy_build(&staged.join("rundock"), clone.path());
+    assert!(!ok, "the build succeeded without a module:\n{report}");
+    assert!(
+        report.contains("target/ansible-module/rundock")
+            && report.contains("plugins/modules/rundock"),
+        "{report}"
+    );
+    assert!(
+        !std::fs::read_dir(clone.path()).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "gz")),
+        "a tarball was written"
+    );
+}
+
+/// ansible-lint (the version tests/setup pins) finds nothing in the collection and the
+/// playbooks at the production profile of the checkout's .ansible-lint.
+#[test]
+fn ansible_lint_finds_nothing_in_the_collection_and_the_playbooks() {
+    let root = kit::workspace_root();
+    let path = format!(
+        "{}:{}",
+        kit::ansible_bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(kit::ansible_bin_dir().join("ansible-lint"))
+        .args([
+            "--nocolor",
+            "ansible_collections/rundock/rundock",
+            "playbooks",
+        ])
+        .env("ANSIBLE_COLLECTIONS_PATH", &root)
+        .env("PATH", path)
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("Passed: 0 failure(s)")
+            && report.contains("Profile 'production' was required, and it passed"),
+        "{report}"
+    );
+    // Both trees were read: the roles' files and the two playbooks.
+    let processed: u32 = report
+        .split(" files processed")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no file count:\n{report}"));
+    assert!(processed >= 40, "only {processed} files linted:\n{report}");
+}
+
+/// The changelog (config, changelog.yaml and every fragment) is as antsibull-changelog
+/// reads it, so `antsibull-changelog release` can fold the fragments in.
+#[test]
+fn the_changelog_passes_antsibull_changelog_lint() {
+    let out = Command::new(kit::ansible_bin_dir().join("antsibull-changelog"))
+        .arg("lint")
+        .current_dir(collection_dir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report = text(&out);
+    assert!(out.status.success() && report.trim().is_empty(), "{report}");
+    let fragments = std::fs::read_dir(collection_dir().join("changelogs/fragments"))
+        .unwrap()
+        .count();
+    assert!(fragments > 0, "no changelog fragment for this release");
 }
 
 /// Checks in Python with PyYAML (in the Ansible venv), printing one line per problem.

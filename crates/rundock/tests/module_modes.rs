@@ -16,6 +16,8 @@ use std::process::Command;
 fn options(host: &Host) -> Value {
     let template = host.path("upstream.conf.j2");
     std::fs::write(&template, "# {{ domain }}\n").unwrap();
+    // The module refuses a watch whose destination directory does not exist.
+    std::fs::create_dir_all(host.path("conf.d")).unwrap();
     json!({"state": "present", "name": "modes", "image": "rundock-test/busybox:latest",
            "env": {"TOKEN": "s3cret"}, "announce": 8080, "announce_as": "lo",
            "health": ["tcp:8080"], "post_start": ["true"],

@@ -283,6 +283,24 @@ fn site_converges_then_rolls_an_image_with_an_instance_always_announced() {
         2,
         "the failed host must not be announced"
     );
+
+    // A service no host runs (a typo) fails the rollout before any host is touched,
+    // instead of skipping every host and succeeding.
+    let (ok, text) = cluster.playbook(
+        "rolling_update.yml",
+        &[
+            "-e",
+            &format!("rundock_rollout_service={}-typo", cluster.service()),
+            "-e",
+            &format!("rundock_rollout_image={v1}"),
+        ],
+    );
+    assert!(!ok, "a rollout of an unknown service succeeded:\n{text}");
+    assert!(
+        text.contains("is not a service of any host in this play"),
+        "{text}"
+    );
+    assert_eq!(cluster.image_of("host-2"), format!("true {v2}"));
 }
 
 /// Converge time for 3 hosts × 5 services from nothing and for the no-change run. A

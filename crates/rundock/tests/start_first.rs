@@ -590,3 +590,52 @@ fn a_supervisor_killed_mid_switch_converges_to_one_announced_container() {
         assert_eq!(serves.as_deref(), Some(version), "{r}");
     }
 }
+
+/// A `tcp` check on a new container that never listens: Docker's userland proxy accepts
+/// on its published port all the same, but the check looks for the listener in the
+/// container's own network namespace, so the update fails, naming the check, and the
+/// old container keeps serving and its record.
+#[test]
+fn a_new_container_that_does_not_listen_fails_its_tcp_check_and_the_old_keeps_serving() {
+    let etcd = kit::Etcd::start();
+    let [v1, _, v3] = images();
+    let tcp_checked = |mut options: Value| {
+        options["health"] = json!([{"kind": "tcp", "port": 8080, "interval": 1, "timeout": 1}]);
+        options
+    };
+    let host = Host::new();
+    let runsvdir = kit::Runsvdir::start(&host.service_dir());
+    let name = unique("sft");
+    let (r, _) = host.call(
+        tcp_checked(options(&name, &etcd, &v1, "v1", true, "start-first")),
+        false,
+        false,
+    );
+    assert!(r.get("failed").is_none(), "{r}");
+    let service = Service {
+        host,
+        _runsvdir: runsvdir,
+        name,
+    };
+    let name = &service.name;
+    let before_port = record_port(&etcd, name).expect("announced");
+    let before_value = etcd.get_prefix(&key(name));
+
+    let mut silent = tcp_checked(options(name, &etcd, &v3, "v3", false, "start-first"));
+    silent["command"] = json!(["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]);
+    silent["update_timeout"] = json!(4);
+    let (r, _) = service.host.call(silent, false, false);
+    assert_eq!(r["failed"], json!(true), "{r}");
+    let msg = r["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("health check tcp :8080 failed")
+            && msg.contains("nothing in the container listens on port 8080"),
+        "the message names the check and why: {msg}"
+    );
+    assert_eq!(containers(name), [(name.to_string(), true)]);
+    assert_eq!(etcd.get_prefix(&key(name)), before_value);
+    assert_eq!(
+        http_get(before_port, "/", Duration::from_secs(2)).as_deref(),
+        Some("v1")
+    );
+}

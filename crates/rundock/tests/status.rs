@@ -44,8 +44,16 @@ fn status_json(host: &Host, names: &[&str]) -> Vec<Value> {
     let mut args = vec!["status", "--json", "--sv-dir", sv_dir.to_str().unwrap()];
     args.extend_from_slice(names);
     let out = kit::run(BIN, &args);
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).expect("status --json prints a JSON list")
+    let statuses: Vec<Value> =
+        serde_json::from_slice(&out.stdout).expect("status --json prints a JSON list");
+    // Like `systemctl is-active`: 0 only when everything shown is up, else 3.
+    let all_up = statuses.iter().all(|s| s["state"] == "up");
+    assert_eq!(
+        out.status.code(),
+        Some(if all_up { 0 } else { 3 }),
+        "{out:?}"
+    );
+    statuses
 }
 
 /// Waits until `name`'s status is in `state`; the status then.
@@ -188,6 +196,11 @@ fn status_shows_each_state_as_table_and_json() {
     // The table: a header, then one line per service with its state.
     let sv_dir = host.sv_dir();
     let out = kit::run(BIN, &["status", "--sv-dir", sv_dir.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "not every service is up: {out:?}"
+    );
     let table = String::from_utf8(out.stdout).unwrap();
     println!("{table}");
     let mut lines = table.lines();
@@ -225,7 +238,7 @@ fn status_of_unknown_service_fails_naming_it() {
         BIN,
         &["status", "--sv-dir", sv_dir.to_str().unwrap(), "nosuch"],
     );
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no rundock service nosuch"), "{err}");
     // No services at all: just the header.

@@ -557,6 +557,48 @@ fn the_module_runs_watch_as_a_sibling_in_the_service_tree() {
         "the watch log has no render line:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+    // The watch reports: status shows what it rendered, and a template that stops
+    // rendering makes the service unhealthy, saying why.
+    let status = || -> serde_json::Value {
+        let sv_dir = host.sv_dir();
+        let out = kit::run(
+            BIN,
+            &[
+                "status",
+                "--json",
+                "--sv-dir",
+                sv_dir.to_str().unwrap(),
+                &name,
+            ],
+        );
+        let mut all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        all.remove(0)
+    };
+    let s = status();
+    assert_eq!(s["state"], "up", "{s}");
+    assert_eq!(s["watch"]["running"], true, "{s}");
+    assert_eq!(s["watch"]["templates"][0]["instances"], 2, "{s}");
+    assert_eq!(s["watch"]["templates"][0]["reload"]["ok"], true, "{s}");
+    assert!(s["watch"]["error"].is_null(), "{s}");
+    std::fs::write(&template, "{% for i in instances %}{{ i.address }").unwrap();
+    etcdctl_put(
+        &etcd,
+        &format!("{PREFIX}/{backend}/node-4"),
+        r#"{"host":"127.0.0.4","port":8004}"#,
+    );
+    let unhealthy = kit::wait_for(Duration::from_secs(10), || {
+        let s = status();
+        (s["state"] == "unhealthy").then_some(s)
+    });
+    let s = unhealthy.unwrap_or_else(|| panic!("still {}", status()));
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "watch: {}: render: rendering template ",
+            dest.display()
+        )) && reason.contains("syntax error"),
+        "{reason}"
+    );
     let down = kit::run("sv", &["-w", "30", "down", &tree.display().to_string()]);
     assert!(down.status.success(), "{down:?}");
     // Stopped with its tree: a later change renders nothing.
@@ -777,4 +819,71 @@ fn poll(mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
     false
+}
+
+/// The start-up order of a frontend: the watch starts before nginx, with no seed file,
+/// and a check that cannot pass until nginx runs (like `docker exec PROXY nginx -t` on a
+/// container that is not up). The first file must be there for nginx to start with, and
+/// once nginx runs the retried check passes and the owed reload follows.
+#[test]
+fn the_first_file_is_kept_for_nginx_to_start_with_and_reloaded_once_its_check_passes() {
+    let etcd = kit::Etcd::start();
+    let name = unique("first");
+    etcdctl_put(
+        &etcd,
+        &format!("{PREFIX}/{name}/node-1"),
+        r#"{"host":"127.0.0.1","port":9}"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("upstream.conf");
+    let template = dir.path().join("upstream.conf.j2");
+    std::fs::write(&template, frontend_template()).unwrap();
+    let nginx_t = kit::proxies::nginx_argv(dir.path(), &["-t", "-q"])
+        .iter()
+        .map(|word| format!("'{word}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let check = format!(
+        "kill -0 \"$(cat '{}/nginx.pid' 2>/dev/null)\" 2>/dev/null || {{ echo nginx is not running >&2; exit 1; }}; exec {nginx_t}",
+        dir.path().display()
+    );
+    let watcher_dir = dir.path().join("w");
+    std::fs::create_dir(&watcher_dir).unwrap();
+    let watcher = Watcher::start(
+        &watcher_dir,
+        &etcd,
+        json!([{"names": [name], "template": template, "dest": upstream,
+                "check": ["/bin/sh", "-c", check],
+                "reload": kit::proxies::nginx_argv(dir.path(), &["-s", "reload"])}]),
+    );
+    assert!(
+        watcher.wait_log("is kept: there is no earlier file to put back", 1),
+        "{}",
+        watcher.log()
+    );
+    // Still there after a retry of the check: nothing deletes the only file.
+    assert!(
+        watcher.wait_log("nginx is not running", 2),
+        "{}",
+        watcher.log()
+    );
+    assert!(upstream.is_file(), "{}", watcher.log());
+    let nginx = Nginx::start(dir.path(), &name);
+    assert_eq!(
+        nginx.instances(),
+        "node-1",
+        "nginx started with the kept file"
+    );
+    // The retry (back-off 1, 2, 4 s ...) checks the same bytes and reloads once.
+    let reloaded = kit::wait_for(Duration::from_secs(20), || {
+        watcher
+            .log()
+            .contains("1 instance(s), reloaded")
+            .then_some(())
+    });
+    assert!(reloaded.is_some(), "{}", watcher.log());
+    let hups = nginx.error_log().matches("(SIGHUP) received").count();
+    assert_eq!(hups, 1, "one reload:\n{}", nginx.error_log());
+    let log = watcher.log();
+    assert!(!log.contains("the old file is back"), "{log}");
 }
