@@ -14,7 +14,6 @@
 //! in-zone answers. UDP is served by one loop that never waits on the network, so
 //! in-zone UDP answers keep coming whatever TCP clients and the upstream do.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,10 +22,11 @@ use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::Name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::answer::{answer, append_upstream, outside_cname_target, Zones, EDNS_PAYLOAD};
 use crate::sync::Shared;
+use rundock_runtime::{Connections, Slot};
 
 /// A UDP client without EDNS can take 512 bytes (RFC 1035).
 const CLASSIC_UDP: usize = 512;
@@ -418,86 +418,6 @@ async fn serve_connection(
     Ok(())
 }
 
-/// The TCP connections open now, and which of them wait for a query (and may be closed
-/// to make room). Single-threaded use; the lock is never held across an await.
-#[derive(Clone)]
-struct Connections(Arc<Mutex<ConnectionTable>>);
-
-struct ConnectionTable {
-    max: usize,
-    open: usize,
-    next_id: u64,
-    /// Idle connections, oldest first, each with the signal that closes it.
-    idle: BTreeMap<u64, Arc<Notify>>,
-}
-
-/// One admitted connection; dropping it frees its place.
-struct Slot {
-    id: u64,
-    evict: Arc<Notify>,
-    table: Connections,
-}
-
-impl Connections {
-    fn new(max: usize) -> Connections {
-        Connections(Arc::new(Mutex::new(ConnectionTable {
-            max,
-            open: 0,
-            next_id: 0,
-            idle: BTreeMap::new(),
-        })))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionTable> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A place for a new connection: a free one, or the oldest idle connection's, which
-    /// is told to close. None when every connection is busy.
-    fn admit(&self) -> Option<Slot> {
-        let mut table = self.lock();
-        if table.open >= table.max {
-            let (_, evict) = table.idle.pop_first()?;
-            evict.notify_one();
-        }
-        table.open += 1;
-        table.next_id += 1;
-        Some(Slot {
-            id: table.next_id,
-            evict: Arc::new(Notify::new()),
-            table: self.clone(),
-        })
-    }
-}
-
-impl Connections {
-    /// Whether the next connection will have to take another's place.
-    fn full(&self) -> bool {
-        let table = self.lock();
-        table.open >= table.max
-    }
-}
-
-impl Slot {
-    /// Marks the connection idle; the returned signal fires if it is to make room.
-    fn idle(&self) -> Arc<Notify> {
-        self.table.lock().idle.insert(self.id, self.evict.clone());
-        self.evict.clone()
-    }
-
-    fn busy(&self) {
-        self.table.lock().idle.remove(&self.id);
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut table = self.table.lock();
-        table.idle.remove(&self.id);
-        table.open -= 1;
-    }
-}
-
 /// What to do with one request.
 enum Local {
     /// The query (for its EDNS buffer size) and the answer.
@@ -792,41 +712,5 @@ mod tests {
                 "{bad}: {err}"
             );
         }
-    }
-
-    #[test]
-    fn a_full_table_closes_the_oldest_idle_connection_or_refuses() {
-        let table = Connections::new(2);
-        let first = table.admit().unwrap();
-        let second = table.admit().unwrap();
-        first.busy();
-        second.busy();
-        assert!(table.admit().is_none(), "both busy: no room");
-        let first_evicted = first.idle();
-        let second_evicted = second.idle();
-        let third = table.admit().expect("room made by the oldest idle");
-        // The oldest idle was told to go (its permit is stored), the other was not.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(1), first_evicted.notified())
-                .await
-                .expect("first evicted");
-            assert!(
-                tokio::time::timeout(Duration::from_millis(50), second_evicted.notified())
-                    .await
-                    .is_err(),
-                "second kept"
-            );
-        });
-        drop(first);
-        assert_eq!(table.lock().open, 2);
-        third.busy();
-        drop(second);
-        drop(third);
-        assert_eq!(table.lock().open, 0);
-        assert!(table.lock().idle.is_empty());
     }
 }

@@ -1,7 +1,8 @@
 //! What every long-running rundock process needs (`supervise` and `announce` under
 //! runsv, `dns` in the foreground): stopping on TERM or INT ([`Shutdown`]), waiting a
-//! doubling delay between retries ([`Backoff`]), and one format for its log lines
-//! ([`say!`], [`log::Prefix`]).
+//! doubling delay between retries ([`Backoff`]), one format for its log lines
+//! ([`say!`], [`log::Prefix`]), and for servers a cap on open connections that makes
+//! room by closing the oldest idle one ([`Connections`]).
 //!
 //! Why a crate of its own: each of these was written again in every process that needed
 //! it, and the copies had started to differ in small ways (which signals stop, how a
@@ -15,8 +16,10 @@
 //! that Ansible copies on every task and give nothing the format string does not.
 
 pub mod backoff;
+pub mod connections;
 pub mod log;
 pub mod shutdown;
 
 pub use backoff::Backoff;
+pub use connections::{Connections, Slot};
 pub use shutdown::Shutdown;

@@ -11,16 +11,13 @@
 
 use crate::{collect, metrics};
 use anyhow::Context;
-use rundock_runtime::{say, Shutdown};
-use std::collections::BTreeMap;
+use rundock_runtime::{say, Connections, Shutdown, Slot};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 
 const MAX_REQUEST: usize = 8192;
 /// A scraper sends its request head at once; a client that has not within this is idle.
@@ -113,7 +110,7 @@ async fn accept_until(listener: TcpListener, sv_dir: PathBuf, stop: impl Future<
 }
 
 async fn answer(mut stream: TcpStream, slot: Slot, sv_dir: &Path) -> std::io::Result<()> {
-    let evicted = slot.waiting();
+    let evicted = slot.idle();
     let request = tokio::select! {
         request = tokio::time::timeout(HEADER_TIMEOUT, read_head(&mut stream)) => match request {
             Ok(request) => request?,
@@ -121,7 +118,7 @@ async fn answer(mut stream: TcpStream, slot: Slot, sv_dir: &Path) -> std::io::Re
         },
         _ = evicted.notified() => return Ok(()),
     };
-    slot.answering();
+    slot.busy();
     let line = request.split(|b| *b == b'\r').next().unwrap_or_default();
     let path = line.split(|b| *b == b' ').nth(1).unwrap_or_default();
     let is_get = line.starts_with(b"GET ");
@@ -156,130 +153,9 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(request)
 }
 
-/// The open connections, and which still wait for their request head (and may be
-/// closed to make room). The lock is never held across an await.
-#[derive(Clone)]
-struct Connections(Arc<Mutex<ConnectionTable>>);
-
-struct ConnectionTable {
-    max: usize,
-    open: usize,
-    next_id: u64,
-    /// Connections waiting for their head, oldest first, each with its close signal.
-    waiting: BTreeMap<u64, Arc<Notify>>,
-}
-
-/// One admitted connection; dropping it frees its place.
-struct Slot {
-    id: u64,
-    evict: Arc<Notify>,
-    table: Connections,
-}
-
-impl Connections {
-    fn new(max: usize) -> Connections {
-        Connections(Arc::new(Mutex::new(ConnectionTable {
-            max,
-            open: 0,
-            next_id: 0,
-            waiting: BTreeMap::new(),
-        })))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionTable> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A place for a new connection: a free one, or that of the oldest connection still
-    /// waiting for its head, which is told to close. None when all are being answered.
-    fn admit(&self) -> Option<Slot> {
-        let mut table = self.lock();
-        if table.open >= table.max {
-            let (_, evict) = table.waiting.pop_first()?;
-            evict.notify_one();
-        }
-        table.open += 1;
-        table.next_id += 1;
-        Some(Slot {
-            id: table.next_id,
-            evict: Arc::new(Notify::new()),
-            table: self.clone(),
-        })
-    }
-}
-
-impl Connections {
-    /// Whether the next connection will have to take another's place.
-    fn full(&self) -> bool {
-        let table = self.lock();
-        table.open >= table.max
-    }
-}
-
-impl Slot {
-    /// Marks the connection as waiting for its head; the signal fires if it is to make room.
-    fn waiting(&self) -> Arc<Notify> {
-        self.table
-            .lock()
-            .waiting
-            .insert(self.id, self.evict.clone());
-        self.evict.clone()
-    }
-
-    fn answering(&self) {
-        self.table.lock().waiting.remove(&self.id);
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut table = self.table.lock();
-        table.waiting.remove(&self.id);
-        table.open -= 1;
-    }
-}
-
 /// The exposition text for every tree under `sv_dir` now.
 pub async fn scrape(sv_dir: &Path) -> anyhow::Result<String> {
     let trees = collect::trees(sv_dir, &[])?;
     let statuses = collect::statuses_for_metrics(&trees).await;
     Ok(metrics::render(&statuses))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn at_the_cap_the_oldest_waiting_connection_makes_room_and_answering_ones_stay() {
-        let table = Connections::new(2);
-        let answering = table.admit().unwrap();
-        answering.answering();
-        let first = table.admit().unwrap();
-        let first_evicted = first.waiting();
-        assert!(table.full());
-        let second = table.admit().expect("room made by the waiting one");
-        let second_evicted = second.waiting();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(1), first_evicted.notified())
-                .await
-                .expect("the waiting one is told to close");
-            assert!(
-                tokio::time::timeout(Duration::from_millis(50), second_evicted.notified())
-                    .await
-                    .is_err(),
-                "the newcomer stays"
-            );
-        });
-        drop(first);
-        second.answering();
-        assert!(table.admit().is_none(), "every one answering: no room");
-        drop((answering, second));
-        assert_eq!(table.lock().open, 0);
-        assert!(table.lock().waiting.is_empty());
-    }
 }
