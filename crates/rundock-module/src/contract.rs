@@ -152,6 +152,12 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
             .clone()
             .or_else(|| crate::plan::installed_spec(&tree_dir));
         if let Some(status) = installed.and_then(|spec| hooks.status(&spec)) {
+            // The task must not look fine while the record cannot be published.
+            if let Some(error) = status["record"]["error"].as_str() {
+                warnings.push(format!(
+                    "etcd: {error}; the record is published once etcd answers (the announcer retries)"
+                ));
+            }
             service["status"] = status;
         }
     }

@@ -163,6 +163,11 @@ fn a_wait_names_the_failing_check_or_the_unreachable_etcd_first() {
         web(&name, kit::free_port(), &dead),
         json!({"wait_timeout": 8}),
     );
+    // Without wait the task succeeds, but says that the record cannot be published.
+    let (r, _) = host.call(with(options.clone(), json!({"wait": false})), false, false);
+    assert_eq!(r["failed"], Value::Null, "{r}");
+    let warnings = r["warnings"].to_string();
+    assert!(warnings.contains("etcd: "), "{r}");
     let (r, _) = host.call(options, false, false);
     remove(&host, &name);
     let text = msg(&r);
