@@ -6,7 +6,7 @@
 
 use crate::params::{self, HostFacts, Request, State};
 use crate::plan::{make_plan, Plan};
-use crate::{apply, fsutil, install, preflight, Hooks};
+use crate::{apply, fsutil, install, lock, preflight, revisions, Hooks};
 use rundock_spec::skydns;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -66,7 +66,8 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
     if let Some(msg) = params::unsupported_parameters(&args) {
         return Err(msg.into());
     }
-    let request = params::parse_request(&args, &facts).map_err(|e| e.to_string())?;
+    let mut request = params::parse_request(&args, &facts).map_err(|e| e.to_string())?;
+    let rollback = revisions::resolve_rollback(&mut request)?;
     let source = install::own_binary().map_err(|e| format!("{e:#}"))?;
     let plan = make_plan(&request, &source).map_err(|e| format!("{e:#}"))?;
     let tree_dir = request
@@ -91,6 +92,7 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
             .map_err(|e| format!("{e} (nothing was changed)"))?;
     }
     let mut plan = plan;
+    let mut image_id = None;
     if let (Some(spec), State::Enabled | State::Restarted) = (&request.spec, request.state) {
         let image = hooks.check_image(spec, !check_mode).map_err(|e| {
             format!(
@@ -98,6 +100,7 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
                 spec.container.pull.as_str()
             )
         })?;
+        image_id = image.id.clone();
         if let Some((running, new)) = image.moved() {
             // The spec is the same but its tag now names another image: a change, made
             // the way the service's update order makes any other.
@@ -107,6 +110,15 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
             }
         }
     }
+    // A change holds the service's deploy lock through apply and wait, and is planned
+    // again under it: another change may have come first.
+    let deploy_lock = if !check_mode && plan.changed() {
+        let lock = take_deploy_lock(&request)?;
+        plan = replan_locked(&request, &source, &tree_dir, hooks)?;
+        Some(lock)
+    } else {
+        None
+    };
 
     let mut result = Map::new();
     let changed = plan.changed();
@@ -122,6 +134,16 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
                 .map_err(|e| format!("{e:#}"))?,
         );
     }
+    let revision = match (check_mode, request.state) {
+        (false, State::Present | State::Enabled | State::Restarted) if changed => {
+            revisions::record(&request, &tree_dir, image_id, rollback.as_ref(), &plan)
+                .unwrap_or_else(|e| {
+                    warnings.push(format!("could not record the revision: {e:#}"));
+                    None
+                })
+        }
+        _ => None,
+    };
     if let (Some(timeout), false) = (request.wait, check_mode) {
         if matches!(request.state, State::Enabled | State::Restarted) {
             let spec = request
@@ -129,7 +151,15 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
                 .clone()
                 .or_else(|| crate::plan::installed_spec(&tree_dir))
                 .ok_or("wait: no installed spec to wait for")?;
-            hooks.wait_ready(&spec, timeout).map_err(|e| Failure {
+            let waited = hooks.wait_ready(&spec, timeout);
+            if let Some(number) = revision.filter(|_| changed) {
+                if let Err(e) = revisions::note_outcome(&tree_dir, number, &waited) {
+                    warnings.push(format!(
+                        "could not record how revision {number} ended: {e:#}"
+                    ));
+                }
+            }
+            waited.map_err(|e| Failure {
                 msg: match hooks.status(&spec) {
                     Some(status) => format!("wait: {e:#}; status: {status}"),
                     None => format!("wait: {e:#}"),
@@ -161,11 +191,80 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
             service["status"] = status;
         }
     }
+    if let (Some(number), false) = (
+        revisions::current(&tree_dir),
+        request.state == State::Absent,
+    ) {
+        service["revision"] = json!(number);
+    }
+    if let Some(rollback) = &rollback {
+        service["rollback_to"] = json!(rollback.target);
+    }
     result.insert("service".into(), service);
+    if let Some(lock) = deploy_lock {
+        result.insert("lock".into(), lock_info(&lock));
+        if request.state == State::Absent && !tree_dir.exists() {
+            lock.remove_file()
+                .map_err(|e| format!("{:#}", fsutil::io_error("remove", lock.path(), e)))?;
+        }
+    }
     if !warnings.is_empty() {
         result.insert("warnings".into(), json!(warnings));
     }
     Ok(Value::Object(result))
+}
+
+/// The plan made again under the deploy lock. The image was had before the lock, so only
+/// what runs now is asked again (no pull): a moved tag another change already deployed
+/// is no change any more.
+fn replan_locked(
+    request: &Request,
+    source: &Path,
+    tree_dir: &Path,
+    hooks: &dyn Hooks,
+) -> Result<Plan, Failure> {
+    let mut plan = make_plan(request, source).map_err(|e| format!("{e:#}"))?;
+    if let (Some(spec), State::Enabled | State::Restarted) = (&request.spec, request.state) {
+        let image = hooks
+            .check_image(spec, false)
+            .map_err(|e| format!("image: {e:#} (nothing was changed)"))?;
+        if let Some((running, new)) = image.moved() {
+            plan.image_moved = Some((running.to_string(), new.to_string()));
+            if !plan.changed() {
+                plan.replace_for_moved_image(spec, tree_dir);
+            }
+        }
+    }
+    Ok(plan)
+}
+
+fn take_deploy_lock(request: &Request) -> Result<lock::DeployLock, Failure> {
+    let mut action = format!("state={}", request.state.as_str());
+    if let Some(spec) = &request.spec {
+        action.push_str(&format!(" image={}", spec.container.image.as_str()));
+    }
+    lock::acquire(
+        &request.paths.sv_dir,
+        &request.name,
+        request.lock_timeout,
+        &lock::Holder::current(action),
+    )
+    .map_err(|e| format!("lock_timeout: {e}").into())
+}
+
+/// The `lock` result: the file, when it was had and let go (unix seconds: the lock goes
+/// as the call returns, just after this), and how long the call waited for whom.
+fn lock_info(lock: &lock::DeployLock) -> Value {
+    let mut info = json!({
+        "file": lock.path(),
+        "acquired_at": lock::unix_seconds(lock.acquired_at),
+        "released_at": lock::unix_seconds(std::time::SystemTime::now()),
+    });
+    if let Some(waited) = &lock.waited {
+        info["waited_seconds"] = json!((waited.seconds * 10.0).round() / 10.0);
+        info["waited_for"] = json!(waited.holder);
+    }
+    info
 }
 
 /// What an earlier run killed mid-write left behind: in the tree, beside the runner and

@@ -9,10 +9,12 @@ pub mod apply;
 pub mod contract;
 pub mod fsutil;
 pub mod install;
+pub mod lock;
 pub mod options;
 pub mod params;
 pub mod plan;
 pub mod preflight;
+pub mod revisions;
 
 use rundock_spec::Spec;
 

@@ -149,7 +149,7 @@ pub const OPTIONS: &[OptionDef] = &[
         .required()
         .choices(STATES),
     opt("name", Str, Call, "a DNS label; the runit service is `docker-NAME`, the record `NAME.DOMAIN`").required(),
-    opt("image", Str, Service, "the image reference; required for `present` and `enabled`"),
+    opt("image", Str, Service, "the image reference; required for `present` and `enabled` (not with `rollback`)"),
     opt("args", Str, Service, "docker-run flags, parsed, never given to a shell"),
     opt("command", List, Service, "the container command"),
     opt("entrypoint", List, Service, "the container entrypoint"),
@@ -232,6 +232,11 @@ pub const OPTIONS: &[OptionDef] = &[
         .default(Default::Bool(false)),
     opt("wait_timeout", Int, Call, "seconds `wait` waits before it fails")
         .default(Default::Int(120)),
+    opt("lock_timeout", Int, Call, "seconds a change waits for another change of the same service (the deploy lock) before it fails naming the holder")
+        .default(Default::Int(300)),
+    opt("history", Int, Call, "how many revisions of the spec the tree keeps (`rundock history NAME`), 1–100")
+        .default(Default::Int(5)),
+    opt("rollback", Str, Call, "`previous` or a revision number: install that revision's spec with its image pinned by id (`enabled`/`restarted`; no service options)"),
 ];
 
 /// The row of `name`. Panics on a name the table lacks: the parser asks only for its own

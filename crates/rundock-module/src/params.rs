@@ -61,6 +61,12 @@ pub struct Request {
     /// With `enabled`/`restarted`: return only once the container runs and, when
     /// announced, its record is in etcd; fail after this long.
     pub wait: Option<std::time::Duration>,
+    /// How long a change waits for the service's deploy lock ([`crate::lock`]).
+    pub lock_timeout: std::time::Duration,
+    /// How many revisions the tree keeps (`history`).
+    pub history: usize,
+    /// `rollback`: install a kept revision instead of a spec from the options.
+    pub rollback: Option<rundock_spec::revisions::RollbackTarget>,
 }
 
 /// Ansible's answer to options a module does not have, in the words `AnsibleModule`
@@ -133,7 +139,66 @@ pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<R
     let wait = p
         .boolean_or_default("wait")?
         .then(|| std::time::Duration::from_secs(wait_timeout.into()));
+    let lock_timeout = std::time::Duration::from_secs(p.seconds("lock_timeout", 0, 86_400)?.into());
+    let history = match p.int("history")? {
+        Some(n @ 1..=100) => n as usize,
+        Some(n) => {
+            return Err(SpecError::new(
+                "history",
+                format!("{n} is out of range: a number of revisions from 1 to 100"),
+            ))
+        }
+        None => option("history")
+            .default_int()
+            .expect("the table has a default") as usize,
+    };
+    let rollback = match p.string("rollback")? {
+        Some(text) => Some(
+            text.parse::<rundock_spec::revisions::RollbackTarget>()
+                .map_err(|e| SpecError::new("rollback", e))?,
+        ),
+        None => None,
+    };
     let image = p.string("image")?;
+    if rollback.is_some() {
+        if !matches!(state, State::Enabled | State::Restarted) {
+            return Err(SpecError::new(
+                "rollback",
+                format!(
+                    "works with state=enabled or state=restarted, not state={}",
+                    state.as_str()
+                ),
+            ));
+        }
+        // The revision is the spec: options that would make another one are refused.
+        let given: Vec<&str> = options::OPTIONS
+            .iter()
+            .filter(|o| o.scope != options::Scope::Call)
+            .filter(|o| p.has(o.name) || (o.name == "image" && image.is_some()))
+            .map(|o| o.name)
+            .collect();
+        if !given.is_empty() {
+            return Err(SpecError::new(
+                "rollback",
+                format!(
+                    "installs a kept revision's whole spec, so it takes no service options; remove {}",
+                    given.join(", ")
+                ),
+            ));
+        }
+        p.finish()?;
+        return Ok(Request {
+            state,
+            name,
+            paths,
+            install_dir,
+            spec: None,
+            wait,
+            lock_timeout,
+            history,
+            rollback,
+        });
+    }
     if image.is_none() && matches!(state, State::Present | State::Enabled) {
         return Err(SpecError::new(
             "image",
@@ -167,6 +232,9 @@ pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<R
         install_dir,
         spec,
         wait,
+        lock_timeout,
+        history,
+        rollback,
     })
 }
 
@@ -1497,7 +1565,8 @@ mod tests {
             }
         };
         let mut all = Map::new();
-        for o in options::OPTIONS {
+        // `rollback` installs a kept revision and refuses service options: its own test.
+        for o in options::OPTIONS.iter().filter(|o| o.name != "rollback") {
             all.insert(o.name.to_string(), value_for(o));
         }
         let facts = HostFacts {
@@ -1506,6 +1575,49 @@ mod tests {
         };
         let request = parse_request(&all, &facts).unwrap();
         assert!(request.spec.is_some());
+    }
+
+    #[test]
+    fn rollback_takes_the_call_options_only() {
+        let facts = HostFacts {
+            hostname: "node-1".into(),
+            version: "0.0.0".into(),
+        };
+        let args = |extra: Value| {
+            let mut map = json!({"state": "enabled", "name": "web", "sv_dir": "/srv/sv",
+                                 "wait": true, "history": 3})
+            .as_object()
+            .unwrap()
+            .clone();
+            map.extend(extra.as_object().unwrap().clone());
+            map
+        };
+        let request = parse_request(&args(json!({"rollback": "2"})), &facts).unwrap();
+        assert_eq!(
+            request.rollback,
+            Some(rundock_spec::revisions::RollbackTarget::Number(2))
+        );
+        assert_eq!(request.history, 3);
+        assert!(request.spec.is_none());
+        let e = parse_request(
+            &args(json!({"rollback": "previous", "image": "busybox", "env": {"A": "1"}})),
+            &facts,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "rollback");
+        assert!(e.message.contains("remove image, env"), "{e}");
+        let e = parse_request(
+            &args(json!({"rollback": "previous", "state": "present"})),
+            &facts,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("state=enabled or state=restarted"),
+            "{e}"
+        );
+        let e =
+            parse_request(&args(json!({"history": 0, "image": "busybox"})), &facts).unwrap_err();
+        assert_eq!(e.field, "history");
     }
 
     #[test]

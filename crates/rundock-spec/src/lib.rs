@@ -35,6 +35,7 @@ pub mod error;
 pub mod files;
 pub mod hooks;
 pub mod image;
+pub mod revisions;
 pub mod skydns;
 pub mod spec;
 pub mod state;

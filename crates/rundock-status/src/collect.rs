@@ -13,6 +13,7 @@ use crate::runit;
 use anyhow::Context;
 use bollard::Docker;
 use futures_util::future::join_all;
+use rundock_spec::revisions::Revisions;
 use rundock_spec::state::{
     self, ANNOUNCER_STATE_FILE, DRAIN_STATE_FILE, OUTPUT_STATE_FILE, SUPERVISOR_STATE_FILE,
     WATCH_STATE_FILE,
@@ -25,7 +26,7 @@ use std::time::Duration;
 /// How long one Docker or etcd request may take before it is reported as an error.
 const REQUEST_LIMIT: Duration = Duration::from_secs(3);
 /// Trees are `docker-NAME` directories holding a spec.
-const TREE_PREFIX: &str = "docker-";
+pub(crate) const TREE_PREFIX: &str = "docker-";
 
 /// The service trees under `sv_dir`, sorted; with `selectors`, only those named (a
 /// service name, or a tree's path).
@@ -187,6 +188,7 @@ async fn facts_with(tree: &Path, docker: Result<&Docker, &String>, read_etcd: bo
             .watch
             .as_ref()
             .and_then(|_| state::read(&tree.join(WATCH_SERVICE).join(WATCH_STATE_FILE))),
+        revision: Revisions::load(tree).ok().flatten().and_then(|r| r.current),
     }
 }
 

@@ -8,6 +8,7 @@
 //! of plain facts ([`model::assemble`]); [`collect`] is the thin edge that reads them.
 
 pub mod collect;
+pub mod history;
 pub mod metrics;
 pub mod model;
 pub mod runit;

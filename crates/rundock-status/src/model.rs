@@ -79,6 +79,8 @@ pub struct Facts {
     pub watch: Option<WatchState>,
     /// What the copy of the container's output had to drop.
     pub output: Option<OutputState>,
+    /// The number of the revision the tree's spec.json is (its `revisions.json`).
+    pub revision: Option<u64>,
 }
 
 /// What Docker says about the service's container.
@@ -106,6 +108,7 @@ impl Default for Facts {
             runit_watch: None,
             watch: None,
             output: None,
+            revision: None,
         }
     }
 }
@@ -152,6 +155,9 @@ pub struct ServiceStatus {
     pub log: OutputState,
     /// Containers replaced because they stopped answering after they were healthy.
     pub replacements: ReplacementStatus,
+    /// The revision the tree's spec.json is (`rundock history NAME` lists them); `null`
+    /// before the first one was recorded.
+    pub revision: Option<u64>,
 }
 
 /// The announcer's liveness rule at work (`unhealthy_after`).
@@ -518,6 +524,7 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
                 .and_then(|a| a.replace_backoff_until)
                 .filter(|until| *until > now),
         },
+        revision: facts.revision,
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Called by Ansible as `rundock <args-file>` it is the module; otherwise a subcommand
 //! runs one part of a service tree (`supervise`, `announce`, `watch`, `stop-tree`, `log`),
-//! the DNS responder (`dns`), or shows the host's services (`status`, `metrics`); `watch`
-//! also runs standalone on a JSON watch spec.
+//! the DNS responder (`dns`), or shows the host's services (`status`, `metrics`) and a
+//! service's revisions (`history`); `watch` also runs standalone on a JSON watch spec.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -72,6 +72,9 @@ enum Command {
     /// Exits 0 when every service shown is up, 3 when one is not (as `systemctl
     /// is-active`), 1 when a named service does not exist, 2 for a bad command line.
     Status(StatusOptions),
+    /// List the revisions of a service's spec kept on this host, newest first (the
+    /// current one marked *): image and image id, when, by whom, how it ended.
+    History(HistoryOptions),
     /// Serve every service's status as Prometheus metrics on GET /metrics.
     Metrics {
         /// The address to serve on, e.g. 127.0.0.1:9323 (required: nothing is bound
@@ -96,6 +99,18 @@ struct StatusOptions {
     /// Service names (or tree paths); every service under --sv-dir without any.
     names: Vec<String>,
     /// Print JSON (a list of service objects) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Where the service trees live (the module's sv_dir default).
+    #[arg(long, default_value = sv_dir_default())]
+    sv_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct HistoryOptions {
+    /// The service name (or its tree's path).
+    name: String,
+    /// Print JSON (`{current, revisions}`, specs with secrets masked) instead of a table.
     #[arg(long)]
     json: bool,
     /// Where the service trees live (the module's sv_dir default).
@@ -321,6 +336,7 @@ fn main() -> ExitCode {
             .and_then(rundock_watch::run)
             .map(|_| 0),
         Command::Status(options) => status(options),
+        Command::History(o) => rundock_status::history::run(&o.name, &o.sv_dir, o.json),
         Command::Metrics { listen, sv_dir } => {
             rundock_status::serve::run(listen, sv_dir).map(|_| 0)
         }
@@ -432,7 +448,7 @@ mod tests {
             );
             assert!(Cli::has_subcommand(plumbing));
         }
-        for user in ["dns", "watch", "status", "metrics"] {
+        for user in ["dns", "watch", "status", "history", "metrics"] {
             assert!(
                 help.lines()
                     .any(|l| l.trim_start().starts_with(&format!("{user} "))),
@@ -446,7 +462,7 @@ mod tests {
     #[test]
     fn the_sv_dir_default_is_shown_as_its_value() {
         let mut command = Cli::command();
-        for sub in ["status", "metrics"] {
+        for sub in ["status", "history", "metrics"] {
             let help = command
                 .find_subcommand_mut(sub)
                 .unwrap()
