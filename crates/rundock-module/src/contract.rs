@@ -67,7 +67,7 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
         return Err(msg.into());
     }
     let mut request = params::parse_request(&args, &facts).map_err(|e| e.to_string())?;
-    let rollback = revisions::resolve_rollback(&mut request)?;
+    let mut rollback = revisions::resolve_rollback(&mut request)?;
     let source = install::own_binary().map_err(|e| format!("{e:#}"))?;
     let plan = make_plan(&request, &source).map_err(|e| format!("{e:#}"))?;
     let tree_dir = request
@@ -114,6 +114,8 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
     // again under it: another change may have come first.
     let deploy_lock = if !check_mode && plan.changed() {
         let lock = take_deploy_lock(&request)?;
+        // What `previous` means may have changed while another change held the lock.
+        rollback = revisions::resolve_rollback(&mut request)?;
         plan = replan_locked(&request, &source, &tree_dir, hooks)?;
         Some(lock)
     } else {

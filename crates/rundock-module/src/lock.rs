@@ -122,32 +122,7 @@ pub fn unix_seconds(at: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// `2026-12-07T05:42:04Z` for unix seconds (Howard Hinnant's civil-from-days).
-pub fn utc_timestamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
+pub use rundock_spec::state::{unix_now, utc_timestamp};
 
 /// Why the lock was not had.
 #[derive(Debug)]
@@ -426,13 +401,6 @@ mod tests {
             "pid 4242 (user root via sudo from alice) from controller 10.0.0.5 on web1, \
              since 2026-12-07T05:42:04Z (7 s ago), doing state=enabled image=app:2"
         );
-    }
-
-    #[test]
-    fn utc_timestamps_match_known_dates() {
-        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc_timestamp(1_796_622_124), "2026-12-07T05:42:04Z");
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub fn render(revisions: &Revisions) -> String {
         };
         rows.push([
             format!("{}{mark}", r.number),
-            utc(r.applied_at),
+            rundock_spec::state::utc_timestamp(r.applied_at),
             by,
             image,
             r.image_id
@@ -141,39 +141,10 @@ fn short_id(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC).
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rundock_spec::revisions::{AppliedBy, Outcome};
-
-    #[test]
-    fn utc_dates_match_known_ones() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(utc(1_796_622_896), "2026-12-07 05:54:56");
-    }
 
     #[test]
     fn the_table_is_newest_first_with_the_current_marked() {
