@@ -8,8 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,19 +16,19 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
+use rundock_testkit::load;
 use rundock_testkit::{free_port, wait_for, Etcd};
 
 const DOMAIN: &str = "s.bounds.example.com";
 const NAME: &str = "web.s.bounds.example.com.";
 const ADDRESS: &str = "10.0.0.7";
 /// The soft descriptor limit most systems give a service.
-const FD_LIMIT: u64 = 1024;
 /// Arguments for the child server, one a line.
 const CHILD_ARGS: &str = "RUNDOCK_BOUNDS_DNS_ARGS";
 const IDLE_CONNECTIONS: usize = 1100;
 const FLOOD_QUERIES: u16 = 20_000;
 
-/// Run by [`serve_dns`] in a process of its own; does nothing when run by `cargo test`.
+/// Run by [`load::serve_in_child`] in a process of its own; does nothing when run by `cargo test`.
 #[test]
 #[ignore = "the server side of another test"]
 fn serve_dns_for_bounds_test() {
@@ -43,64 +42,6 @@ fn serve_dns_for_bounds_test() {
     }
     let cli = Cli::parse_from(std::iter::once("dns").chain(args.lines()));
     rundock_dns::run(cli.dns).unwrap();
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `rundock dns` with `args`, in a child process limited to [`FD_LIMIT`] descriptors.
-fn serve_dns(args: &[String]) -> Server {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "serve_dns_for_bounds_test",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_ARGS, args.join("\n"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    // SAFETY: setrlimit is async-signal-safe, and nothing else runs between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: FD_LIMIT,
-                rlim_max: FD_LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Server(command.spawn().expect("start the child server"))
-}
-
-/// Enough descriptors for this test's own 1,100 connections.
-fn raise_own_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max.min(8192);
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-    assert!(
-        limit.rlim_cur >= IDLE_CONNECTIONS as u64 + 200,
-        "this test needs {} descriptors, the hard limit is {}",
-        IDLE_CONNECTIONS + 200,
-        limit.rlim_max
-    );
 }
 
 fn query_bytes(id: u16, name: &str) -> Vec<u8> {
@@ -177,23 +118,14 @@ fn ask_tcp(server: SocketAddr) -> Result<Vec<String>, String> {
     addresses(&reply).map_err(|code| format!("{code}"))
 }
 
-/// Open descriptors and resident memory (KiB) of `pid` now.
-fn usage(pid: u32) -> (usize, u64) {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| dir.count())
-        .unwrap_or(0);
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    (fds, rss)
+/// `rundock dns` with `args` in a child process with the usual descriptor limit.
+fn serve_dns(args: &[String]) -> load::Killed {
+    load::serve_in_child("serve_dns_for_bounds_test", (CHILD_ARGS, args.join("\n")))
 }
 
 #[test]
 fn idle_connections_and_a_forward_flood_leave_in_zone_answers_and_bounded_resources() {
-    raise_own_fd_limit();
+    load::raise_own_fd_limit(IDLE_CONNECTIONS as u64 + 200);
     let etcd = Etcd::start();
     let put = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
@@ -220,36 +152,11 @@ fn idle_connections_and_a_forward_flood_leave_in_zone_answers_and_bounded_resour
             .filter(|a| a == &[ADDRESS])
     });
     assert!(ready.is_some(), "rundock dns never answered {NAME}");
-    let (fds_at_rest, rss_at_rest) = usage(pid);
+    let (fds_at_rest, rss_at_rest) = load::usage(pid);
 
     let stop = Arc::new(AtomicBool::new(false));
     // Idle TCP connections: 1,100 held open, each reopened once the server closes it.
-    let idle = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut open: Vec<TcpStream> = Vec::new();
-            let mut opened = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                open.retain(|stream| match stream.peek(&mut [0u8; 1]) {
-                    // Nothing to read yet: still open. Ok(0) or a reset: the server closed it.
-                    Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-                    Ok(n) => n > 0,
-                });
-                while open.len() < IDLE_CONNECTIONS && !stop.load(Ordering::Relaxed) {
-                    match TcpStream::connect_timeout(&server, Duration::from_secs(1)) {
-                        Ok(stream) => {
-                            stream.set_nonblocking(true).unwrap();
-                            open.push(stream);
-                            opened += 1;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            opened
-        })
-    };
+    let idle = load::hold_idle_connections(server, IDLE_CONNECTIONS, stop.clone());
     // The forward flood: FLOOD_QUERIES names outside the zone, as fast as the loopback
     // takes them, tallying what comes back.
     let refused = Arc::new(AtomicU64::new(0));
@@ -311,7 +218,7 @@ fn idle_connections_and_a_forward_flood_leave_in_zone_answers_and_bounded_resour
                 tcp_failures.push(format!("{:?}: {e}", started.elapsed()));
             }
         }
-        let (fds, rss) = usage(pid);
+        let (fds, rss) = load::usage(pid);
         peak = (peak.0.max(fds), peak.1.max(rss));
         std::thread::sleep(Duration::from_millis(5));
     }

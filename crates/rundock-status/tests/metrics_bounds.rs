@@ -5,20 +5,19 @@
 //! test binary run again as `serve_metrics_for_bounds_test`) with the usual 1,024
 //! descriptors.
 
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rundock_testkit::load;
+use rundock_testkit::prometheus::Prometheus;
 use rundock_testkit::{free_port, run, wait_for};
 
 const CHILD_ENV: &str = "RUNDOCK_BOUNDS_METRICS";
-const FD_LIMIT: u64 = 1024;
 const IDLE_CONNECTIONS: usize = 1100;
 
-/// Run by [`spawn_server`] in a process of its own; does nothing when run by `cargo test`.
+/// Run by [`load::serve_in_child`] in a process of its own; does nothing when run by `cargo test`.
 #[test]
 #[ignore = "the server side of another test"]
 fn serve_metrics_for_bounds_test() {
@@ -27,94 +26,6 @@ fn serve_metrics_for_bounds_test() {
     };
     let (listen, sv_dir) = setting.split_once('\n').expect("LISTEN\nSV_DIR");
     rundock_status::serve::run(listen.parse().unwrap(), sv_dir.into()).unwrap();
-}
-
-/// Killed and reaped on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `rundock metrics` on `listen`, limited to [`FD_LIMIT`] descriptors.
-fn spawn_server(listen: SocketAddr, sv_dir: &std::path::Path) -> Process {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "serve_metrics_for_bounds_test",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_ENV, format!("{listen}\n{}", sv_dir.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    // SAFETY: setrlimit is async-signal-safe, and nothing else runs between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: FD_LIMIT,
-                rlim_max: FD_LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Process(command.spawn().expect("start the child server"))
-}
-
-/// A Prometheus scraping `target` every second (1 s timeout) on loopback; its API port.
-fn prometheus(target: SocketAddr, dir: &std::path::Path) -> (Process, u16) {
-    let port = free_port();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: rundock\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus (Debian prometheus)");
-    (Process(child), port)
-}
-
-/// The value of an instant query's single sample, if there is one.
-fn query(port: u16, expr: &str) -> Option<f64> {
-    let out = run(
-        "curl",
-        &[
-            "-sf",
-            "-m",
-            "2",
-            "--get",
-            "--data-urlencode",
-            &format!("query={expr}"),
-            &format!("http://127.0.0.1:{port}/api/v1/query"),
-        ],
-    );
-    let body: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let result = body["data"]["result"].as_array()?;
-    let [sample] = result.as_slice() else {
-        return None;
-    };
-    sample["value"][1].as_str()?.parse().ok()
 }
 
 /// One scrape with curl (5 s at most): how long it took, or curl's complaint.
@@ -142,49 +53,27 @@ fn scrape(addr: SocketAddr) -> Result<Duration, String> {
     }
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| dir.count())
-        .unwrap_or(0)
-}
-
-/// Enough descriptors for this test's own 1,100 connections.
-fn raise_own_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max.min(8192);
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-    assert!(
-        limit.rlim_cur >= IDLE_CONNECTIONS as u64 + 200,
-        "this test needs {} descriptors, the hard limit is {}",
-        IDLE_CONNECTIONS + 200,
-        limit.rlim_max
-    );
-}
-
 #[test]
 fn idle_connections_never_stall_a_scrape() {
-    raise_own_fd_limit();
+    load::raise_own_fd_limit(IDLE_CONNECTIONS as u64 + 200);
     let sv_dir = tempfile::tempdir().unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut server = spawn_server(addr, sv_dir.path());
+    let mut server = load::serve_in_child(
+        "serve_metrics_for_bounds_test",
+        (CHILD_ENV, format!("{addr}\n{}", sv_dir.path().display())),
+    );
     let pid = server.0.id();
     assert!(
         wait_for(Duration::from_secs(10), || scrape(addr).ok()).is_some(),
         "rundock metrics never answered"
     );
-    let prom_dir = tempfile::tempdir().unwrap();
-    let (_prometheus, api) = prometheus(addr, prom_dir.path());
+    let prometheus = Prometheus::start(&addr.to_string(), Some("1s"));
+    let api = prometheus.port;
     let up = "up{job=\"rundock\"}";
     assert!(
-        wait_for(Duration::from_secs(60), || (query(api, up) == Some(1.0))
-            .then_some(()))
+        wait_for(Duration::from_secs(60), || (prometheus.query(up)
+            == Some(1.0))
+        .then_some(()))
         .is_some(),
         "prometheus never scraped rundock metrics: {}",
         rundock_testkit::stdout(&run(
@@ -199,32 +88,7 @@ fn idle_connections_never_stall_a_scrape() {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let idle = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut open: Vec<TcpStream> = Vec::new();
-            let mut opened = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                open.retain(|stream| match stream.peek(&mut [0u8; 1]) {
-                    // Nothing to read yet: still open. Ok(0) or a reset: the server closed it.
-                    Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-                    Ok(n) => n > 0,
-                });
-                while open.len() < IDLE_CONNECTIONS && !stop.load(Ordering::Relaxed) {
-                    match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-                        Ok(stream) => {
-                            stream.set_nonblocking(true).unwrap();
-                            open.push(stream);
-                            opened += 1;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            opened
-        })
-    };
+    let idle = load::hold_idle_connections(addr, IDLE_CONNECTIONS, stop.clone());
 
     // 12 s of idle connections: curl scrapes one after another, Prometheus every second.
     let flood_started = Instant::now();
@@ -232,17 +96,16 @@ fn idle_connections_never_stall_a_scrape() {
     let mut peak_fds = 0;
     while flood_started.elapsed() < Duration::from_secs(12) {
         scrapes.push(scrape(addr));
-        peak_fds = peak_fds.max(open_fds(pid));
+        peak_fds = peak_fds.max(load::usage(pid).0);
         std::thread::sleep(Duration::from_millis(200));
     }
     // Prometheus's view of the same 12 s, asked before the idle clients go.
     let window = "[11s]";
-    let prometheus_scrapes = query(api, &format!("count_over_time({up}{window})"));
-    let prometheus_worst_up = query(api, &format!("min_over_time({up}{window})"));
-    let prometheus_slowest = query(
-        api,
-        &format!("max_over_time(scrape_duration_seconds{{job=\"rundock\"}}{window})"),
-    );
+    let prometheus_scrapes = prometheus.query(&format!("count_over_time({up}{window})"));
+    let prometheus_worst_up = prometheus.query(&format!("min_over_time({up}{window})"));
+    let prometheus_slowest = prometheus.query(&format!(
+        "max_over_time(scrape_duration_seconds{{job=\"rundock\"}}{window})"
+    ));
     stop.store(true, Ordering::Relaxed);
     let opened = idle.join().unwrap();
 

@@ -4,6 +4,8 @@
 //!
 //! A missing part is a failed test, never a skipped one: `tests/run` installs them all.
 
+pub mod load;
+pub mod prometheus;
 pub mod proxies;
 pub mod registry;
 

@@ -6,67 +6,9 @@ mod common;
 
 use common::{unique, Host, BIN};
 use rundock_testkit as kit;
-use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use serde_json::json;
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A Prometheus scraping `target` every second; its HTTP API on the returned port.
-fn prometheus(target: &str, dir: &std::path::Path) -> (Killed, u16) {
-    let port = kit::free_port();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: rundock\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus (Debian prometheus)");
-    (Killed(child), port)
-}
-
-/// The value of an instant query's single sample, if there is one.
-fn query(port: u16, expr: &str) -> Option<f64> {
-    let out = kit::run(
-        "curl",
-        &[
-            "-sf",
-            "-m",
-            "2",
-            "--get",
-            "--data-urlencode",
-            &format!("query={expr}"),
-            &format!("http://127.0.0.1:{port}/api/v1/query"),
-        ],
-    );
-    let body: Value = serde_json::from_slice(&out.stdout).ok()?;
-    let result = body["data"]["result"].as_array()?;
-    let [sample] = result.as_slice() else {
-        return None;
-    };
-    sample["value"][1].as_str()?.parse().ok()
-}
 
 #[test]
 fn prometheus_sees_a_kill_as_a_restart_and_the_container_back_up() {
@@ -90,7 +32,7 @@ fn prometheus_sees_a_kill_as_a_restart_and_the_container_back_up() {
 
     let metrics_addr = format!("127.0.0.1:{}", kit::free_port());
     let sv_dir = host.sv_dir();
-    let _metrics = Killed(
+    let _metrics = kit::load::Killed(
         Command::new(BIN)
             .args(["metrics", "--listen", &metrics_addr, "--sv-dir"])
             .arg(&sv_dir)
@@ -99,51 +41,48 @@ fn prometheus_sees_a_kill_as_a_restart_and_the_container_back_up() {
             .spawn()
             .unwrap(),
     );
-    let prom_dir = tempfile::tempdir().unwrap();
-    let (_prometheus, api) = prometheus(&metrics_addr, prom_dir.path());
+    let prometheus = kit::prometheus::Prometheus::start(&metrics_addr, None);
 
     let selector = format!("{{service=\"{name}\",host=\"node-1\"}}");
     let restarts = format!("rundock_container_restarts_total{selector}");
     let up = format!("rundock_container_up{selector}");
     let before = kit::wait_for(Duration::from_secs(30), || {
-        (query(api, &up) == Some(1.0)
-            && query(api, &format!("rundock_announced{selector}")) == Some(1.0))
-        .then(|| query(api, &restarts))
+        (prometheus.query(&up) == Some(1.0)
+            && prometheus.query(&format!("rundock_announced{selector}")) == Some(1.0))
+        .then(|| prometheus.query(&restarts))
         .flatten()
     })
     .expect("prometheus never scraped the service up and announced");
-    assert!(query(
-        api,
-        &format!("rundock_health_check_latency_seconds{selector}")
-    )
-    .is_some());
+    assert!(prometheus
+        .query(&format!("rundock_health_check_latency_seconds{selector}"))
+        .is_some());
 
     assert!(kit::docker(&["kill", &name]).status.success());
     let after = kit::wait_for(Duration::from_secs(30), || {
-        query(api, &restarts).filter(|r| *r >= before + 1.0)
+        prometheus.query(&restarts).filter(|r| *r >= before + 1.0)
     })
     .expect("prometheus never saw the restart counter go up");
     assert_eq!(after, before + 1.0);
     assert_eq!(
-        query(api, &format!("rundock_container_last_exit_code{selector}")),
+        prometheus.query(&format!("rundock_container_last_exit_code{selector}")),
         Some(137.0)
     );
     let back = kit::wait_for(Duration::from_secs(30), || {
-        (query(api, &up) == Some(1.0)).then_some(())
+        (prometheus.query(&up) == Some(1.0)).then_some(())
     });
     assert!(
         back.is_some(),
         "prometheus never saw the container up again"
     );
     // The scrape itself is healthy.
-    assert_eq!(query(api, "up{job=\"rundock\"}"), Some(1.0));
+    assert_eq!(prometheus.query("up{job=\"rundock\"}"), Some(1.0));
 }
 
 #[test]
 fn metrics_answers_only_get_metrics() {
     let host = Host::new();
     let addr = format!("127.0.0.1:{}", kit::free_port());
-    let _metrics = Killed(
+    let _metrics = kit::load::Killed(
         Command::new(BIN)
             .args(["metrics", "--listen", &addr, "--sv-dir"])
             .arg(host.sv_dir())

@@ -15,12 +15,11 @@
 
 mod common;
 
-use common::{unique, Host, BIN};
+use common::{unique, Host, NginxFront};
 use rundock_testkit as kit;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -318,82 +317,6 @@ fn a_container_that_keeps_hanging_is_replaced_at_the_back_off_rate() {
     }
 }
 
-/// nginx on loopback proxying to upstream `backend`, rendered by `rundock watch`.
-struct NginxFront {
-    nginx: Child,
-    watch: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl NginxFront {
-    fn start(etcd: &kit::Etcd, name: &str) -> NginxFront {
-        let dir = tempfile::tempdir().unwrap();
-        let port = kit::free_port();
-        let base = |extra: &[&str]| kit::proxies::nginx_argv(dir.path(), extra);
-        std::fs::write(
-            dir.path().join("upstream.conf"),
-            "upstream backend { server 127.0.0.1:9 down; }\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("upstream.conf.j2"),
-            "upstream backend {\n{% for i in instances %}    server {{ i.host }}:{{ i.port }};\n{% else %}    server 127.0.0.1:9 down;\n{% endfor %}}\n",
-        )
-        .unwrap();
-        let nginx = kit::proxies::spawn_nginx(
-            dir.path(),
-            port,
-            "    location / { proxy_pass http://backend; proxy_next_upstream off; proxy_connect_timeout 1s; proxy_read_timeout 2s; }\n",
-        );
-        let spec = dir.path().join("watch.json");
-        std::fs::write(
-            &spec,
-            json!({
-                "domain": DOMAIN,
-                "etcd": {"endpoints": [etcd.endpoint()], "api": "v3", "prefix": "/skydns"},
-                "templates": [{"names": [name], "template": dir.path().join("upstream.conf.j2"),
-                               "dest": dir.path().join("upstream.conf"),
-                               "check": base(&["-t", "-q"]), "reload": base(&["-s", "reload"])}],
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let watch = Command::new(BIN)
-            .arg("watch")
-            .arg(&spec)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("watch.log")).unwrap())
-            .spawn()
-            .expect("start rundock watch");
-        NginxFront {
-            nginx,
-            watch,
-            port,
-            dir,
-        }
-    }
-
-    fn logs(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!(
-            "nginx error.log:\n{}\nwatch log:\n{}",
-            read("error.log"),
-            read("watch.log")
-        )
-    }
-}
-
-impl Drop for NginxFront {
-    fn drop(&mut self) {
-        let _ = self.watch.kill();
-        let _ = self.watch.wait();
-        let _ = kit::run("kill", &["-TERM", &self.nginx.id().to_string()]);
-        let _ = self.nginx.wait();
-    }
-}
-
 /// `GET /` every 20 ms through the proxy on a thread: (failed, total, when the last
 /// failure was).
 struct Traffic {
@@ -445,7 +368,7 @@ fn a_hung_container_is_replaced_start_first_through_nginx() {
     let service = Service::deploy("rpf", |name| {
         options(name, &etcd, "start-first", "/", 2, None)
     });
-    let front = NginxFront::start(&etcd, &service.name);
+    let front = NginxFront::start(&etcd, DOMAIN, &service.name, 2);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let served = kit::wait_for(Duration::from_secs(30), || {
             (http_get(front.port, "/", Duration::from_secs(2)).as_deref() == Some("ok"))

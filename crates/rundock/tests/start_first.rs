@@ -13,13 +13,13 @@
 
 mod common;
 
-use common::{unique, Host, BIN};
+use common::{unique, Host, NginxFront, BIN};
 use rundock_testkit as kit;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -326,77 +326,6 @@ impl Drop for Haproxy {
     }
 }
 
-/// nginx on loopback proxying to upstream `backend`, rendered by `rundock watch`.
-struct NginxFront {
-    nginx: Child,
-    watch: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl NginxFront {
-    fn start(etcd: &kit::Etcd, name: &str) -> NginxFront {
-        let dir = tempfile::tempdir().unwrap();
-        let port = kit::free_port();
-        let base = |extra: &[&str]| kit::proxies::nginx_argv(dir.path(), extra);
-        std::fs::write(
-            dir.path().join("upstream.conf"),
-            "upstream backend { server 127.0.0.1:9 down; }\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("upstream.conf.j2"),
-            "upstream backend {\n{% for i in instances %}    server {{ i.host }}:{{ i.port }};\n{% else %}    server 127.0.0.1:9 down;\n{% endfor %}}\n",
-        )
-        .unwrap();
-        let nginx = kit::proxies::spawn_nginx(
-            dir.path(),
-            port,
-            "    location / { proxy_pass http://backend; proxy_next_upstream off; proxy_connect_timeout 1s; proxy_read_timeout 10s; }\n",
-        );
-        let spec = dir.path().join("watch.json");
-        std::fs::write(
-            &spec,
-            json!({
-                "domain": DOMAIN,
-                "etcd": {"endpoints": [etcd.endpoint()], "api": "v3", "prefix": "/skydns"},
-                "templates": [{"names": [name], "template": dir.path().join("upstream.conf.j2"),
-                               "dest": dir.path().join("upstream.conf"),
-                               "check": base(&["-t", "-q"]), "reload": base(&["-s", "reload"])}],
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let watch = Command::new(BIN)
-            .arg("watch")
-            .arg(&spec)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("watch.log")).unwrap())
-            .spawn()
-            .expect("start rundock watch");
-        NginxFront {
-            nginx,
-            watch,
-            port,
-            dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("watch.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for NginxFront {
-    fn drop(&mut self) {
-        let _ = self.watch.kill();
-        let _ = self.watch.wait();
-        let _ = kit::run("kill", &["-TERM", &self.nginx.id().to_string()]);
-        let _ = self.nginx.wait();
-    }
-}
-
 fn serving(port: u16, version: &str) -> bool {
     kit::wait_for(Duration::from_secs(20), || {
         (http_get(port, "/", Duration::from_secs(2)).as_deref() == Some(version)).then_some(())
@@ -472,8 +401,8 @@ fn start_first_through_haproxy_loses_no_request() {
 fn start_first_through_nginx_loses_no_request() {
     let etcd = kit::Etcd::start();
     let service = Service::deploy(&etcd, "sfn", "start-first");
-    let front = NginxFront::start(&etcd, &service.name);
-    assert!(serving(front.port, "v1"), "nginx: {}", front.log());
+    let front = NginxFront::start(&etcd, DOMAIN, &service.name, 10);
+    assert!(serving(front.port, "v1"), "nginx: {}", front.logs());
     // The worker of the first (placeholder) config answers 502 until it has finished
     // its graceful exit after the first reload: that is set-up, not the update.
     let settled = kit::wait_for(Duration::from_secs(10), || {
@@ -488,7 +417,7 @@ fn start_first_through_nginx_loses_no_request() {
         eprintln!(
             "nginx error.log:\n{}\nwatch log:\n{}",
             std::fs::read_to_string(front.dir.path().join("error.log")).unwrap_or_default(),
-            front.log()
+            front.logs()
         );
         std::panic::resume_unwind(panic);
     }

@@ -175,3 +175,83 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>, u32, std::time::SystemTime
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", std::process::id())
 }
+
+/// nginx on loopback proxying to upstream `backend`, rendered by `rundock watch` from
+/// the records of `name` in `domain`; both stopped on drop.
+pub struct NginxFront {
+    nginx: std::process::Child,
+    watch: std::process::Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl NginxFront {
+    /// `read_timeout`: seconds nginx waits for a backend's answer.
+    pub fn start(etcd: &kit::Etcd, domain: &str, name: &str, read_timeout: u32) -> NginxFront {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let port = kit::free_port();
+        let base = |extra: &[&str]| kit::proxies::nginx_argv(dir.path(), extra);
+        std::fs::write(
+            dir.path().join("upstream.conf"),
+            "upstream backend { server 127.0.0.1:9 down; }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("upstream.conf.j2"),
+            "upstream backend {\n{% for i in instances %}    server {{ i.host }}:{{ i.port }};\n{% else %}    server 127.0.0.1:9 down;\n{% endfor %}}\n",
+        )
+        .unwrap();
+        let nginx = kit::proxies::spawn_nginx(
+            dir.path(),
+            port,
+            &format!("    location / {{ proxy_pass http://backend; proxy_next_upstream off; proxy_connect_timeout 1s; proxy_read_timeout {read_timeout}s; }}\n"),
+        );
+        let spec = dir.path().join("watch.json");
+        std::fs::write(
+            &spec,
+            json!({
+                "domain": domain,
+                "etcd": {"endpoints": [etcd.endpoint()], "api": "v3", "prefix": "/skydns"},
+                "templates": [{"names": [name], "template": dir.path().join("upstream.conf.j2"),
+                               "dest": dir.path().join("upstream.conf"),
+                               "check": base(&["-t", "-q"]), "reload": base(&["-s", "reload"])}],
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let watch = Command::new(BIN)
+            .arg("watch")
+            .arg(&spec)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("watch.log")).unwrap())
+            .spawn()
+            .expect("start rundock watch");
+        NginxFront {
+            nginx,
+            watch,
+            port,
+            dir,
+        }
+    }
+
+    /// nginx's error log and the watch's log, for a failure message.
+    pub fn logs(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!(
+            "nginx error.log:\n{}\nwatch log:\n{}",
+            read("error.log"),
+            read("watch.log")
+        )
+    }
+}
+
+impl Drop for NginxFront {
+    fn drop(&mut self) {
+        let _ = self.watch.kill();
+        let _ = self.watch.wait();
+        let _ = kit::run("kill", &["-TERM", &self.nginx.id().to_string()]);
+        let _ = self.nginx.wait();
+    }
+}
