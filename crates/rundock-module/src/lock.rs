@@ -122,7 +122,7 @@ pub fn unix_seconds(at: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-pub use rundock_spec::state::{unix_now, utc_timestamp};
+use rundock_spec::state::{unix_now, utc_timestamp};
 
 /// Why the lock was not had.
 #[derive(Debug)]

@@ -102,6 +102,15 @@ pub enum FailureKind {
     Transient,
 }
 
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Permanent => "permanent",
+            FailureKind::Transient => "transient",
+        }
+    }
+}
+
 /// Where in a container's start the supervisor failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

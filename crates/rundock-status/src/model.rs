@@ -322,7 +322,7 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
             format!(
                 "{} failed ({}): {}",
                 f.stage.as_str(),
-                kind_word(f),
+                f.kind.as_str(),
                 f.message
             )
         });
@@ -563,13 +563,6 @@ fn watch_status(facts: &Facts, now: u64) -> WatchStatus {
         last_render_secs_ago: oldest.map(|at| now.saturating_sub(at)),
         error,
         templates,
-    }
-}
-
-fn kind_word(failure: &Failure) -> &'static str {
-    match failure.kind {
-        rundock_spec::state::FailureKind::Permanent => "permanent",
-        rundock_spec::state::FailureKind::Transient => "transient",
     }
 }
 
