@@ -11,5 +11,5 @@
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-cargo nextest run -p rundock --test haproxy --run-ignored only --no-capture \
+cargo nextest run -p rundock --test e2e --run-ignored only --no-capture \
     -E 'test(haproxy_removal_time)' 2>&1 | grep -E '^(kill|HAProxy)'

@@ -9,5 +9,5 @@
 # Needs what the tests need: etcd, dockerd, runit, busybox-static, nginx-light.
 set -eu
 cd "$(dirname "$0")/.."
-exec cargo test -p rundock --test watch_nginx -- \
-    --ignored --exact bench_watch --nocapture --test-threads=1
+exec cargo test -p rundock --test e2e -- \
+    --ignored --exact watch_nginx::bench_watch --nocapture --test-threads=1

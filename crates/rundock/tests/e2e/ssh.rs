@@ -4,7 +4,7 @@
 //! call against it. A second run changes nothing; without become the call fails and
 //! says why. Every rundock dir of the "remote" host is a temp dir with its own runsvdir.
 
-mod common;
+use crate::common;
 
 use common::BIN;
 use rundock_testkit as kit;

@@ -9,7 +9,7 @@
 //! `benches/dns-haproxy.sh`) repeats the kill ten times with HAProxy's default 1 s, where
 //! a quick restart can come back before HAProxy asks again, and prints the medians.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host, BIN};
 use rundock_testkit as kit;

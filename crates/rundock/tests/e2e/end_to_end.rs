@@ -2,7 +2,7 @@
 //! the supervisor keeps the container up, the announcer publishes it in etcd, and
 //! `rundock dns` answers `dig` for it — through kills, restarts and stops.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host, BIN};
 use rundock_testkit as kit;

@@ -3,7 +3,7 @@
 //! have the lock in time fails naming its holder and changes nothing, and a holder that
 //! is SIGKILLed lets a waiting change go at once.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host, BIN};
 use rundock_module::lock::{lock_path, Holder};

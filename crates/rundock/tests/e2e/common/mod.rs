@@ -1,7 +1,6 @@
 //! Shared set-up of the end-to-end tests: a host laid out in a temp dir (sv, service,
 //! log and install dirs), the module called directly or through Ansible, and the parsing
 //! of what Ansible prints.
-#![allow(dead_code)]
 
 use rundock_testkit as kit;
 use serde_json::{json, Map, Value};

@@ -2,7 +2,7 @@
 //! that cannot be read or does not render with no instances, a destination whose
 //! directory does not exist; the message names `watch[i].template` or `watch[i].dest`.
 
-mod common;
+use crate::common;
 
 use common::Host;
 use serde_json::json;

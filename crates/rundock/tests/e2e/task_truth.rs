@@ -2,7 +2,7 @@
 //! the module call with the reason, in seconds, on real Docker, runit, etcd and a
 //! loopback `docker-registry`; a tag that moved under `pull: always` is a change.
 
-mod common;
+use crate::common;
 
 use common::{snapshot, unique, Host};
 use rundock_testkit as kit;

@@ -3,7 +3,7 @@
 //! other than root (or the module's user) could write is refused before anything is
 //! written, naming the path, its owner and its mode (sshd's `StrictModes`).
 
-mod common;
+use crate::common;
 
 use common::{snapshot, Host, BIN};
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! until an influxdb-like service's record is in etcd, then starts within about a
 //! second of it appearing.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host, BIN};
 use rundock_testkit as kit;

@@ -3,7 +3,7 @@
 //! `rundock history` lists them, and `rollback` puts a kept one back by image id, by the
 //! service's update order, idempotently, also after its tag moved.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host, BIN};
 use rundock_testkit as kit;

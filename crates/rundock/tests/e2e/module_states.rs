@@ -2,7 +2,7 @@
 //! check and diff → disabled → absent, ad hoc and from a playbook, with the supervisor
 //! keeping a real container on the shared dockerd.
 
-mod common;
+use crate::common;
 
 use common::{snapshot, unique, Host};
 use rundock_testkit as kit;

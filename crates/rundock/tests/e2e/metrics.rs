@@ -2,7 +2,7 @@
 //! with a 1 s scrape interval and its own temp storage): after `docker kill`, its query
 //! API shows the restart counter up by one and the container back up.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host, BIN};
 use rundock_testkit as kit;

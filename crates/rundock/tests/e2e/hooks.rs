@@ -2,7 +2,7 @@
 //! it stops and `post_stop` on the host after; a failing `post_start` keeps the service
 //! unannounced while a passing one lets it be announced.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host};
 use rundock_testkit as kit;

@@ -4,7 +4,7 @@
 //! host at a time while DNS is sampled every 50 ms, and stops at a host whose new
 //! container fails its health check.
 
-mod common;
+use crate::common;
 
 use common::BIN;
 use rundock_testkit as kit;

@@ -6,7 +6,7 @@
 //! ansible/build-portable is called by both building tests; cargo builds the release
 //! binary once per suite run and finds it fresh the second time.
 
-mod common;
+use crate::common;
 
 use rundock_testkit as kit;
 use std::path::{Path, PathBuf};

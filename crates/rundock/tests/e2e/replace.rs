@@ -13,7 +13,7 @@
 //!   back-off rate (10 s, then 20 s), not in a loop;
 //! * start-first through nginx: requests fail only while the hang is being detected.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host, NginxFront};
 use rundock_testkit as kit;

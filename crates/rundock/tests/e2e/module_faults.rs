@@ -3,7 +3,7 @@
 //! needs, it says so (permission denied, the path) instead of guessing, in check mode and
 //! in real runs alike, and changes nothing.
 
-mod common;
+use crate::common;
 
 use common::{snapshot, Host, BIN};
 use serde_json::{json, Value};

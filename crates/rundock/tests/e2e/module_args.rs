@@ -1,7 +1,7 @@
 //! The module's own validation: every bad input fails with a message naming the option,
 //! exits non-zero and leaves the host untouched; shell syntax in options is never run.
 
-mod common;
+use crate::common;
 
 use common::{snapshot, Host};
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! draining, etcd unreachable), read as a table and as JSON, and the module's
 //! `service.status` and `wait` failure carrying the same object.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host, BIN};
 use rundock_testkit as kit;

@@ -11,7 +11,7 @@
 //! * the supervisor SIGKILLed at random moments of a switch: afterwards exactly one
 //!   container runs, it is announced, nothing is left over.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host, NginxFront, BIN};
 use rundock_testkit as kit;

@@ -4,7 +4,7 @@
 //! kill, a drain (`sv down`) and their returns; and every kind of bad input, which must
 //! leave the old file in place and the watcher running.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host, BIN};
 use rundock_testkit as kit;
@@ -26,7 +26,7 @@ const PREFIX: &str = "/skydns/com/example/watch/s";
 fn frontend_template() -> String {
     format!(
         "{}map $host $rendered_instances {{\n    default \"{{% for i in instances %}}{{{{ i.instance }}}} {{% endfor %}}\";\n}}\n",
-        include_str!("../../../examples/nginx-upstream.conf.j2")
+        include_str!("../../../../examples/nginx-upstream.conf.j2")
     )
 }
 

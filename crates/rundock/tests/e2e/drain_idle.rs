@@ -3,7 +3,7 @@
 //! A held connection keeps the container up until it closes or the drain time ends,
 //! whichever comes first; an idle container stops at once.
 
-mod common;
+use crate::common;
 
 use common::{unique, Host};
 use rundock_testkit as kit;
