@@ -82,6 +82,8 @@ impl std::fmt::Display for BadDomain {
 impl std::error::Error for BadDomain {}
 
 impl Zones {
+    /// The zones for `domains` (each a DNS name); `default_ttl` answers records that
+    /// carry no `ttl` of their own.
     pub fn new(domains: &[String], default_ttl: u32) -> Result<Zones, BadDomain> {
         let mut zones = domains
             .iter()
@@ -115,6 +117,7 @@ impl Zones {
         self.find(name).is_some()
     }
 
+    /// The zones served, most specific first.
     pub fn zones(&self) -> &[Name] {
         &self.zones
     }

@@ -18,7 +18,9 @@ pub struct Instance {
     /// The address from the answer's additional section, or the target name (without
     /// the trailing dot) when DNS gives no address for it (a host outside the zones).
     pub host: String,
+    /// The SRV port.
     pub port: u16,
+    /// The SRV priority (lower is preferred).
     pub priority: u16,
     /// Normalised as DNS answers it: the weights of one priority sum to about 100.
     pub weight: u16,

@@ -7,6 +7,8 @@
 //! This file owns the command line ([`DnsOptions`]) and the process lifecycle ([`run`],
 //! [`serve`]).
 
+#![warn(missing_docs)]
+
 pub mod answer;
 pub mod instances;
 pub mod records;

@@ -20,6 +20,7 @@ use rundock_spec::skydns::{decode_record, name_to_path, path_to_name, Record};
 /// One etcd key's record and the TTL etcd gives it (v3 lease TTL, v2 key TTL).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The decoded record, already checked against the record rule.
     pub record: Record,
     /// A TTL known when the key was read (v2 key TTL); `None` when the key has none
     /// or its TTL is its lease's.
@@ -90,6 +91,7 @@ impl Clone for LeaseUse {
 pub struct Found<'a> {
     /// The (lower-cased) etcd key.
     pub key: &'a str,
+    /// What is stored at the key.
     pub entry: &'a Entry,
     /// The entry's etcd TTL, its lease's when it has one and it is known.
     pub etcd_ttl: Option<u32>,
@@ -126,6 +128,7 @@ pub struct RecordSet {
 }
 
 impl RecordSet {
+    /// An empty set of the records under the etcd key `prefix` (e.g. `/skydns`).
     pub fn new(prefix: &str) -> RecordSet {
         RecordSet {
             prefix: normalise_prefix(prefix),
@@ -137,14 +140,17 @@ impl RecordSet {
         }
     }
 
+    /// The etcd key prefix, normalised to end without a slash.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
+    /// How many records the set holds.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the set holds no record.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -341,6 +347,7 @@ impl RecordSet {
         doomed.len()
     }
 
+    /// The record at the etcd key `key` (compared case-insensitively, as DNS names are).
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.get(&key.to_ascii_lowercase())
     }

@@ -42,8 +42,9 @@ const TCP_BACKLOG: u32 = 1024;
 /// Over-limit events are logged at most this often (a flood must not become a log flood).
 const OVERLOAD_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Defaults of [`Limits`], also the command line's.
+/// Default of [`Limits`]' cap on forwards in flight, also the command line's.
 pub const DEFAULT_MAX_FORWARDS: usize = 256;
+/// Default of [`Limits`]' TCP connection cap, also the command line's.
 pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 128;
 
 /// What clients can make the server hold at most. With the defaults, sockets stay far
@@ -76,13 +77,17 @@ impl Default for Limits {
 
 /// The clients forwarded for: loopback always, plus the `--allow` networks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The networks whose clients may have other names forwarded (`--allow`); loopback
+/// always may.
 pub struct ClientNetworks(Vec<Network>);
 
 impl ClientNetworks {
+    /// Clients in `networks` (and loopback) may forward.
     pub fn new(networks: Vec<Network>) -> ClientNetworks {
         ClientNetworks(networks)
     }
 
+    /// Whether `client` may have names forwarded.
     pub fn allows(&self, client: IpAddr) -> bool {
         let client = client.to_canonical();
         client.is_loopback() || self.0.iter().any(|net| net.contains(client))
@@ -97,6 +102,7 @@ pub struct Network {
 }
 
 impl Network {
+    /// Whether `ip` is inside the network (an IPv4-mapped IPv6 address counts as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
@@ -157,6 +163,8 @@ pub struct Responder {
 }
 
 impl Responder {
+    /// A responder for `zones` over the shared record state; other names go to
+    /// `forward` for the clients `allow` lets through, within `limits`.
     pub fn new(
         zones: Zones,
         shared: Shared,
@@ -208,11 +216,14 @@ impl Overload {
 
 /// Bound sockets, ready to serve.
 pub struct Sockets {
+    /// The UDP socket.
     pub udp: UdpSocket,
+    /// The TCP listener, on the same address and port.
     pub tcp: TcpListener,
 }
 
 impl Sockets {
+    /// UDP and TCP on the same address and port (with port 0, one port free for both).
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Sockets> {
         // With port 0 the kernel picks UDP's port and TCP takes the same number, which
         // an outgoing TCP connection may hold already (both come from the ephemeral
@@ -230,6 +241,7 @@ impl Sockets {
         Err(last.expect("at least one attempt"))
     }
 
+    /// The address both sockets are bound to.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.udp.local_addr()
     }

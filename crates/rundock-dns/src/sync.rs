@@ -35,6 +35,7 @@ use crate::records::{LeaseTtl, RecordSet};
 /// The records, whether they have been loaded at least once, and the change signal.
 #[derive(Debug)]
 pub struct State {
+    /// The records as of the last list or watch event.
     pub records: RecordSet,
     /// False until the first list succeeded: until then queries get SERVFAIL rather
     /// than a false NXDOMAIN.
@@ -71,6 +72,7 @@ impl State {
     }
 }
 
+/// The state shared by the etcd follower (writer) and the responders (readers).
 pub type Shared = Arc<RwLock<State>>;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);

@@ -27,6 +27,8 @@
 //! * `container` is the container's own address on its Docker network: only Docker
 //!   knows it, so it is an error here ([`HostIpError::NotLocal`]).
 
+#![warn(missing_docs)]
+
 use ipnet::IpNet;
 use rundock_spec::{
     AnnounceAs, Family, InterfaceChoice, Interfaces, PRIVATE_IP_TOKEN, PUBLIC_IP_TOKEN,
@@ -37,20 +39,33 @@ use std::net::IpAddr;
 /// report; each variant names what the operator should look at.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostIpError {
+    /// `getifaddrs` failed.
     #[error("cannot list the host's interfaces: {0}")]
     Getifaddrs(String),
+    /// The named interface is not on this host.
     #[error("interface {0} does not exist on this host")]
     NoSuchInterface(String),
+    /// The named interface has no address of the wanted family or scope.
     #[error("interface {interface} has no usable {what} address")]
-    NoAddress { interface: String, what: String },
+    NoAddress {
+        /// The interface's name.
+        interface: String,
+        /// What was wanted, e.g. `IPv4` or `global IPv6`.
+        what: String,
+    },
+    /// None of the listed interfaces has a usable address.
     #[error("none of the interfaces {} has a usable address", list(.0))]
     NoneOfListed(Vec<InterfaceChoice>),
+    /// No interface to fall back on when none was named.
     #[error("no non-loopback interface with a usable address to fall back on")]
     NoFallback,
+    /// No local address lies in the given network.
     #[error("no local address inside {0}")]
     NotInCidr(String),
+    /// A `$TOKEN` other than the two known ones.
     #[error("{0} is not $PRIVATE_IP or $PUBLIC_IP")]
     UnknownToken(String),
+    /// The choice names the container's address, which only Docker knows.
     #[error("the container's address is known only to Docker, not to the host's interfaces")]
     NotLocal,
 }
@@ -58,7 +73,9 @@ pub enum HostIpError {
 /// One address of one local interface, as `getifaddrs` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalAddr {
+    /// The interface's name, e.g. `eth0`.
     pub interface: String,
+    /// The address.
     pub addr: IpAddr,
     /// The interface is administratively up.
     pub up: bool,
