@@ -37,8 +37,6 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// The largest DNS message (TCP's two-byte length); only allocated once an upstream
 /// answer is there to read.
 const MAX_MESSAGE: usize = 65535;
-/// Connections the kernel may queue for accept.
-const TCP_BACKLOG: u32 = 1024;
 /// Over-limit events are logged at most this often (a flood must not become a log flood).
 const OVERLOAD_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -232,7 +230,7 @@ impl Sockets {
         let mut last = None;
         for _ in 0..attempts {
             let udp = UdpSocket::bind(addr).await?;
-            match listen_tcp(udp.local_addr()?) {
+            match rundock_runtime::listen(udp.local_addr()?) {
                 Ok(tcp) => return Ok(Sockets { udp, tcp }),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
                 Err(e) => return Err(e),
@@ -245,20 +243,6 @@ impl Sockets {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.udp.local_addr()
     }
-}
-
-/// A TCP listener with room for a burst of connections in the kernel's queue (std's
-/// default is 128): when the queue is full, a client's connection attempt is dropped
-/// and retried only a second later.
-fn listen_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(TCP_BACKLOG)
 }
 
 /// Serves until the returned future is dropped.

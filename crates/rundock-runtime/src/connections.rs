@@ -6,10 +6,29 @@
 //! Single-threaded use by design (the servers run on a current-thread runtime); the lock
 //! is only there to share the table between the accept loop and the connection tasks,
 //! and it is never held across an await.
+//!
+//! [`listen`] opens the listener both servers accept from.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
+
+/// How many connections the kernel queues before the server accepts them. std's
+/// default is 128: when the queue is full, a client's connection attempt is dropped and
+/// retried only a second later, so a burst of clients would each lose a second.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// A TCP listener on `addr` with room for a burst of connections ([`LISTEN_BACKLOG`]).
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// The open connections, and which of them are idle.
 #[derive(Clone)]

@@ -1,5 +1,6 @@
 //! What every long-running rundock process needs (`supervise` and `announce` under
-//! runsv, `dns` in the foreground): stopping on TERM or INT ([`Shutdown`]), waiting a
+//! runsv, `dns` in the foreground): one single-threaded tokio runtime
+//! ([`current_thread`]), stopping on TERM or INT ([`Shutdown`]), waiting a
 //! doubling delay between retries ([`Backoff`]), one format for its log lines
 //! ([`say!`], [`log::Prefix`]), and for servers a cap on open connections that makes
 //! room by closing the oldest idle one ([`Connections`]).
@@ -21,5 +22,15 @@ pub mod log;
 pub mod shutdown;
 
 pub use backoff::Backoff;
-pub use connections::{Connections, Slot};
+pub use connections::{listen, Connections, Slot};
 pub use shutdown::Shutdown;
+
+/// The runtime every rundock process and blocking entry point runs its async code on:
+/// single-threaded (one service's work never needs more, and a thread pool would cost
+/// memory in every process of every tree), with timers and I/O enabled.
+pub fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot build the async runtime: {e}")))
+}

@@ -39,7 +39,8 @@ pub fn run(listen: SocketAddr, sv_dir: PathBuf) -> anyhow::Result<()> {
 
 async fn serve(listen: SocketAddr, sv_dir: PathBuf) -> anyhow::Result<()> {
     let mut stop = Shutdown::new()?;
-    let listener = listen_tcp(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let listener =
+        rundock_runtime::listen(listen).with_context(|| format!("cannot listen on {listen}"))?;
     say!(
         "rundock metrics",
         "serving /metrics on {listen} for {}",
@@ -51,20 +52,6 @@ async fn serve(listen: SocketAddr, sv_dir: PathBuf) -> anyhow::Result<()> {
     })
     .await;
     Ok(())
-}
-
-/// A listener with room for a burst of connections in the kernel's queue (std's default
-/// is 128): when the queue is full, a scraper's connection attempt is dropped and
-/// retried only a second later.
-fn listen_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
 }
 
 /// Serves `/metrics` on `listener` until `stop` completes.
