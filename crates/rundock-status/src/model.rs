@@ -287,188 +287,10 @@ pub const STATES: [&str; 12] = [
 /// The status of one service from its facts.
 pub fn assemble(facts: &Facts) -> ServiceStatus {
     let now = facts.now;
-    let supervisor = facts.supervisor.clone().unwrap_or_default();
-    let tree_sv = facts.runit_tree.clone();
-    let container_sv = facts.runit_container.clone();
-    let tree_up = tree_sv.as_ref().is_some_and(Runsv::is_running);
-    let container_facts = facts.container.as_ref().ok().and_then(Option::as_ref);
-    let running = container_facts.is_some_and(|c| c.running);
-    // The announcer's file is current only while it runs.
-    let announcer = facts
-        .announcer
-        .clone()
-        .filter(|_| facts.runit_announce.as_ref().is_some_and(Runsv::is_running));
-    let maintenance = announcer.as_ref().is_some_and(|a| a.maintenance);
-    let checks = announcer
-        .as_ref()
-        .map(|a| a.checks.clone())
-        .unwrap_or_default();
-    let record_present = matches!(facts.record, Ok(Some(_)));
-    let draining = facts.drain.is_some() && container_sv.as_ref().is_some_and(Runsv::is_running);
-    // Between short lives the supervisor process runs (or runsv is about to start it
-    // again) while the container does not: it is waiting out the delay.
-    let backoff_active = !running
-        && supervisor.failures > 0
-        && (supervisor.backoff_until.is_some_and(|until| until > now)
-            || container_sv.as_ref().is_some_and(Runsv::is_running));
-    let waiting = !running && !supervisor.waiting_for.is_empty();
-    let etcd_error = announcer.as_ref().and_then(|a| a.etcd_error.clone());
-    // What keeps the container from running, in Docker's (or the registry's) words.
-    let failure_words = supervisor
-        .last_failure
-        .as_ref()
-        .filter(|_| !running)
-        .map(|f| {
-            format!(
-                "{} failed ({}): {}",
-                f.stage.as_str(),
-                f.kind.as_str(),
-                f.message
-            )
-        });
-
-    let watch = facts.watches.then(|| watch_status(facts, now));
-    let watch_error = watch.as_ref().and_then(|w| w.error.clone());
-
-    let (state, reason): (&'static str, String) = if let Some(e) = &facts.spec_error {
-        ("broken", e.clone())
-    } else if tree_sv.as_ref().is_none_or(|t| t.state == "unsupervised") {
-        if facts.linked {
-            ("starting", "linked; runsvdir starts it within 5 s".into())
-        } else {
-            ("disabled", "not linked into the service dir".into())
-        }
-    } else if !tree_up || tree_sv.as_ref().is_some_and(|t| t.want == Some("down")) {
-        if draining {
-            ("draining", drain_reason(facts.drain.as_ref(), now))
-        } else {
-            ("held-down", "the tree is held down (sv down)".into())
-        }
-    } else if draining {
-        ("draining", drain_reason(facts.drain.as_ref(), now))
-    } else if container_sv.as_ref().is_some_and(Runsv::held_down) {
-        ("held-down", "the container is held down (sv down)".into())
-    } else if waiting {
-        (
-            "waiting",
-            format!(
-                "waiting for {} to be announced",
-                supervisor.waiting_for.join(", ")
-            ),
-        )
-    } else if backoff_active {
-        (
-            "backing-off",
-            format!(
-                "{}crash loop: {} short run(s) in a row; {}s between starts",
-                failure_words
-                    .as_ref()
-                    .map(|f| format!("{f}; "))
-                    .unwrap_or_default(),
-                supervisor.failures,
-                supervisor.backoff_secs
-            ),
-        )
-    } else if !running {
-        match &facts.container {
-            Err(e) => ("stopped", format!("docker: {e}")),
-            Ok(_) => (
-                "stopped",
-                match (&failure_words, supervisor.last_exit_code) {
-                    (Some(words), _) => words.clone(),
-                    (None, Some(code)) => {
-                        format!("the container is not running (last exit {code})")
-                    }
-                    (None, None) => "the container is not running".into(),
-                },
-            ),
-        }
-    } else if maintenance {
-        (
-            "maintenance",
-            "record withdrawn for maintenance (USR1)".into(),
-        )
-    } else if let Some(failing) = checks.iter().find(|c| c.pass == Some(false)) {
-        (
-            "unhealthy",
-            format!(
-                "health check {} fails{}",
-                failing.check,
-                failing
-                    .error
-                    .as_ref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            ),
-        )
-    } else if let Some(e) = &watch_error {
-        ("unhealthy", format!("watch: {e}"))
-    } else if !facts.announces {
-        ("up", "running (not announced)".into())
-    } else if record_present {
-        ("up", "running and announced".into())
-    } else if let Some(e) = etcd_error.clone().or_else(|| facts.record.clone().err()) {
-        ("unannounced", format!("etcd: {e}"))
-    } else if checks.iter().any(|c| c.pass.is_none()) {
-        ("starting", "health checks pending".into())
-    } else {
-        (
-            "unannounced",
-            announcer
-                .as_ref()
-                .and_then(|a| a.withdrawn_because.clone())
-                .unwrap_or_else(|| "the record is not in etcd".into()),
-        )
-    };
-
-    let container = ContainerStatus {
-        name: facts.container_name.clone(),
-        id: container_facts.map(|c| c.id.clone()),
-        image: container_facts.map(|c| c.image.clone()),
-        image_id: container_facts.map(|c| c.image_id.clone()),
-        running,
-        status: container_facts.map(|c| c.status.clone()),
-        started_at: container_facts.and_then(|c| c.started_at),
-        uptime_secs: container_facts
-            .filter(|c| c.running)
-            .and_then(|c| c.started_at)
-            .map(|s| now.saturating_sub(s)),
-        exit_code: supervisor.last_exit_code.or_else(|| {
-            container_facts
-                .filter(|c| !c.running)
-                .and_then(|c| c.exit_code)
-        }),
-        restarts: supervisor.exits,
-        failed_starts: supervisor.failed_starts,
-        failure: supervisor.last_failure.clone(),
-        error: facts.container.as_ref().err().cloned().or(failure_words),
-    };
-    let record = facts
-        .record_key
-        .as_ref()
-        .filter(|_| facts.announces)
-        .map(|key| {
-            let (value, ttl, error) = match &facts.record {
-                Ok(Some(r)) => (
-                    Some(
-                        serde_json::from_str(&r.value)
-                            .unwrap_or_else(|_| Value::String(r.value.clone())),
-                    ),
-                    r.ttl,
-                    None,
-                ),
-                Ok(None) => (None, None, None),
-                Err(e) => (None, None, Some(e.clone())),
-            };
-            RecordStatus {
-                key: key.clone(),
-                value,
-                ttl_secs: ttl,
-                present: record_present,
-                error,
-            }
-        });
-    let last_refresh_at = announcer.as_ref().and_then(|a| a.last_refresh_at);
+    let seen = Observed::from(facts);
+    let (state, reason) = verdict(facts, &seen);
+    let last_refresh_at = seen.announcer.as_ref().and_then(|a| a.last_refresh_at);
+    let supervisor = &seen.supervisor;
     ServiceStatus {
         name: facts.name.clone(),
         host_label: facts.host_label.clone(),
@@ -486,31 +308,33 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
                 .watches
                 .then(|| sv_status(facts.runit_watch.as_ref(), now)),
         },
-        container,
+        container: container_status(facts, &seen),
         backoff: BackoffStatus {
             failures: supervisor.failures,
             delay_secs: supervisor.backoff_secs,
             until: supervisor.backoff_until,
-            active: backoff_active,
+            active: seen.backoff_active,
         },
-        health: checks,
-        record,
-        announced: record_present,
-        maintenance,
-        draining,
-        drain_until: facts.drain.as_ref().filter(|_| draining).map(|d| d.until),
-        waiting_for: if running {
+        record: record_status(facts, &seen),
+        announced: seen.record_present,
+        maintenance: seen.maintenance,
+        draining: seen.draining,
+        drain_until: facts
+            .drain
+            .as_ref()
+            .filter(|_| seen.draining)
+            .map(|d| d.until),
+        waiting_for: if seen.running {
             Vec::new()
         } else {
             supervisor.waiting_for.clone()
         },
         etcd: EtcdStatus {
-            error: etcd_error,
+            error: seen.etcd_error.clone(),
             errors: facts.announcer.as_ref().map_or(0, |a| a.etcd_errors),
             last_refresh_at,
             last_refresh_secs_ago: last_refresh_at.map(|at| now.saturating_sub(at)),
         },
-        watch,
         log: facts.output.clone().unwrap_or_default(),
         replacements: ReplacementStatus {
             count: facts.announcer.as_ref().map_or(0, |a| a.replacements),
@@ -525,7 +349,236 @@ pub fn assemble(facts: &Facts) -> ServiceStatus {
                 .filter(|until| *until > now),
         },
         revision: facts.revision,
+        health: seen.checks,
+        watch: seen.watch,
     }
+}
+
+/// What the facts say once read together: which process is really up, and what the
+/// state files are still current for.
+struct Observed {
+    supervisor: SupervisorState,
+    tree_up: bool,
+    running: bool,
+    /// The announcer's file; current only while the announcer runs.
+    announcer: Option<AnnouncerState>,
+    maintenance: bool,
+    checks: Vec<CheckState>,
+    record_present: bool,
+    draining: bool,
+    /// Between short lives the supervisor process runs (or runsv is about to start it
+    /// again) while the container does not: it is waiting out the delay.
+    backoff_active: bool,
+    waiting: bool,
+    etcd_error: Option<String>,
+    /// What keeps the container from running, in Docker's (or the registry's) words.
+    failure_words: Option<String>,
+    watch: Option<WatchStatus>,
+}
+
+impl Observed {
+    fn from(facts: &Facts) -> Observed {
+        let now = facts.now;
+        let supervisor = facts.supervisor.clone().unwrap_or_default();
+        let container_sv = facts.runit_container.as_ref();
+        let running = facts
+            .container
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.running);
+        let announcer = facts
+            .announcer
+            .clone()
+            .filter(|_| facts.runit_announce.as_ref().is_some_and(Runsv::is_running));
+        let backoff_active = !running
+            && supervisor.failures > 0
+            && (supervisor.backoff_until.is_some_and(|until| until > now)
+                || container_sv.is_some_and(Runsv::is_running));
+        let failure_words = supervisor
+            .last_failure
+            .as_ref()
+            .filter(|_| !running)
+            .map(|f| {
+                format!(
+                    "{} failed ({}): {}",
+                    f.stage.as_str(),
+                    f.kind.as_str(),
+                    f.message
+                )
+            });
+        Observed {
+            tree_up: facts.runit_tree.as_ref().is_some_and(Runsv::is_running),
+            running,
+            maintenance: announcer.as_ref().is_some_and(|a| a.maintenance),
+            checks: announcer
+                .as_ref()
+                .map(|a| a.checks.clone())
+                .unwrap_or_default(),
+            record_present: matches!(facts.record, Ok(Some(_))),
+            draining: facts.drain.is_some() && container_sv.is_some_and(Runsv::is_running),
+            backoff_active,
+            waiting: !running && !supervisor.waiting_for.is_empty(),
+            etcd_error: announcer.as_ref().and_then(|a| a.etcd_error.clone()),
+            failure_words,
+            watch: facts.watches.then(|| watch_status(facts, now)),
+            announcer,
+            supervisor,
+        }
+    }
+}
+
+/// The one state word and its reason, in order of what the operator must fix first.
+fn verdict(facts: &Facts, seen: &Observed) -> (&'static str, String) {
+    let tree_sv = facts.runit_tree.as_ref();
+    let supervisor = &seen.supervisor;
+    let watch_error = seen.watch.as_ref().and_then(|w| w.error.as_ref());
+    if let Some(e) = &facts.spec_error {
+        ("broken", e.clone())
+    } else if tree_sv.is_none_or(|t| t.state == "unsupervised") {
+        if facts.linked {
+            ("starting", "linked; runsvdir starts it within 5 s".into())
+        } else {
+            ("disabled", "not linked into the service dir".into())
+        }
+    } else if !seen.tree_up || tree_sv.is_some_and(|t| t.want == Some("down")) {
+        if seen.draining {
+            ("draining", drain_reason(facts.drain.as_ref(), facts.now))
+        } else {
+            ("held-down", "the tree is held down (sv down)".into())
+        }
+    } else if seen.draining {
+        ("draining", drain_reason(facts.drain.as_ref(), facts.now))
+    } else if facts.runit_container.as_ref().is_some_and(Runsv::held_down) {
+        ("held-down", "the container is held down (sv down)".into())
+    } else if seen.waiting {
+        (
+            "waiting",
+            format!(
+                "waiting for {} to be announced",
+                supervisor.waiting_for.join(", ")
+            ),
+        )
+    } else if seen.backoff_active {
+        (
+            "backing-off",
+            format!(
+                "{}crash loop: {} short run(s) in a row; {}s between starts",
+                seen.failure_words
+                    .as_ref()
+                    .map(|f| format!("{f}; "))
+                    .unwrap_or_default(),
+                supervisor.failures,
+                supervisor.backoff_secs
+            ),
+        )
+    } else if !seen.running {
+        match &facts.container {
+            Err(e) => ("stopped", format!("docker: {e}")),
+            Ok(_) => (
+                "stopped",
+                match (&seen.failure_words, supervisor.last_exit_code) {
+                    (Some(words), _) => words.clone(),
+                    (None, Some(code)) => {
+                        format!("the container is not running (last exit {code})")
+                    }
+                    (None, None) => "the container is not running".into(),
+                },
+            ),
+        }
+    } else if seen.maintenance {
+        (
+            "maintenance",
+            "record withdrawn for maintenance (USR1)".into(),
+        )
+    } else if let Some(failing) = seen.checks.iter().find(|c| c.pass == Some(false)) {
+        (
+            "unhealthy",
+            format!(
+                "health check {} fails{}",
+                failing.check,
+                failing
+                    .error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        )
+    } else if let Some(e) = watch_error {
+        ("unhealthy", format!("watch: {e}"))
+    } else if !facts.announces {
+        ("up", "running (not announced)".into())
+    } else if seen.record_present {
+        ("up", "running and announced".into())
+    } else if let Some(e) = seen
+        .etcd_error
+        .clone()
+        .or_else(|| facts.record.clone().err())
+    {
+        ("unannounced", format!("etcd: {e}"))
+    } else if seen.checks.iter().any(|c| c.pass.is_none()) {
+        ("starting", "health checks pending".into())
+    } else {
+        (
+            "unannounced",
+            seen.announcer
+                .as_ref()
+                .and_then(|a| a.withdrawn_because.clone())
+                .unwrap_or_else(|| "the record is not in etcd".into()),
+        )
+    }
+}
+
+/// The container as Docker and the supervisor's state file tell it.
+fn container_status(facts: &Facts, seen: &Observed) -> ContainerStatus {
+    let container = facts.container.as_ref().ok().and_then(Option::as_ref);
+    let supervisor = &seen.supervisor;
+    ContainerStatus {
+        name: facts.container_name.clone(),
+        id: container.map(|c| c.id.clone()),
+        image: container.map(|c| c.image.clone()),
+        image_id: container.map(|c| c.image_id.clone()),
+        running: seen.running,
+        status: container.map(|c| c.status.clone()),
+        started_at: container.and_then(|c| c.started_at),
+        uptime_secs: container
+            .filter(|c| c.running)
+            .and_then(|c| c.started_at)
+            .map(|s| facts.now.saturating_sub(s)),
+        exit_code: supervisor
+            .last_exit_code
+            .or_else(|| container.filter(|c| !c.running).and_then(|c| c.exit_code)),
+        restarts: supervisor.exits,
+        failed_starts: supervisor.failed_starts,
+        failure: supervisor.last_failure.clone(),
+        error: facts
+            .container
+            .as_ref()
+            .err()
+            .cloned()
+            .or_else(|| seen.failure_words.clone()),
+    }
+}
+
+/// The service's record in etcd, for an announced service.
+fn record_status(facts: &Facts, seen: &Observed) -> Option<RecordStatus> {
+    let key = facts.record_key.as_ref().filter(|_| facts.announces)?;
+    let (value, ttl, error) = match &facts.record {
+        Ok(Some(r)) => (
+            Some(serde_json::from_str(&r.value).unwrap_or_else(|_| Value::String(r.value.clone()))),
+            r.ttl,
+            None,
+        ),
+        Ok(None) => (None, None, None),
+        Err(e) => (None, None, Some(e.clone())),
+    };
+    Some(RecordStatus {
+        key: key.clone(),
+        value,
+        ttl_secs: ttl,
+        present: seen.record_present,
+        error,
+    })
 }
 
 /// The watch as its state file and runsv say; the file is current only while it runs.
