@@ -49,6 +49,23 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
     }
 }
 
+/// Starting a test part in the background: its output is not the test's to read (each
+/// part has its own log or none), and a part that cannot start fails the test naming it.
+pub trait SpawnQuiet {
+    /// Spawns with stdin, stdout and stderr on /dev/null; panics with `what` if it cannot.
+    fn spawn_quiet(&mut self, what: &str) -> Child;
+}
+
+impl SpawnQuiet for Command {
+    fn spawn_quiet(&mut self, what: &str) -> Child {
+        self.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+}
+
 /// Runs a command to completion; panics with its output if it cannot be started.
 pub fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)
@@ -193,11 +210,7 @@ impl Etcd {
         let args = etcd_args("test", data, client_port, peer_port);
         Command::new(&args[0])
             .args(&args[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start etcd (Debian etcd-server)")
+            .spawn_quiet("start etcd (Debian etcd-server)")
     }
 
     fn wait_ready(&mut self) {
@@ -254,11 +267,7 @@ impl Runsvdir {
         let args = runsvdir_args(service_dir);
         let child = Command::new(&args[0])
             .args(&args[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start runsvdir (Debian runit)");
+            .spawn_quiet("start runsvdir (Debian runit)");
         Runsvdir {
             child,
             service_dir: service_dir.to_path_buf(),
@@ -378,11 +387,7 @@ impl DnsServer {
         let child = Command::new(bin)
             .args(["dns", "--etcd", &etcd.endpoint(), "--domain", domain])
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rundock dns");
+            .spawn_quiet("start rundock dns");
         DnsServer { child, port }
     }
 

@@ -1,8 +1,9 @@
 //! A Prometheus (Debian's `prometheus`) on a loopback port of its own, scraping one
 //! target every second, with its instant-query API; stopped on drop.
 
+use crate::SpawnQuiet;
 use crate::{free_port, run};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 pub struct Prometheus {
     child: Child,
@@ -36,11 +37,7 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus (Debian prometheus)");
+            .spawn_quiet("start prometheus (Debian prometheus)");
         Prometheus {
             child,
             port,

@@ -2,8 +2,9 @@
 //! by every test: HAProxy (`haproxy -f CONF -db`, its config checked first) and nginx
 //! with everything (pid, logs, temp paths) inside one directory of the test's own.
 
+use crate::SpawnQuiet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 /// Checks `conf` with `haproxy -c`, then runs HAProxy in the foreground on it.
 pub fn spawn_haproxy(conf: &Path) -> Child {
@@ -13,11 +14,7 @@ pub fn spawn_haproxy(conf: &Path) -> Child {
         .arg("-f")
         .arg(conf)
         .arg("-db")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start haproxy (Debian haproxy; tests/setup installs it)")
+        .spawn_quiet("start haproxy (Debian haproxy; tests/setup installs it)")
 }
 
 /// `nginx` on the config in `dir` (prefix, error log and config all there), then `extra`
@@ -57,9 +54,5 @@ pub fn spawn_nginx(dir: &Path, port: u16, locations: &str) -> Child {
     let argv = nginx_argv(dir, &[]);
     Command::new(&argv[0])
         .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx (Debian nginx-light; tests/setup installs it)")
+        .spawn_quiet("start nginx (Debian nginx-light; tests/setup installs it)")
 }

@@ -2,8 +2,9 @@
 //! its own, for tests of image pulls. Docker treats 127.0.0.0/8 registries as insecure
 //! by default, so plain HTTP works with no daemon configuration. Stopped on drop.
 
+use crate::SpawnQuiet;
 use crate::{docker, free_port, run, wait_for};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 pub struct Registry {
@@ -31,11 +32,7 @@ impl Registry {
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry (Debian docker-registry)");
+            .spawn_quiet("start docker-registry (Debian docker-registry)");
         let registry = Registry {
             child,
             port,
