@@ -4,6 +4,8 @@
 //!
 //! A missing part is a failed test, never a skipped one: `tests/run` installs them all.
 
+#![warn(missing_docs)]
+
 pub mod load;
 pub mod prometheus;
 pub mod proxies;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 /// Built by [`ensure_test_image`]: `FROM scratch` + Debian's busybox-static.
 pub const TEST_IMAGE: &str = "rundock-test/busybox:latest";
 
+/// The repository's root (tests find the examples, roles and playbooks from it).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
@@ -75,6 +78,7 @@ pub fn run(program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {program}: {e} (tests/run installs the test parts)"))
 }
 
+/// A finished command's stdout as text (lossy).
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -163,12 +167,14 @@ pub fn runsvdir_args(service_dir: &Path) -> Vec<String> {
 /// An etcd 3.4 server on loopback ports of its own, v2 enabled, stopped on drop.
 pub struct Etcd {
     child: Child,
+    /// The client port on 127.0.0.1.
     pub client_port: u16,
     peer_port: u16,
     data: tempfile::TempDir,
 }
 
 impl Etcd {
+    /// Starts a server on free ports and waits until it answers `/health`.
     pub fn start() -> Etcd {
         // free_port only says a port was free a moment ago: when etcd exits at once
         // because another process took one meanwhile, start it again on others.
@@ -222,6 +228,7 @@ impl Etcd {
         assert!(ready.is_some(), "etcd did not become healthy on {url}");
     }
 
+    /// The client URL, `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
@@ -232,6 +239,7 @@ impl Etcd {
         let _ = self.child.wait();
     }
 
+    /// Starts the server again on the same ports and data (after [`Etcd::stop`]).
     pub fn restart(&mut self) {
         self.child = Etcd::spawn(self.data.path(), self.client_port, self.peer_port);
         self.wait_ready();
@@ -258,10 +266,12 @@ impl Drop for Etcd {
 /// (`sv force-stop`, which runs the trees' control/t) before runsvdir goes.
 pub struct Runsvdir {
     child: Child,
+    /// The service dir it scans.
     pub service_dir: PathBuf,
 }
 
 impl Runsvdir {
+    /// Starts runsvdir over `service_dir`, creating it.
     pub fn start(service_dir: &Path) -> Runsvdir {
         std::fs::create_dir_all(service_dir).expect("service dir");
         let args = runsvdir_args(service_dir);
@@ -378,10 +388,12 @@ pub fn ansible(program: &str, args: &[&str]) -> Output {
 /// `rundock dns` (from the binary at `bin`) on a loopback port of its own, stopped on drop.
 pub struct DnsServer {
     child: Child,
+    /// The UDP and TCP port on 127.0.0.1.
     pub port: u16,
 }
 
 impl DnsServer {
+    /// Starts `rundock dns` for `domain` over `etcd`'s records.
     pub fn start(bin: &Path, etcd: &Etcd, domain: &str) -> DnsServer {
         let port = free_port();
         let child = Command::new(bin)

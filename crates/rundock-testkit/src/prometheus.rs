@@ -5,6 +5,7 @@ use crate::SpawnQuiet;
 use crate::{free_port, run};
 use std::process::{Child, Command};
 
+/// A running Prometheus; stopped on drop.
 pub struct Prometheus {
     child: Child,
     /// The HTTP API's port on 127.0.0.1.

@@ -7,13 +7,16 @@ use crate::{docker, free_port, run, wait_for};
 use std::process::{Child, Command};
 use std::time::Duration;
 
+/// A running registry; stopped on drop.
 pub struct Registry {
     child: Child,
+    /// The HTTP port on 127.0.0.1.
     pub port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
+    /// Starts a registry with storage in a temp dir and waits until it answers.
     pub fn start() -> Registry {
         let dir = tempfile::tempdir().expect("registry dir");
         let port = free_port();
