@@ -5,15 +5,17 @@
 //! picture: after each input it compares what should be published ([`Want`]) with what
 //! is ([`Published`]) and makes one etcd call to close the gap, or schedules a retry.
 
-use crate::docker::{ContainerView, Watcher};
-use crate::health::{describe, Outcome, Prober, Target};
+use crate::docker::Watcher;
+use crate::health::{Outcome, Prober};
 use crate::liveness::Liveness;
-use crate::record_key;
 use crate::report::{Report, View};
 use anyhow::Context;
+use rundock_docker::probe::{describe, Target};
+use rundock_docker::ContainerView;
 use rundock_etcd::{Client, EtcdError, Lease, Refreshed};
 use rundock_runtime::log::Prefix;
 use rundock_runtime::{say, Backoff, Shutdown};
+use rundock_spec::skydns::record_key;
 use rundock_spec::skydns::Record;
 use rundock_spec::state::{self, ReplaceRequest};
 use rundock_spec::{AnnounceAs, AnnounceSpec, Interfaces, Spec};

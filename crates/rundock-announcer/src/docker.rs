@@ -11,6 +11,7 @@
 use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
+use rundock_docker::container::{self, ContainerView};
 use rundock_runtime::log::Prefix;
 use rundock_runtime::{say, Backoff};
 use std::collections::{BTreeMap, HashMap};
@@ -18,45 +19,6 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-/// What the rest of the announcer needs to know about the container.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ContainerView {
-    /// Docker has answered at least once (before that nothing is decided).
-    pub known: bool,
-    pub running: bool,
-    /// Its address on its Docker network (for `announce_as: container`).
-    pub ip: Option<IpAddr>,
-    /// Bumped on every change of `running`, so results of probes of an earlier run
-    /// can be told from current ones.
-    pub generation: u64,
-    /// Container port → the host port Docker published it on (TCP, first binding), as
-    /// the container reports it: where `announce: auto` reads the port Docker chose.
-    pub tcp_ports: BTreeMap<u16, u16>,
-    /// The container's id: a start-first update renames a new container to the watched
-    /// name, and a new container is a new run whose checks must pass anew.
-    pub id: Option<String>,
-    /// The host pid of its init process while it runs: a `tcp` check reads the
-    /// container's own TCP table through it (`/proc/<pid>/net/tcp{,6}`).
-    pub pid: Option<u32>,
-}
-
-/// The TCP ports a container publishes, from its `NetworkSettings.Ports`
-/// (`{"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}]}`): container port →
-/// the first binding's host port. Unpublished ports (no bindings) are left out.
-pub fn published_tcp_ports(ports: &bollard::models::PortMap) -> BTreeMap<u16, u16> {
-    ports
-        .iter()
-        .filter_map(|(key, bindings)| {
-            let container_port = key.strip_suffix("/tcp")?.parse().ok()?;
-            let host_port = bindings
-                .as_ref()?
-                .iter()
-                .find_map(|b| b.host_port.as_deref()?.parse().ok())?;
-            Some((container_port, host_port))
-        })
-        .collect()
-}
 
 pub(crate) struct Watcher {
     pub name: Prefix,
@@ -66,13 +28,6 @@ pub(crate) struct Watcher {
     /// How long a container may take to stop after a TERM before we look again.
     pub stop_timeout: Duration,
     pub tx: watch::Sender<ContainerView>,
-}
-
-/// Connects to the local dockerd and pins the API version to the daemon's.
-pub async fn connect() -> Result<Docker, bollard::errors::Error> {
-    Docker::connect_with_local_defaults()?
-        .negotiate_version()
-        .await
 }
 
 fn since(nanos: i128) -> String {
@@ -93,11 +48,11 @@ impl Watcher {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut docker_down = false;
         loop {
-            let docker = match connect().await {
+            let docker = match rundock_docker::connect(rundock_docker::REQUEST_LIMIT).await {
                 Ok(docker) => docker,
                 Err(e) => {
                     if !docker_down {
-                        say!(self.name, "docker unreachable: {e}; retrying");
+                        say!(self.name, "docker unreachable: {e:#}; retrying");
                         docker_down = true;
                     }
                     backoff.sleep().await;
@@ -163,7 +118,7 @@ impl Watcher {
                             }
                             "die" | "stop" | "pause" | "destroy" => {
                                 recheck = None;
-                                self.set(false, None, BTreeMap::new(), None, None, &action);
+                                self.set_not_running(&action);
                             }
                             "kill" => {
                                 let signal = attrs.get("signal").map(String::as_str).unwrap_or("");
@@ -174,14 +129,7 @@ impl Watcher {
                                     signal,
                                     "9" | "15" | "KILL" | "TERM" | "SIGKILL" | "SIGTERM"
                                 ) {
-                                    self.set(
-                                        false,
-                                        None,
-                                        BTreeMap::new(),
-                                        None,
-                                        None,
-                                        &format!("kill {signal}"),
-                                    );
+                                    self.set_not_running(&format!("kill {signal}"));
                                     recheck = Some(Instant::now() + self.stop_timeout);
                                 }
                             }
@@ -200,41 +148,27 @@ impl Watcher {
 
     /// Reads the container's state; false if Docker did not answer.
     async fn inspect(&self, docker: &Docker, why: &str) -> bool {
-        match docker.inspect_container(&self.container, None).await {
-            Ok(info) => {
+        match container::inspect(docker, &self.container).await {
+            Ok(Some(info)) => {
+                let pid = container::pid(&info);
+                let tcp_ports = container::tcp_ports(&info);
                 let state = info.state.unwrap_or_default();
                 let running = state.running.unwrap_or(false)
                     && !state.paused.unwrap_or(false)
                     && !state.restarting.unwrap_or(false);
-                let settings = info.network_settings.unwrap_or_default();
-                let tcp_ports = settings
-                    .ports
-                    .as_ref()
-                    .map(published_tcp_ports)
-                    .unwrap_or_default();
-                let ip = settings.networks.and_then(|nets| self.pick_ip(nets));
-                let pid = state
-                    .pid
-                    .and_then(|pid| u32::try_from(pid).ok())
-                    .filter(|pid| *pid > 0);
+                let ip = info
+                    .network_settings
+                    .and_then(|settings| settings.networks)
+                    .and_then(|nets| self.pick_ip(nets));
                 self.set(running, ip, tcp_ports, info.id, pid, why);
                 true
             }
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {
-                self.set(
-                    false,
-                    None,
-                    BTreeMap::new(),
-                    None,
-                    None,
-                    "no such container",
-                );
+            Ok(None) => {
+                self.set_not_running("no such container");
                 true
             }
             Err(e) => {
-                say!(self.name, "docker inspect failed: {e}");
+                say!(self.name, "docker inspect failed: {e:#}");
                 false
             }
         }
@@ -261,6 +195,10 @@ impl Watcher {
                 .flatten()
                 .find_map(|a| a.parse().ok())
         })
+    }
+
+    fn set_not_running(&self, why: &str) {
+        self.set(false, None, BTreeMap::new(), None, None, why);
     }
 
     fn set(
@@ -314,41 +252,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bollard::models::{PortBinding, PortMap};
-
-    fn binding(ip: &str, port: &str) -> PortBinding {
-        PortBinding {
-            host_ip: Some(ip.into()),
-            host_port: Some(port.into()),
-        }
-    }
-
-    #[test]
-    fn published_ports_are_read_as_docker_reports_them() {
-        let ports: PortMap = HashMap::from([
-            (
-                "8080/tcp".to_string(),
-                Some(vec![binding("127.0.0.1", "49153")]),
-            ),
-            // Exposed but not published.
-            ("9090/tcp".to_string(), None),
-            ("53/udp".to_string(), Some(vec![binding("0.0.0.0", "5353")])),
-            // IPv4 and IPv6 bindings of one port: the first counts.
-            (
-                "443/tcp".to_string(),
-                Some(vec![binding("0.0.0.0", "32768"), binding("::", "32768")]),
-            ),
-            ("80/tcp".to_string(), Some(vec![binding("127.0.0.1", "")])),
-        ]);
-        assert_eq!(
-            published_tcp_ports(&ports),
-            BTreeMap::from([(8080, 49153), (443, 32768)])
-        );
     }
 }

@@ -8,8 +8,9 @@
 //! container's, and nothing before, so the record stays undecided (unannounced) while
 //! the hook runs and after it failed (the supervisor then stops the container anyway).
 
-use crate::health::{Outcome, Target};
+use crate::health::Outcome;
 use bollard::Docker;
+use rundock_docker::probe::Target;
 use rundock_spec::state::{self, SupervisorState};
 use std::path::PathBuf;
 use std::time::Duration;

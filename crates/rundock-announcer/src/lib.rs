@@ -6,9 +6,10 @@
 //!   with their own defaults otherwise).
 //! * Address: per `announce_as`, from the host's interfaces (`rundock-hostip`), or the
 //!   container's own address from Docker for `container`.
-//! * Gate: the container is running (Docker events, see [`docker`]) and every health
-//!   check passes (see [`health`]). Death, a stop signal or a failed check deletes the
-//!   key at once (and revokes the lease); healthy again puts it again.
+//! * Gate: the container is running (Docker events, `docker`) and every health check
+//!   passes (`health`, probing with [`rundock_docker::probe`]). Death, a stop signal or
+//!   a failed check deletes the key at once (and revokes the lease); healthy again puts
+//!   it again.
 //! * Liveness: v3 lease of `ttl` seconds kept alive every `interval` (no value rewrite,
 //!   so watchers are not woken); v2 key TTL refreshed every `interval`. A hard-killed
 //!   announcer's record expires with the TTL; the next announcer replaces or deletes a
@@ -28,94 +29,36 @@
 //!   unreachable: the same, capped at 5 s.
 
 mod announcer;
-pub mod docker;
+mod docker;
 mod gate;
-pub mod health;
+mod health;
 mod liveness;
 mod report;
 
 use anyhow::Context;
-use rundock_spec::{skydns, Spec};
+use rundock_spec::skydns::record_key;
+use rundock_spec::Spec;
 use std::time::Duration;
 
 /// Runs the announcer for `spec` until TERM or INT; the exit code for the process.
 /// Blocking: it drives its own single-threaded runtime.
 pub fn run(spec: Spec) -> anyhow::Result<i32> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(announcer::run(spec))
-}
-
-/// The etcd key the announcer writes for `spec` (`None` without an `announce` section).
-pub fn record_key(spec: &Spec) -> Option<String> {
-    let announce = spec.announce.as_ref()?;
-    Some(skydns::instance_key(
-        &announce.etcd.prefix,
-        &announce.domain,
-        &spec.name,
-        &spec.host_label,
-    ))
+    rundock_runtime::current_thread()?.block_on(announcer::run(spec))
 }
 
 /// Deletes `spec`'s record from etcd, whoever wrote it (the lease, if any, then expires
-/// on its own). Blocking. For `state=absent`, as a safety net behind the announcer's own
-/// withdrawal on TERM. Nothing to do without an `announce` section.
+/// on its own). Blocking, within 15 s. For `state=absent`, as a safety net behind the
+/// announcer's own withdrawal on TERM. Nothing to do without an `announce` section.
 pub fn withdraw_record(spec: &Spec) -> anyhow::Result<()> {
-    with_record(
-        spec,
-        (),
-        Duration::from_secs(15),
-        |client, key| async move {
-            client
-                .withdraw(None, &key)
-                .await
-                .with_context(|| format!("cannot delete {key}"))
-        },
-    )
-}
-
-/// Whether `spec`'s record is in etcd (always true without an `announce` section).
-/// Blocking. For the module's `wait`.
-pub fn record_present(spec: &Spec) -> anyhow::Result<bool> {
-    with_record(
-        spec,
-        true,
-        Duration::from_secs(5),
-        |client, key| async move {
-            let entry = client
-                .get(&key)
-                .await
-                .with_context(|| format!("cannot read {key}"))?;
-            Ok(entry.is_some())
-        },
-    )
-}
-
-/// Runs one etcd request on `spec`'s record key, blocking, within `limit`; `unannounced`
-/// is the answer for a spec without an `announce` section.
-fn with_record<T, F, Fut>(
-    spec: &Spec,
-    unannounced: T,
-    limit: Duration,
-    request: F,
-) -> anyhow::Result<T>
-where
-    F: FnOnce(rundock_etcd::Client, String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
+    const LIMIT: Duration = Duration::from_secs(15);
     let (Some(announce), Some(key)) = (spec.announce.as_ref(), record_key(spec)) else {
-        return Ok(unannounced);
+        return Ok(());
     };
     let client = rundock_etcd::Client::new(&announce.etcd).context("etcd client")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        tokio::time::timeout(limit, request(client, key))
+    rundock_runtime::current_thread()?.block_on(async {
+        tokio::time::timeout(LIMIT, client.withdraw(None, &key))
             .await
-            .map_err(|_| anyhow::anyhow!("etcd did not answer within {} s", limit.as_secs()))?
+            .map_err(|_| anyhow::anyhow!("etcd did not answer within {} s", LIMIT.as_secs()))?
+            .with_context(|| format!("cannot delete {key}"))
     })
 }

@@ -219,7 +219,7 @@ impl Drop for Announcer {
 }
 
 fn key_of(spec: &Spec) -> String {
-    rundock_announcer::record_key(spec).unwrap()
+    rundock_spec::skydns::record_key(spec).unwrap()
 }
 
 fn rt() -> tokio::runtime::Runtime {

@@ -163,16 +163,10 @@ fn parse_limit(value: &str) -> Result<usize, String> {
 
 /// Runs the responder until TERM or INT; blocking, on a current-thread runtime.
 pub fn run(opts: DnsOptions) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let mut shutdown =
-            rundock_runtime::Shutdown::new().context("installing the TERM and INT handlers")?;
-        let stop = async move {
-            shutdown.recv().await;
-        };
+    rundock_runtime::current_thread()?.block_on(async {
+        let stop = rundock_runtime::Shutdown::new()
+            .context("installing the TERM and INT handlers")?
+            .first();
         serve(
             opts,
             |addr| eprintln!("rundock dns: listening on {addr} (udp, tcp)"),

@@ -22,8 +22,10 @@
 //!
 //! The parsing and the decisions are pure ([`parse_table`], [`passive_opens`],
 //! [`Idleness`], [`listener_on`]); [`wait_until_idle`] and [`read_table`] alone read
-//! `/proc`.
+//! `/proc`. [`drain`] is the one drain by a spec's `drain_mode` that both stop-tree and
+//! a start-first update's retirement of the old container run.
 
+use rundock_spec::{DrainMode, Spec};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -244,6 +246,67 @@ pub fn wait_until_idle(pid: u32, port: u16, limit: Duration) -> Drained {
             };
         }
         std::thread::sleep(POLL.min(limit.saturating_sub(now.duration_since(start))));
+    }
+}
+
+/// How a [`drain`] went, for the caller's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// The whole drain time was waited: `drain_mode: time`, no served port, or the
+    /// container's process was not known.
+    Waited(Duration),
+    /// `drain_mode: idle`: the served port was watched, with this end.
+    Watched {
+        port: u16,
+        drained: Drained,
+        limit: Duration,
+    },
+}
+
+impl std::fmt::Display for Drain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Drain::Waited(limit) => write!(f, "waited the drain time ({}s)", limit.as_secs()),
+            Drain::Watched {
+                port,
+                drained: Drained::Idle(after),
+                ..
+            } => write!(f, "idle on port {port} after {} ms", after.as_millis()),
+            Drain::Watched {
+                port,
+                drained: Drained::TimedOut { established },
+                limit,
+            } => write!(
+                f,
+                "still had {established} connection(s) on port {port} when the drain time ({}s) ended",
+                limit.as_secs()
+            ),
+            Drain::Watched {
+                drained: Drained::Gone,
+                ..
+            } => write!(f, "its process is gone"),
+        }
+    }
+}
+
+/// The one drain, between a record's withdrawal and its container's stop (stop-tree
+/// and a start-first update's old container alike): at most `limit`, until the
+/// container's process `pid` serves no connection on the spec's container port with
+/// `drain_mode: idle`, else all of `limit`. `pid: None` means the process is not
+/// known: the whole limit is waited. A caller that knows no container runs has nothing
+/// to drain and does not call it. Blocking.
+pub fn drain(spec: &Spec, pid: Option<u32>, limit: Duration) -> Drain {
+    let served_port = spec.announce.as_ref().map(|a| a.container_port);
+    match (spec.drain_mode, served_port, pid) {
+        (DrainMode::Idle, Some(port), Some(pid)) => Drain::Watched {
+            port,
+            drained: wait_until_idle(pid, port, limit),
+            limit,
+        },
+        _ => {
+            std::thread::sleep(limit);
+            Drain::Waited(limit)
+        }
     }
 }
 

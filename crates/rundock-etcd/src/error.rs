@@ -16,22 +16,37 @@
 ///   TLS file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EtcdError {
+    /// No endpoint answered.
     #[error("etcd unreachable: {reason}")]
-    Unreachable { endpoints: String, reason: String },
+    Unreachable {
+        /// The endpoints tried, comma-separated.
+        endpoints: String,
+        /// What the last one tried failed with (connection refused, timeout, TLS).
+        reason: String,
+    },
+    /// An endpoint answered with an error status.
     #[error("etcd at {endpoint} answered {code}: {message}")]
     Status {
+        /// The endpoint that answered (scheme, host and port).
         endpoint: String,
+        /// The HTTP status (a stream's own error code for a watch).
         code: u16,
+        /// etcd's message from the error body, else the start of the body.
         message: String,
     },
+    /// The username/password were refused; etcd's message.
     #[error("etcd refused the credentials: {0}")]
     Auth(String),
+    /// The answer was not what etcd sends: what was expected, why, and the start of it.
     #[error("cannot decode etcd's answer: {0}")]
     Decode(String),
+    /// A watch asked for history older than this revision, which etcd no longer has.
     #[error("etcd compacted the history past revision {0}")]
     Compacted(u64),
+    /// The server ended a watch (or the stream closed).
     #[error("etcd closed the watch")]
     WatchEnded,
+    /// The spec cannot make a client: which field, and why.
     #[error("etcd client configuration: {0}")]
     Config(String),
 }

@@ -24,6 +24,13 @@
 //! Client::get(&self, key) -> Result<Option<Entry>, EtcdError>
 //! Client::watch(&self, prefix, after) -> Result<WatchStream, EtcdError>
 //! Client::watch_keys(&self, prefix, after) -> Result<WatchStream, EtcdError>
+//! // locks (create-if-absent under a TTL)
+//! Client::create(&self, key, value, ttl) -> Result<Created, EtcdError>
+//! Client::keep_alive(&self, &Lease, key, value) -> Result<bool, EtcdError>
+//! Client::release(&self, &Lease, key, value) -> Result<(), EtcdError>
+//! // append-only logs
+//! Client::put(&self, key, value) -> Result<(), EtcdError>
+//! Client::newest(&self, prefix, limit) -> Result<Vec<Entry>, EtcdError>
 //! WatchStream::next(&mut self) -> Result<Event, EtcdError>
 //! WatchStream::revision(&self) -> u64
 //! ```
@@ -64,9 +71,28 @@
 //! * **watch_keys**: the same stream without any lease lookup: v3 puts carry `lease`
 //!   and no `ttl`, for callers that resolve lease TTLs themselves, off the event path.
 //!
+//! * **create**: puts `key` only if it does not exist, alive for `ttl` seconds unless
+//!   kept alive (v3: a lease and one transaction comparing `create_revision` with 0;
+//!   v2: `prevExist=false`); otherwise returns the existing entry. **keep_alive** extends
+//!   it and says `false` once it is gone (v2: only while it still holds `value`);
+//!   **release** deletes it (v3: revokes the lease; v2: deletes if it holds `value`).
+//! * **put** / **newest**: a key without lease; the `limit` greatest keys below
+//!   `prefix/`, greatest first (v3: one range, sorted descending, limited, so a long log
+//!   costs `limit` keys; v2 reads the whole directory).
+//!
+//! Every operation above is one method of a crate-private `Backend` trait with two
+//! implementations, the v3 gateway (`v3.rs`) and the v2 keys API (`v2.rs`); `Client`
+//! picks one by [`Client::api`] on each call, and what both protocols share (put a
+//! record again when keeping it alive failed, collect a list into a [`Snapshot`], find
+//! one key) is written once over the trait. Watches (`watch.rs`) keep a stream's state
+//! between calls and so are their own type.
+//!
 //! Errors are typed ([`EtcdError`]) so callers can tell "retry later" from "fix the
 //! configuration"; see [`EtcdError::is_transient`].
 
+#![warn(missing_docs)]
+
+mod backend;
 mod error;
 mod messages;
 mod transport;
@@ -78,9 +104,28 @@ pub use error::EtcdError;
 pub use rundock_spec::EtcdApi;
 pub use watch::WatchStream;
 
+use backend::Backend;
 use rundock_spec::EtcdSpec;
 use std::sync::Arc;
 use transport::Transport;
+use v2::V2;
+use v3::V3;
+
+/// Runs `$call` on the back-end of `$client`'s configured API, bound to `$backend`.
+macro_rules! dispatch {
+    ($client:expr, $backend:ident => $call:expr) => {
+        match $client.api() {
+            EtcdApi::V3 => {
+                let $backend = &V3(&$client.transport);
+                $call.await
+            }
+            EtcdApi::V2 => {
+                let $backend = &V2(&$client.transport);
+                $call.await
+            }
+        }
+    };
+}
 
 /// An etcd client over the endpoints of one [`EtcdSpec`]. Clones share connections.
 #[derive(Clone)]
@@ -106,10 +151,21 @@ pub enum Refreshed {
     Reannounced,
 }
 
+/// What [`Client::create`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// The key was made, alive while `Lease` is kept alive ([`Client::keep_alive`]).
+    Created(Lease),
+    /// The key exists: its holder's entry (`None` when it went between the two reads).
+    Exists(Option<Entry>),
+}
+
 /// One key as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The full key, as etcd stores it (`/skydns/com/example/web/node-1`).
     pub key: String,
+    /// The value, UTF-8 text (a SkyDNS record's JSON, a lock holder's record).
     pub value: String,
     /// Seconds left before the key expires; `None` for a key without lease or TTL.
     pub ttl: Option<u32>,
@@ -122,12 +178,15 @@ pub struct Entry {
 /// One key as [`Client::list_each`] hands it over, borrowed for the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryRef<'a> {
+    /// The full key, borrowed from the decoded response.
     pub key: &'a str,
+    /// The value, UTF-8 text borrowed from the decoded response.
     pub value: &'a str,
     /// The v3 lease the key is attached to.
     pub lease: Option<i64>,
     /// v2 only: seconds left before the key expires (v3 leaves it to [`Client::lease_ttl`]).
     pub ttl: Option<u32>,
+    /// The revision (v3 `mod_revision`, v2 `modifiedIndex`) of the key's last change.
     pub mod_revision: u64,
 }
 
@@ -175,6 +234,7 @@ pub struct Snapshot {
     /// The store revision (v3) or index (v2) the snapshot was read at: pass it to
     /// [`Client::watch`] to see every later change.
     pub revision: u64,
+    /// The keys that are text, in key order.
     pub entries: Vec<Entry>,
     /// Keys under the prefix whose key or value is not text, left out of `entries`.
     pub undecodable: Vec<Undecodable>,
@@ -187,13 +247,19 @@ pub enum Event {
     Put(Entry),
     /// A key was deleted or expired. With v2 the key may be a directory: everything
     /// below it is gone too.
-    Delete { key: String, revision: u64 },
+    Delete {
+        /// The key (or v2 directory) that went.
+        key: String,
+        /// The revision of the delete (v3) or the store index of it (v2).
+        revision: u64,
+    },
     /// A key was put or deleted whose key or value is not text: nothing to take, but
     /// what was held at the key (if it is text) is gone.
     Undecodable(Undecodable),
 }
 
 impl Event {
+    /// The key the change is about (lossy for an undecodable key).
     pub fn key(&self) -> &str {
         match self {
             Event::Put(entry) => &entry.key,
@@ -202,6 +268,7 @@ impl Event {
         }
     }
 
+    /// The revision the change happened at: a watch started after it does not see it.
     pub fn revision(&self) -> u64 {
         match self {
             Event::Put(entry) => entry.mod_revision,
@@ -220,6 +287,7 @@ impl Client {
         })
     }
 
+    /// The protocol every call of this client speaks (the spec's `api`).
     pub fn api(&self) -> EtcdApi {
         self.transport.api
     }
@@ -231,10 +299,7 @@ impl Client {
 
     /// Puts `key` = `value`, expiring after `ttl` seconds unless refreshed.
     pub async fn announce(&self, key: &str, value: &str, ttl: u32) -> Result<Lease, EtcdError> {
-        match self.api() {
-            EtcdApi::V3 => v3::announce(&self.transport, key, value, ttl).await,
-            EtcdApi::V2 => v2::announce(&self.transport, key, value, ttl).await,
-        }
+        dispatch!(self, b => b.announce(key, value, ttl))
     }
 
     /// Extends `lease` by its TTL; re-announces (replacing `*lease`) if it is gone.
@@ -245,36 +310,24 @@ impl Client {
         value: &str,
         ttl: u32,
     ) -> Result<Refreshed, EtcdError> {
-        match self.api() {
-            EtcdApi::V3 => v3::refresh(&self.transport, lease, key, value, ttl).await,
-            EtcdApi::V2 => v2::refresh(&self.transport, lease, key, value, ttl).await,
-        }
+        dispatch!(self, b => backend::refresh(b, lease, key, value, ttl))
     }
 
     /// Deletes `key` and revokes `lease` (v3). Already gone is success.
     pub async fn withdraw(&self, lease: Option<&Lease>, key: &str) -> Result<(), EtcdError> {
-        match self.api() {
-            EtcdApi::V3 => v3::withdraw(&self.transport, lease, key).await,
-            EtcdApi::V2 => v2::withdraw(&self.transport, key).await,
-        }
+        dispatch!(self, b => b.withdraw(lease, key))
     }
 
     /// Revokes `lease` (v3; a no-op for v2) without deleting its keys first: for
     /// replacing a record, where the key was just put again under a new lease. Keys
     /// still attached to the lease go with it. Already gone is success.
     pub async fn revoke(&self, lease: &Lease) -> Result<(), EtcdError> {
-        match lease.id {
-            Some(id) => v3::revoke(&self.transport, id).await,
-            None => Ok(()),
-        }
+        dispatch!(self, b => b.revoke(lease))
     }
 
     /// Every key at or below `prefix` (as a path), with values and remaining TTLs.
     pub async fn list(&self, prefix: &str) -> Result<Snapshot, EtcdError> {
-        match self.api() {
-            EtcdApi::V3 => v3::list(&self.transport, prefix).await,
-            EtcdApi::V2 => v2::list(&self.transport, prefix).await,
-        }
+        dispatch!(self, b => b.list(prefix))
     }
 
     /// Calls `each` for every key at or below `prefix`, without TTL lookups; returns
@@ -284,22 +337,19 @@ impl Client {
         prefix: &str,
         each: &mut dyn FnMut(Result<EntryRef<'_>, Undecodable>),
     ) -> Result<u64, EtcdError> {
-        match self.api() {
-            EtcdApi::V3 => v3::list_each(&self.transport, prefix, each).await,
-            EtcdApi::V2 => v2::list_each(&self.transport, prefix, each).await,
-        }
+        dispatch!(self, b => b.list_each(prefix, each))
     }
 
-    /// The TTL of v3 lease `id`; `None` if it has expired or never existed.
+    /// The TTL of v3 lease `id`; `None` if it has expired or never existed. Leases are
+    /// v3's alone (a v2 entry carries its TTL itself), so this is not a back-end
+    /// operation: it always asks the v3 gateway.
     pub async fn lease_ttl(&self, id: i64) -> Result<Option<LeaseTtl>, EtcdError> {
         v3::lease_ttl(&self.transport, id).await
     }
 
     /// One key, if it exists.
     pub async fn get(&self, key: &str) -> Result<Option<Entry>, EtcdError> {
-        let key = key.trim_end_matches('/');
-        let snapshot = self.list(key).await?;
-        Ok(snapshot.entries.into_iter().find(|e| e.key == key))
+        Ok(backend::find(self.list(key).await?, key))
     }
 
     /// Changes at or below `prefix` after revision `after` (0: from now on).
@@ -311,6 +361,38 @@ impl Client {
     /// no event waits for a lease lookup.
     pub async fn watch_keys(&self, prefix: &str, after: u64) -> Result<WatchStream, EtcdError> {
         WatchStream::start(self.transport.clone(), prefix, after, false).await
+    }
+
+    /// Puts `key` = `value` for `ttl` seconds if `key` does not exist; else its entry.
+    pub async fn create(&self, key: &str, value: &str, ttl: u32) -> Result<Created, EtcdError> {
+        dispatch!(self, b => b.create(key, value, ttl))
+    }
+
+    /// Extends a key made by [`Client::create`] by `lease.ttl`; `false` once it is gone
+    /// (or, v2, no longer holds `value`).
+    pub async fn keep_alive(
+        &self,
+        lease: &Lease,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, EtcdError> {
+        dispatch!(self, b => b.keep_alive(lease, key, value))
+    }
+
+    /// Lets a key made by [`Client::create`] go (already gone is success; v2 deletes it
+    /// only while it holds `value`).
+    pub async fn release(&self, lease: &Lease, key: &str, value: &str) -> Result<(), EtcdError> {
+        dispatch!(self, b => b.release(lease, key, value))
+    }
+
+    /// Puts `key` = `value` with no lease or TTL.
+    pub async fn put(&self, key: &str, value: &str) -> Result<(), EtcdError> {
+        dispatch!(self, b => b.put(key, value))
+    }
+
+    /// The `limit` greatest keys below `prefix/`, greatest first.
+    pub async fn newest(&self, prefix: &str, limit: usize) -> Result<Vec<Entry>, EtcdError> {
+        dispatch!(self, b => b.newest(prefix, limit))
     }
 }
 

@@ -114,6 +114,21 @@ pub(crate) struct RangeResponse<'a> {
     pub kvs: Vec<KeyValue<'a>>,
 }
 
+/// `/v3/kv/txn`: whether the compare held, and the failure branch's range.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TxnResponse<'a> {
+    #[serde(default)]
+    pub succeeded: bool,
+    #[serde(borrow, default)]
+    pub responses: Vec<TxnOpResponse<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TxnOpResponse<'a> {
+    #[serde(borrow, default)]
+    pub response_range: Option<RangeResponse<'a>>,
+}
+
 /// `/v3/lease/grant`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct LeaseGrantResponse {

@@ -233,17 +233,12 @@ impl WatchStream {
             ("recursive", "true".to_string()),
             ("waitIndex", (self.revision + 1).to_string()),
         ];
-        let answer = self
-            .t
-            .call_any(&Req {
-                method: Method::GET,
-                path: &path,
-                json: None,
-                form: None,
-                query: &query,
-                timeout: None,
-            })
-            .await?;
+        // A long poll: no request timeout.
+        let req = Req {
+            timeout: None,
+            ..v2::request(Method::GET, &path, None, &query)
+        };
+        let answer = self.t.call_any(&req).await?;
         if answer.status >= 300 {
             let error = v2::error_body(&answer.body);
             if error.error_code == Some(v2::EVENT_INDEX_CLEARED) {

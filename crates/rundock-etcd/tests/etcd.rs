@@ -34,6 +34,22 @@ fn v2_get(etcd: &Etcd, key: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// For each `body: v3_name, v2_name;`, a test of each API named so, running the
+/// `async fn(EtcdApi)` `body` (the bodies are below; the list is at the end).
+macro_rules! on_both_apis {
+    ($($body:ident: $v3:ident, $v2:ident;)*) => {$(
+        #[tokio::test(flavor = "current_thread")]
+        async fn $v3() {
+            $body(EtcdApi::V3).await;
+        }
+
+        #[tokio::test(flavor = "current_thread")]
+        async fn $v2() {
+            $body(EtcdApi::V2).await;
+        }
+    )*};
+}
+
 const KEY: &str = "/skydns/com/example/s/web/node-1";
 const VALUE: &str = r#"{"host":"10.0.0.5","port":8080,"ttl":30}"#;
 
@@ -97,16 +113,6 @@ async fn refresh_keeps_the_key_past_its_ttl(api: EtcdApi) {
     assert_eq!(c.get(KEY).await.unwrap().unwrap().value, VALUE);
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn v3_refresh_keeps_the_key_past_its_ttl() {
-    refresh_keeps_the_key_past_its_ttl(EtcdApi::V3).await;
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn v2_refresh_keeps_the_key_past_its_ttl() {
-    refresh_keeps_the_key_past_its_ttl(EtcdApi::V2).await;
-}
-
 async fn withdraw_deletes(api: EtcdApi) {
     let etcd = Etcd::start();
     let c = client(&etcd, api);
@@ -120,16 +126,6 @@ async fn withdraw_deletes(api: EtcdApi) {
         let ttl = etcdctl(&etcd, &["lease", "timetolive", &format!("{id:x}")]);
         assert!(ttl.contains("already expired"), "lease revoked: {ttl}");
     }
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn v3_withdraw_deletes_the_key_and_revokes_the_lease() {
-    withdraw_deletes(EtcdApi::V3).await;
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn v2_withdraw_deletes_the_key() {
-    withdraw_deletes(EtcdApi::V2).await;
 }
 
 async fn list_and_watch(api: EtcdApi) {
@@ -192,14 +188,33 @@ async fn next(w: &mut rundock_etcd::WatchStream) -> Event {
         .unwrap()
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn v3_list_and_watch_see_puts_and_deletes() {
-    list_and_watch(EtcdApi::V3).await;
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn v2_list_and_watch_see_puts_and_deletes() {
-    list_and_watch(EtcdApi::V2).await;
+/// The trail's reads: plain puts, and the `limit` greatest keys below the prefix,
+/// greatest first, without a sibling prefix's keys.
+async fn newest_reads_the_greatest_keys_below_the_prefix(api: EtcdApi) {
+    let etcd = Etcd::start();
+    let c = client(&etcd, api);
+    assert_eq!(c.newest("/trail/web", 3).await.unwrap(), Vec::new());
+    for n in 1..=5 {
+        c.put(&format!("/trail/web/{n:03}"), &format!("entry {n}"))
+            .await
+            .unwrap();
+    }
+    c.put("/trail/web-x/009", "a sibling's").await.unwrap();
+    let newest = c.newest("/trail/web/", 3).await.unwrap();
+    let read: Vec<(&str, &str)> = newest
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            ("/trail/web/005", "entry 5"),
+            ("/trail/web/004", "entry 4"),
+            ("/trail/web/003", "entry 3"),
+        ]
+    );
+    assert!(newest.iter().all(|e| e.ttl.is_none() && e.lease.is_none()));
+    assert_eq!(c.newest("/trail/web", 10).await.unwrap().len(), 5);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -359,4 +374,19 @@ async fn v3_keys_and_values_that_are_not_text_are_reported_one_by_one() {
         Event::Undecodable(u) => assert!(u.deleted && !u.key_is_text, "{u:?}"),
         other => panic!("expected the delete of the key that is not text, got {other:?}"),
     }
+}
+
+on_both_apis! {
+    refresh_keeps_the_key_past_its_ttl:
+        v3_refresh_keeps_the_key_past_its_ttl,
+        v2_refresh_keeps_the_key_past_its_ttl;
+    withdraw_deletes:
+        v3_withdraw_deletes_the_key_and_revokes_the_lease,
+        v2_withdraw_deletes_the_key;
+    newest_reads_the_greatest_keys_below_the_prefix:
+        v3_newest_reads_the_greatest_keys_below_the_prefix,
+        v2_newest_reads_the_greatest_keys_below_the_prefix;
+    list_and_watch:
+        v3_list_and_watch_see_puts_and_deletes,
+        v2_list_and_watch_see_puts_and_deletes;
 }

@@ -111,7 +111,10 @@ fn start_first(
     if let Err(e) = hooks.await_update(tree_dir, spec) {
         let spec_path = tree_dir.join(rundock_spec::SPEC_FILE);
         fsutil::write_atomic(&spec_path, &switch.old_spec, rundock_spec::tree::SPEC_MODE)?;
-        return Err(e.context(format!(
+        return Err(anyhow::Error::new(SwitchFailed {
+            reason: format!("{e:#}"),
+        })
+        .context(format!(
             "the start-first update of {} failed; the old container keeps serving and {} is back as it was",
             spec.name,
             spec_path.display()
@@ -119,3 +122,19 @@ fn start_first(
     }
     Ok(())
 }
+
+/// A start-first update whose new container did not take over, in the supervisor's
+/// words. The old container kept serving and spec.json is back as it was, so the tree
+/// is where it was before the call: the caller may record the attempt as reverted.
+#[derive(Debug)]
+pub struct SwitchFailed {
+    pub reason: String,
+}
+
+impl std::fmt::Display for SwitchFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for SwitchFailed {}

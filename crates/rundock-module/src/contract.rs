@@ -6,6 +6,7 @@
 
 use crate::params::{self, HostFacts, Request, State};
 use crate::plan::{make_plan, Plan};
+use crate::revert::{self, OnFailure, Reverted};
 use crate::{apply, fsutil, install, lock, preflight, revisions, Hooks};
 use rundock_spec::skydns;
 use serde_json::{json, Map, Value};
@@ -13,10 +14,30 @@ use std::path::Path;
 
 /// Runs one module call; returns the JSON to print and the exit code.
 pub fn run_module(args_file: &Path, hooks: &dyn Hooks) -> (Value, i32) {
-    match run(args_file, hooks) {
-        Ok(result) => (result, 0),
-        Err(Failure { msg, changed }) => {
-            (json!({ "failed": true, "changed": changed, "msg": msg }), 1)
+    let mut trail = crate::trail::Trail::default();
+    let outcome = run(args_file, hooks, &mut trail);
+    // After the call, failed or not: a revision it made is in the trail either way.
+    let trail_warning = trail.finish(hooks);
+    match outcome {
+        Ok(mut result) => {
+            if let Some(warning) = trail_warning {
+                match result["warnings"].as_array_mut() {
+                    Some(list) => list.push(json!(warning)),
+                    None => result["warnings"] = json!([warning]),
+                }
+            }
+            (result, 0)
+        }
+        Err(Failure {
+            msg,
+            changed,
+            reverted,
+        }) => {
+            let mut result = json!({ "failed": true, "changed": changed, "msg": msg });
+            if let Some(reverted) = reverted {
+                result["reverted"] = reverted;
+            }
+            (result, 1)
         }
     }
 }
@@ -26,6 +47,8 @@ pub fn run_module(args_file: &Path, hooks: &dyn Hooks) -> (Value, i32) {
 struct Failure {
     msg: String,
     changed: bool,
+    /// `on_failure: rollback` went back: `{failed, to, revision}` (the `reverted` result).
+    reverted: Option<Value>,
 }
 
 impl From<String> for Failure {
@@ -33,6 +56,7 @@ impl From<String> for Failure {
         Failure {
             msg,
             changed: false,
+            reverted: None,
         }
     }
 }
@@ -43,7 +67,11 @@ impl From<&str> for Failure {
     }
 }
 
-fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
+fn run(
+    args_file: &Path,
+    hooks: &dyn Hooks,
+    trail: &mut crate::trail::Trail,
+) -> Result<Value, Failure> {
     let text = std::fs::read_to_string(args_file).map_err(|e| {
         format!(
             "cannot read the module arguments {}: {e}",
@@ -65,6 +93,9 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
     };
     if let Some(msg) = params::unsupported_parameters(&args) {
         return Err(msg.into());
+    }
+    if let Some(call) = params::parse_play_lock(&args).map_err(|e| e.to_string())? {
+        return play_lock(&call, check_mode, hooks);
     }
     let mut request = params::parse_request(&args, &facts).map_err(|e| e.to_string())?;
     let mut rollback = revisions::resolve_rollback(&mut request)?;
@@ -113,14 +144,25 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
     // A change holds the service's deploy lock through apply and wait, and is planned
     // again under it: another change may have come first.
     let deploy_lock = if !check_mode && plan.changed() {
-        let lock = take_deploy_lock(&request)?;
+        let (lock, etcd_lock, unreachable) = take_deploy_lock(&request, &tree_dir, hooks)?;
+        warnings.extend(unreachable);
         // What `previous` means may have changed while another change held the lock.
         rollback = revisions::resolve_rollback(&mut request)?;
         plan = replan_locked(&request, &source, &tree_dir, hooks)?;
-        Some(lock)
+        Some((lock, etcd_lock))
     } else {
         None
     };
+    // What ran before the change (read under the lock): the trail's "from", and what
+    // `on_failure: rollback` goes back to.
+    let prior = match check_mode {
+        false => revisions::current_revision(&tree_dir),
+        true => None,
+    };
+    if !check_mode {
+        trail.begin(&tree_dir, prior.clone());
+    }
+    let before = prior.filter(|_| request.on_failure == OnFailure::Rollback);
 
     let mut result = Map::new();
     let changed = plan.changed();
@@ -131,10 +173,25 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
         remove_stale_temp_files(&request, &tree_dir).map_err(|e| format!("{e:#}"))?;
     }
     if !check_mode && changed {
-        warnings.extend(
-            apply::apply(&plan, &tree_dir, request.spec.as_ref(), hooks)
-                .map_err(|e| format!("{e:#}"))?,
-        );
+        match apply::apply(&plan, &tree_dir, request.spec.as_ref(), hooks) {
+            Ok(more) => warnings.extend(more),
+            Err(e) => {
+                return Err(match (e.downcast_ref::<apply::SwitchFailed>(), &before) {
+                    (Some(switch), Some(before)) => switch_reverted(
+                        &request,
+                        &tree_dir,
+                        &plan,
+                        image_id,
+                        rollback.as_ref(),
+                        before,
+                        &switch.reason,
+                        &format!("{e:#}"),
+                        trail,
+                    ),
+                    _ => format!("{e:#}").into(),
+                })
+            }
+        }
     }
     let revision = match (check_mode, request.state) {
         (false, State::Present | State::Enabled | State::Restarted) if changed => {
@@ -146,6 +203,9 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
         }
         _ => None,
     };
+    if let Some(number) = revision {
+        trail.add(number);
+    }
     if let (Some(timeout), false) = (request.wait, check_mode) {
         if matches!(request.state, State::Enabled | State::Restarted) {
             let spec = request
@@ -154,6 +214,47 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
                 .or_else(|| crate::plan::installed_spec(&tree_dir))
                 .ok_or("wait: no installed spec to wait for")?;
             let waited = hooks.wait_ready(&spec, timeout);
+            if let (Err(e), Some(failed), Some(before)) = (&waited, revision, &before) {
+                if changed && failed != before.number {
+                    let reason = format!("{e:#}");
+                    let reverting = std::time::Instant::now();
+                    let outcome = revert::revert(
+                        &request, &tree_dir, failed, before, &reason, &source, hooks, timeout,
+                    );
+                    if let Ok(Reverted {
+                        revision: Some(number),
+                        ..
+                    }) = &outcome
+                    {
+                        trail.add(*number);
+                    }
+                    return Err(match outcome {
+                        Ok(reverted) => Failure {
+                            msg: format!("wait: {reason}; {}", reverted.describe()),
+                            changed: true,
+                            reverted: Some(json!({
+                                "failed": reverted.failed,
+                                "to": reverted.target,
+                                "revision": reverted.revision,
+                                "ready": reverted.ready.is_ok(),
+                                "seconds": (reverting.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+                            })),
+                        },
+                        Err(revert_error) => {
+                            // It stays, so it ended as failed; the task says why.
+                            let _ = revisions::note_outcome(&tree_dir, failed, &waited);
+                            Failure {
+                                msg: format!(
+                                    "wait: {reason}; on_failure=rollback: going back to revision {} failed: {revert_error:#}",
+                                    before.number
+                                ),
+                                changed: true,
+                                reverted: None,
+                            }
+                        }
+                    });
+                }
+            }
             if let Some(number) = revision.filter(|_| changed) {
                 if let Err(e) = revisions::note_outcome(&tree_dir, number, &waited) {
                     warnings.push(format!(
@@ -167,6 +268,7 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
                     None => format!("wait: {e:#}"),
                 },
                 changed: changed && !check_mode,
+                reverted: None,
             })?;
         }
     }
@@ -203,8 +305,8 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
         service["rollback_to"] = json!(rollback.target);
     }
     result.insert("service".into(), service);
-    if let Some(lock) = deploy_lock {
-        result.insert("lock".into(), lock_info(&lock));
+    if let Some((lock, etcd_lock)) = deploy_lock {
+        result.insert("lock".into(), lock_info(&lock, etcd_lock.as_ref()));
         if request.state == State::Absent && !tree_dir.exists() {
             lock.remove_file()
                 .map_err(|e| format!("{:#}", fsutil::io_error("remove", lock.path(), e)))?;
@@ -214,6 +316,58 @@ fn run(args_file: &Path, hooks: &dyn Hooks) -> Result<Value, Failure> {
         result.insert("warnings".into(), json!(warnings));
     }
     Ok(Value::Object(result))
+}
+
+/// A start-first update under `on_failure: rollback` whose new container did not take
+/// over: the old one kept serving and spec.json is back, so only the attempt is recorded
+/// (marked rolled back) and the call fails saying so.
+#[allow(clippy::too_many_arguments)]
+fn switch_reverted(
+    request: &Request,
+    tree_dir: &Path,
+    plan: &Plan,
+    image_id: Option<String>,
+    rollback: Option<&revisions::Rollback>,
+    before: &rundock_spec::revisions::Revision,
+    reason: &str,
+    error: &str,
+    trail: &mut crate::trail::Trail,
+) -> Failure {
+    let attempted = plan
+        .writes
+        .iter()
+        .find(|w| w.path.file_name() == Some(rundock_spec::SPEC_FILE.as_ref()))
+        .map(|w| w.contents.as_slice())
+        .unwrap_or_default();
+    let failed =
+        revisions::record_reverted(request, tree_dir, attempted, image_id, rollback, reason);
+    let (msg, reverted) = match failed {
+        Ok(Some(failed)) => {
+            trail.add(failed);
+            let reverted = revert::Reverted {
+                failed,
+                target: before.number,
+                revision: None,
+                ready: Ok(()),
+            };
+            (
+                format!("{error}; {}", reverted.describe()),
+                Some(
+                    json!({"failed": failed, "to": before.number, "revision": null, "ready": true}),
+                ),
+            )
+        }
+        Ok(None) => (error.to_string(), None),
+        Err(e) => (
+            format!("{error}; could not record the failed revision: {e:#}"),
+            None,
+        ),
+    };
+    Failure {
+        msg,
+        changed: true,
+        reverted,
+    }
 }
 
 /// The plan made again under the deploy lock. The image was had before the lock, so only
@@ -240,23 +394,136 @@ fn replan_locked(
     Ok(plan)
 }
 
-fn take_deploy_lock(request: &Request) -> Result<lock::DeployLock, Failure> {
+/// The host's lock file, then, for a service announced through etcd (the spec of the
+/// call, or the installed one), its fleet-wide key there, both within `lock_timeout`.
+fn take_deploy_lock(
+    request: &Request,
+    tree_dir: &Path,
+    hooks: &dyn Hooks,
+) -> Result<(lock::DeployLock, Option<lock::EtcdHeld>, Option<String>), Failure> {
     let mut action = format!("state={}", request.state.as_str());
     if let Some(spec) = &request.spec {
         action.push_str(&format!(" image={}", spec.container.image.as_str()));
     }
-    lock::acquire(
+    let holder = lock::Holder::current(action);
+    let started = std::time::Instant::now();
+    let local = lock::acquire(
         &request.paths.sv_dir,
         &request.name,
         request.lock_timeout,
-        &lock::Holder::current(action),
+        &holder,
     )
-    .map_err(|e| format!("lock_timeout: {e}").into())
+    .map_err(|e| format!("lock_timeout: {e}"))?;
+    let spec = request
+        .spec
+        .clone()
+        .or_else(|| crate::plan::installed_spec(tree_dir));
+    let etcd = match spec.filter(|s| s.announce.is_some()) {
+        Some(spec) => {
+            let record = serde_json::to_string(&holder).map_err(|e| e.to_string())?;
+            let left = request.lock_timeout.saturating_sub(started.elapsed());
+            let mode = match request.lock_token.as_deref() {
+                Some(token) => lock::EtcdLockMode::Join(token),
+                None => lock::EtcdLockMode::Call,
+            };
+            match hooks.take_etcd_lock(&spec, &record, left, mode) {
+                Ok(held) => held,
+                // An etcd that is down must not stop a deploy (it may be the fix): the
+                // host's lock still orders changes on this host, and the task says
+                // that the fleet-wide one was not taken.
+                Err(lock::EtcdLockError::Etcd(e)) => {
+                    let warning = format!(
+                        "{e}; the deploy lock is held on this host only, so a change of \
+                         this service from another controller is not kept out"
+                    );
+                    return Ok((local, None, Some(warning)));
+                }
+                Err(lock::EtcdLockError::Timeout { key, holder, .. }) => {
+                    // Say the timeout the call was given, not what was left of it.
+                    let e = lock::EtcdLockError::Timeout {
+                        key,
+                        holder,
+                        timeout: request.lock_timeout,
+                    };
+                    return Err(format!("lock_timeout: {e}").into());
+                }
+                Err(e) => return Err(format!("deploy lock: {e}").into()),
+            }
+        }
+        None => None,
+    };
+    Ok((local, etcd, None))
+}
+
+/// A `play_lock` call: takes the service's deploy lock in etcd for a whole playbook
+/// and returns its token, or lets it go. The etcd and domain are the installed tree's.
+fn play_lock(
+    call: &params::PlayLockCall,
+    check_mode: bool,
+    hooks: &dyn Hooks,
+) -> Result<Value, Failure> {
+    let tree_dir = call.sv_dir.join(format!("docker-{}", call.name));
+    let spec = crate::plan::installed_spec(&tree_dir).ok_or_else(|| {
+        format!(
+            "play_lock: docker-{} is not installed here ({} has no spec.json): run the task on a host that runs the service",
+            call.name,
+            tree_dir.display()
+        )
+    })?;
+    if spec.announce.is_none() {
+        return Ok(json!({
+            "changed": false,
+            "lock": {"token": null},
+            "msg": format!("docker-{} is not announced: there is no fleet-wide lock; each change takes its host's lock", call.name),
+        }));
+    }
+    if check_mode {
+        return Ok(json!({"changed": false, "lock": {"token": null},
+                         "msg": "check mode: the lock is neither taken nor let go"}));
+    }
+    match call.action {
+        params::PlayLock::Acquire => {
+            let mut holder = lock::Holder::current(format!("play_lock=acquire name={}", call.name));
+            holder.token = Some(lock::new_token().map_err(|e| format!("play_lock: token: {e}"))?);
+            let record = serde_json::to_string(&holder).map_err(|e| e.to_string())?;
+            let held = hooks
+                .take_etcd_lock(&spec, &record, call.lock_timeout, lock::EtcdLockMode::Play)
+                .map_err(|e| match e {
+                    lock::EtcdLockError::Timeout { .. } => format!("lock_timeout: {e}"),
+                    _ => format!("play_lock: {e}"),
+                })?
+                .ok_or("play_lock: the service's etcd lock could not be had")?;
+            let mut info =
+                json!({"key": held.key, "ttl": held.ttl, "token": holder.token, "holder": holder});
+            if let Some((seconds, waited_for)) = &held.waited {
+                info["waited_seconds"] = json!((seconds * 10.0).round() / 10.0);
+                info["waited_for"] = waited_for
+                    .as_deref()
+                    .and_then(lock::Holder::parse)
+                    .map_or_else(|| json!(waited_for), |h| json!(h.without_token()));
+            }
+            Ok(json!({
+                "changed": true,
+                "lock": info,
+                "msg": format!("holds {} for this playbook ({} s past each call that presents lock_token)", held.key, held.ttl),
+            }))
+        }
+        params::PlayLock::Release => {
+            let token = call.token.as_deref().unwrap_or_default();
+            let released = hooks
+                .release_play_lock(&spec, token)
+                .map_err(|e| format!("play_lock: {e}"))?;
+            Ok(json!({
+                "changed": released,
+                "msg": if released { "let the playbook's deploy lock go" } else { "the playbook's deploy lock was already gone" },
+            }))
+        }
+    }
 }
 
 /// The `lock` result: the file, when it was had and let go (unix seconds: the lock goes
 /// as the call returns, just after this), and how long the call waited for whom.
-fn lock_info(lock: &lock::DeployLock) -> Value {
+fn lock_info(lock: &lock::DeployLock, etcd: Option<&lock::EtcdHeld>) -> Value {
     let mut info = json!({
         "file": lock.path(),
         "acquired_at": lock::unix_seconds(lock.acquired_at),
@@ -265,6 +532,16 @@ fn lock_info(lock: &lock::DeployLock) -> Value {
     if let Some(waited) = &lock.waited {
         info["waited_seconds"] = json!((waited.seconds * 10.0).round() / 10.0);
         info["waited_for"] = json!(waited.holder);
+    }
+    if let Some(etcd) = etcd {
+        info["etcd"] = json!({"key": etcd.key, "ttl": etcd.ttl});
+        if let Some((seconds, holder)) = &etcd.waited {
+            info["etcd"]["waited_seconds"] = json!((seconds * 10.0).round() / 10.0);
+            info["etcd"]["waited_for"] = holder
+                .as_deref()
+                .and_then(lock::Holder::parse)
+                .map_or_else(|| json!(holder), |h| json!(h.without_token()));
+        }
     }
     info
 }

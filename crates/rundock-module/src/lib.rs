@@ -14,7 +14,9 @@ pub mod options;
 pub mod params;
 pub mod plan;
 pub mod preflight;
+pub mod revert;
 pub mod revisions;
+pub mod trail;
 
 use rundock_spec::Spec;
 
@@ -46,6 +48,35 @@ pub trait Hooks {
     /// `watch[i].dest`). The renderer lives above this crate, hence a hook.
     fn check_watch(&self, _watch: &rundock_spec::watch::WatchSpec) -> Result<(), String> {
         Ok(())
+    }
+
+    /// For a service announced through etcd: takes its fleet-wide deploy lock there with
+    /// `record` (the holder's JSON) as the value, waiting up to `timeout`, or joins a
+    /// playbook's (see [`lock::EtcdLockMode`]); `Ok(None)` when the spec has no etcd.
+    fn take_etcd_lock(
+        &self,
+        _spec: &Spec,
+        _record: &str,
+        _timeout: std::time::Duration,
+        _mode: lock::EtcdLockMode<'_>,
+    ) -> Result<Option<lock::EtcdHeld>, lock::EtcdLockError> {
+        Ok(None)
+    }
+
+    /// Sends audit trail entries, in order, to the etcd of the announced `spec`; returns
+    /// how many it took and why it did not take the rest.
+    fn send_trail(
+        &self,
+        _spec: &Spec,
+        _entries: &[rundock_spec::trail::TrailEntry],
+    ) -> (usize, Option<String>) {
+        (0, None)
+    }
+
+    /// Lets a playbook's deploy lock of the announced `spec` go if its record carries
+    /// `token`; `Ok(true)` when it did.
+    fn release_play_lock(&self, _spec: &Spec, _token: &str) -> Result<bool, String> {
+        Ok(false)
     }
 
     /// Returns once the supervisor of the tree at `tree_dir` reports how the start-first

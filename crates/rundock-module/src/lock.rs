@@ -7,6 +7,12 @@
 //! file carries the holder's record (JSON) while it is held, which is how a waiter that
 //! gives up can say who holds it.
 //!
+//! An announced service (one with etcd endpoints) is locked in etcd too, fleet-wide:
+//! after the file, the call takes `/rundock/locks/<domain>/<name>` through
+//! [`crate::Hooks::take_etcd_lock`], with the same holder record as the key's value
+//! ([`EtcdHeld`], [`EtcdLockError`]); the binary's `rundock-releases` keeps it alive on
+//! a lease, so a holder that dies loses it at the lease's TTL.
+//!
 //! The file lives beside the tree, not in it: the first call makes the tree, and
 //! `state=absent` removes it. An absent call removes the lock file while it still holds
 //! the lock; a waiter that then gets the lock on the unlinked file notices that the path
@@ -52,6 +58,17 @@ pub struct Holder {
     pub since: u64,
     /// What the holder is doing, e.g. `state=enabled image=registry:5000/app:2`.
     pub action: String,
+    /// Set on a playbook's lock (`play_lock: acquire`): the calls of that playbook
+    /// present it (`lock_token`) to run under the lock instead of waiting for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// A token no other lock has: 128 random bits, hex.
+pub fn new_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Holder {
@@ -76,6 +93,7 @@ impl Holder {
                 .unwrap_or_default(),
             since: unix_now(),
             action: action.into(),
+            token: None,
         }
     }
 
@@ -83,6 +101,14 @@ impl Holder {
     /// lock nobody holds, or one read mid-write).
     pub fn parse(text: &str) -> Option<Holder> {
         serde_json::from_str(text.trim()).ok()
+    }
+
+    /// The record as shown to others: a playbook's token is for its own calls.
+    pub fn without_token(self) -> Holder {
+        Holder {
+            token: None,
+            ..self
+        }
     }
 
     /// One line for a person: who, from where, since when, doing what.
@@ -180,6 +206,90 @@ fn clone_io(e: &std::io::Error) -> std::io::Error {
     match e.raw_os_error() {
         Some(code) => std::io::Error::from_raw_os_error(code),
         None => std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// How a call takes the etcd side of the deploy lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdLockMode<'a> {
+    /// For this call: let go when it ends.
+    Call,
+    /// For a whole playbook (`play_lock: acquire`): left held when the call ends, alive
+    /// for the playbook lock's TTL after each call that presents its token.
+    Play,
+    /// Under a playbook's lock, whose record carries this token: kept alive while the
+    /// call runs, not let go.
+    Join(&'a str),
+}
+
+/// The etcd side of the deploy lock, held until dropped (`guard` lets it go).
+pub struct EtcdHeld {
+    pub key: String,
+    /// Seconds the key outlives a holder that dies.
+    pub ttl: u32,
+    /// Seconds waited and the holder's record (the key's value) as the wait began.
+    pub waited: Option<(f64, Option<String>)>,
+    pub guard: Box<dyn std::any::Any>,
+}
+
+impl std::fmt::Debug for EtcdHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdHeld").field("key", &self.key).finish()
+    }
+}
+
+/// Why the etcd side of the lock was not had.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EtcdLockError {
+    /// Held by another change for all of `lock_timeout`; `holder` is the key's value.
+    Timeout {
+        key: String,
+        holder: Option<String>,
+        timeout: Duration,
+    },
+    /// etcd refused or could not be reached.
+    Etcd(String),
+    /// `lock_token` was given but the playbook's lock is gone (expired or let go) or is
+    /// another's (`holder`: its record).
+    NotJoined { key: String, holder: Option<String> },
+}
+
+impl std::fmt::Display for EtcdLockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EtcdLockError::Timeout {
+                key,
+                holder,
+                timeout,
+            } => {
+                let who = match holder.as_deref().map(|h| (h, Holder::parse(h))) {
+                    Some((_, Some(holder))) => holder.describe(unix_now()),
+                    Some((raw, None)) => format!("a holder whose record is not rundock's: {raw:?}"),
+                    None => "a holder whose record could not be read".to_string(),
+                };
+                write!(
+                    f,
+                    "another change of this service holds its deploy lock in etcd ({key}): {who}; waited lock_timeout={} s (nothing was changed)",
+                    timeout.as_secs()
+                )
+            }
+            EtcdLockError::Etcd(e) => write!(f, "{e} (nothing was changed)"),
+            EtcdLockError::NotJoined { key, holder: None } => write!(
+                f,
+                "the playbook's deploy lock {key} (lock_token) is gone: it was let go, or no call kept it alive for its TTL; another change may have run since (nothing was changed)"
+            ),
+            EtcdLockError::NotJoined {
+                key,
+                holder: Some(holder),
+            } => {
+                let who = Holder::parse(holder)
+                    .map_or_else(|| format!("{holder:?}"), |h| h.describe(unix_now()));
+                write!(
+                    f,
+                    "the playbook's deploy lock {key} (lock_token) is held by another change now: {who} (nothing was changed)"
+                )
+            }
+        }
     }
 }
 
@@ -363,6 +473,7 @@ mod tests {
             host: "web1".into(),
             since: 1_796_622_124,
             action: "state=enabled image=app:2".into(),
+            token: None,
         }
     }
 

@@ -4,7 +4,8 @@
 //! [`crate::params`] parses by this table (an option it does not list is unknown; a
 //! default or a choice comes from here), and tests hold the Ansible docs
 //! (`rundock.yml`), the service role and the README against it. Adding an option is one
-//! row here plus its behaviour.
+//! row here plus reading it in the file of its section under `params/` (an enum with
+//! choices: one `choice!` line there too), then its behaviour.
 
 /// An option's type, as Ansible's argument specs name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +144,32 @@ use Scope::*;
 
 pub const STATES: &[&str] = &["present", "enabled", "disabled", "absent", "restarted"];
 
+/// Where service trees live: an option of both modules, with one default.
+const SV_DIR: OptionDef =
+    opt("sv_dir", Path, Call, "where service trees live").default(Default::Str("/etc/sv"));
+
+/// The most output lines one `rundock_info` call returns per service.
+pub const INFO_MAX_LINES: u32 = 1000;
+
+/// Every option of the info module (`rundock_info`), in documentation order; its
+/// sidecar docs are held to this table as `rundock.yml` is to [`OPTIONS`].
+pub const INFO_OPTIONS: &[OptionDef] = &[
+    opt(
+        "name",
+        List,
+        Call,
+        "the services to show; every service under `sv_dir` without it",
+    ),
+    SV_DIR,
+    opt(
+        "lines",
+        Int,
+        Call,
+        "how many of the last lines of each container's output to return (0 to 1000)",
+    )
+    .default(Default::Int(10)),
+];
+
 /// Every option the module accepts, in documentation order.
 pub const OPTIONS: &[OptionDef] = &[
     opt("state", Str, Call, "`present` (tree installed), `enabled` (linked into the service dir, runs), `disabled` (stopped, unlinked, tree kept), `absent` (stopped; tree, containers and record removed), `restarted`")
@@ -173,6 +200,9 @@ pub const OPTIONS: &[OptionDef] = &[
         .choices(&["always", "missing", "never"]),
     opt("stop_timeout", Int, Service, "seconds `docker stop` waits before it kills")
         .default(Default::Int(10)),
+    opt("log_driver", Str, Service, "Docker's own log of the container (`docker logs`): `json-file`, `local`, `journald`, `syslog`, `none` or a plugin")
+        .default(Default::Str(rundock_spec::dockerlog::DEFAULT_DRIVER)),
+    opt("log_options", Dict, Service, "the driver's `--log-opt`s; json-file keeps `max-size=10m`, `max-file=3` and every driver `mode=non-blocking` unless given"),
     opt("drain", Int, Service, "seconds between withdrawing the record and stopping the container")
         .default(Default::Int(0)),
     opt("post_start", List, Service, "argv run in the container once it started; until it succeeds the record waits, if it fails the start fails"),
@@ -189,8 +219,9 @@ pub const OPTIONS: &[OptionDef] = &[
         .default(Default::Str("stop-first"))
         .choices(&["stop-first", "start-first"]),
     opt("update_timeout", Int, Announce, "seconds a start-first container has to pass its health checks and take the record")
-        .default(Default::Int(60)),
-    opt("announce", IntOrWord, Service, "the host port the record carries, or `auto` (Docker picks it, the record follows); sets up the announcer"),
+        .default(Default::Int(rundock_spec::DEFAULT_UPDATE_TIMEOUT)),
+    opt("announce", IntOrWord, Service, "the host port the record carries, or `auto` (Docker picks it, from `announce_port_range` when given; the record follows); sets up the announcer"),
+    opt("announce_port_range", Str, Announce, "with `announce: auto`: the host ports Docker picks from, `FIRST-LAST` (default: its ephemeral range)"),
     opt("port", Int, Announce, "the container port `announce` maps to (default `announce`)"),
     opt("announce_as", Str, Announce, "`private`, `public`, `container`, an interface or a CIDR: the address the record carries and the port is published on")
         .default(Default::Str("private")),
@@ -220,8 +251,7 @@ pub const OPTIONS: &[OptionDef] = &[
         .default(Default::List(&["eth1", "eth0"])),
     opt("public_interface", List, Service, "interfaces tried for `public` and `$PUBLIC_IP`")
         .default(Default::List(&["eth0"])),
-    opt("sv_dir", Path, Call, "where service trees live")
-        .default(Default::Str("/etc/sv")),
+    SV_DIR,
     opt("service_dir", Path, Call, "the directory runsvdir scans")
         .default(Default::Str("/etc/service")),
     opt("log_dir", Path, Call, "where svlogd keeps the logs")
@@ -237,6 +267,12 @@ pub const OPTIONS: &[OptionDef] = &[
     opt("history", Int, Call, "how many revisions of the spec the tree keeps (`rundock history NAME`), 1–100")
         .default(Default::Int(5)),
     opt("rollback", Str, Call, "`previous` or a revision number: install that revision's spec with its image pinned by id (`enabled`/`restarted`; no service options)"),
+    opt("on_failure", Str, Call, "`fail`: a change that does not become ready within `wait_timeout` (or a start-first switch within `update_timeout`) stays and the task fails; `rollback`: the tree goes back to the revision before it (image pinned by id, no pull) and the task fails saying which check failed and which revision runs now (needs `wait`)")
+        .default(Default::Str("fail"))
+        .choices(&["fail", "rollback"]),
+    opt("play_lock", Str, Call, "`acquire`: take the service's deploy lock in etcd for a whole playbook (from the installed tree's etcd and domain) and return it as `lock.token`, alive 60 s past each call that presents it; `release`: let it go (with `lock_token`). Takes only `name`, the directories, `lock_timeout` and `lock_token`")
+        .choices(&["acquire", "release"]),
+    opt("lock_token", Str, Call, "the `lock.token` a `play_lock: acquire` task returned: the call runs under the playbook's deploy lock in etcd (and keeps it alive) instead of taking its own"),
 ];
 
 /// The row of `name`. Panics on a name the table lacks: the parser asks only for its own
@@ -256,9 +292,14 @@ pub fn is_option(name: &str) -> bool {
 /// missing, extra, or two swapped; one edit for names under five letters), the nearest,
 /// the first in the table on a tie.
 pub fn closest(name: &str) -> Option<&'static str> {
+    closest_in(OPTIONS, name)
+}
+
+/// [`closest`] among the options of `table`.
+pub fn closest_in(table: &'static [OptionDef], name: &str) -> Option<&'static str> {
     let name = name.to_ascii_lowercase();
     let allowed = if name.chars().count() < 5 { 1 } else { 2 };
-    OPTIONS
+    table
         .iter()
         .map(|o| (edit_distance(&name, o.name), o.name))
         .filter(|(distance, _)| *distance <= allowed)

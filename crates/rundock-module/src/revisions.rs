@@ -6,7 +6,8 @@ use crate::fsutil;
 use crate::params::Request;
 use anyhow::{Context, Result};
 use rundock_spec::revisions::{
-    AppliedBy, Outcome, Revision, Revisions, REVISIONS_FILE, REVISIONS_MODE,
+    AppliedBy, Outcome, Revision, Revisions, FAILED, HEALTHY, REVISIONS_FILE, REVISIONS_MODE,
+    ROLLED_BACK,
 };
 use rundock_spec::{ImageRef, PullPolicy, Spec, SPEC_FILE};
 use std::path::Path;
@@ -181,6 +182,20 @@ fn baseline(plan: &crate::plan::Plan, keep: usize) -> Revisions {
 
 /// Notes how the revision `number` ended (the `wait` result).
 pub fn note_outcome(tree_dir: &Path, number: u64, waited: &Result<()>) -> Result<()> {
+    let (result, reason) = match waited {
+        Ok(()) => (HEALTHY, None),
+        Err(e) => (FAILED, Some(format!("{e:#}"))),
+    };
+    note(tree_dir, number, result, reason)
+}
+
+/// Notes that revision `number` did not become ready for `reason` and the tree went
+/// back to the one before it.
+pub fn note_rolled_back(tree_dir: &Path, number: u64, reason: &str) -> Result<()> {
+    note(tree_dir, number, ROLLED_BACK, Some(reason.to_string()))
+}
+
+fn note(tree_dir: &Path, number: u64, result: &str, reason: Option<String>) -> Result<()> {
     let Some(mut revisions) = Revisions::load(tree_dir).map_err(anyhow::Error::msg)? else {
         return Ok(());
     };
@@ -188,11 +203,61 @@ pub fn note_outcome(tree_dir: &Path, number: u64, waited: &Result<()>) -> Result
         return Ok(());
     };
     revision.outcome = Some(Outcome {
-        result: if waited.is_ok() { "healthy" } else { "failed" }.into(),
-        reason: waited.as_ref().err().map(|e| format!("{e:#}")),
+        result: result.into(),
+        reason,
         at: rundock_spec::state::unix_now(),
     });
     save(tree_dir, &revisions)
+}
+
+/// A start-first update whose new container did not take over: the old one kept
+/// serving and spec.json was put back. The spec tried (`attempted`, the spec.json text
+/// the plan wrote) is kept as a revision marked rolled back, beside the current one,
+/// which stays current; returns its number.
+pub fn record_reverted(
+    request: &Request,
+    tree_dir: &Path,
+    attempted: &[u8],
+    image_id: Option<String>,
+    rollback: Option<&Rollback>,
+    reason: &str,
+) -> Result<Option<u64>> {
+    let spec_text = String::from_utf8_lossy(attempted).into_owned();
+    let Ok(spec) = Spec::from_json(&spec_text) else {
+        return Ok(None);
+    };
+    let mut revisions = Revisions::load(tree_dir)
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or_default();
+    let number = revisions.push_reverted(
+        Revision {
+            number: 0,
+            spec: spec_text,
+            image: spec.container.image.as_str().to_string(),
+            image_id,
+            applied_at: rundock_spec::state::unix_now(),
+            applied_by: applied_by(),
+            rollback_of: rollback.map(|r| r.target),
+            outcome: Some(Outcome {
+                result: ROLLED_BACK.into(),
+                reason: Some(reason.to_string()),
+                at: rundock_spec::state::unix_now(),
+            }),
+        },
+        request.history,
+    );
+    save(tree_dir, &revisions)?;
+    Ok(Some(number))
+}
+
+/// The revision the tree holds now, whole (a revert goes back to it even when keeping
+/// the next one would drop it).
+pub fn current_revision(tree_dir: &Path) -> Option<Revision> {
+    Revisions::load(tree_dir)
+        .ok()
+        .flatten()?
+        .current_revision()
+        .cloned()
 }
 
 /// The current revision's number, if the tree has one.

@@ -1,10 +1,11 @@
-//! The option table is the one source: the Ansible docs (`rundock.yml`), the service
-//! role's task and the README's option table are held against it here.
+//! The option table is the one source: the Ansible docs (`rundock.yml`, and
+//! `rundock_info.yml` against the info module's table), the service role's task and the
+//! README's option table are held against it here.
 //!
 //! YAML is read by the venv's Python (PyYAML, which Ansible itself reads it with), so
 //! what is compared is what Ansible sees.
 
-use rundock_module::options::{Default, OptionDef, OPTIONS};
+use rundock_module::options::{Default, OptionDef, INFO_OPTIONS, OPTIONS};
 use rundock_testkit as kit;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -47,15 +48,27 @@ fn documented_default(o: &OptionDef) -> Value {
 
 #[test]
 fn the_module_docs_list_every_option_as_the_table_defines_it() {
-    let docs = yaml("ansible/library/rundock.yml");
+    docs_follow_the_table("ansible/library/rundock.yml", OPTIONS);
+}
+
+#[test]
+fn the_info_module_docs_list_every_option_as_its_table_defines_it() {
+    docs_follow_the_table("ansible/library/rundock_info.yml", INFO_OPTIONS);
+}
+
+/// The sidecar docs at `path` document exactly the options of `table`, each with the
+/// table's type, default, choices and whether it is required.
+fn docs_follow_the_table(path: &str, table: &[OptionDef]) {
+    let docs = yaml(path);
     let options = docs["DOCUMENTATION"]["options"]
         .as_object()
         .expect("DOCUMENTATION.options");
     assert_eq!(
         sorted(options.keys()),
-        sorted(OPTIONS.iter().map(|o| o.name))
+        sorted(table.iter().map(|o| o.name)),
+        "{path}"
     );
-    for o in OPTIONS {
+    for o in table {
         let doc = &options[o.name];
         let (kind, elements) = o.kind.ansible_type();
         assert_eq!(doc["type"], json!(kind), "{}: type", o.name);

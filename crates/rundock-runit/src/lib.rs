@@ -11,9 +11,8 @@ pub mod control;
 
 use anyhow::{bail, Context, Result};
 use control::{runsv_running, sv};
-use rundock_drain::Drained;
 use rundock_spec::tree::{ANNOUNCE_SERVICE, CONTAINER_SERVICE};
-use rundock_spec::{DrainMode, Spec};
+use rundock_spec::Spec;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -111,39 +110,26 @@ fn run_hook(side: &dyn ContainerSide, which: &str, container: &str, hook: &rundo
 }
 
 /// The wait between the record's withdrawal and the container's stop, at most `limit`:
-/// all of it, or with `drain_mode: idle` until the container serves no connection on
-/// its port (see rundock-drain).
+/// [`rundock_drain::drain`] on the running container's process; nothing when no
+/// container runs.
 pub fn drain(spec: &Spec, side: &dyn ContainerSide, limit: Duration) {
-    let served_port = spec.announce.as_ref().map(|a| a.container_port);
-    let (DrainMode::Idle, Some(port)) = (spec.drain_mode, served_port) else {
-        std::thread::sleep(limit);
-        return;
-    };
     let pid = match side.container_pid(spec) {
-        Ok(Some(pid)) => pid,
+        Ok(Some(pid)) => Some(pid),
         Ok(None) => return,
         Err(e) => {
             eprintln!(
                 "rundock stop-tree: cannot find the container's process ({e:#}); draining {}s",
                 limit.as_secs()
             );
-            std::thread::sleep(limit);
-            return;
+            None
         }
     };
-    match rundock_drain::wait_until_idle(pid, port, limit) {
-        Drained::Idle(after) => eprintln!(
-            "rundock stop-tree: {} idle on port {port} after {} ms",
-            spec.name,
-            after.as_millis()
-        ),
-        Drained::TimedOut { established } => eprintln!(
-            "rundock stop-tree: {} still had {established} connection(s) on port {port} when the drain time ({}s) ended",
-            spec.name, spec.drain
-        ),
-        Drained::Gone => {}
-    }
+    let drained = rundock_drain::drain(spec, pid, limit);
+    eprintln!("rundock stop-tree: {}: {drained}", spec.name);
 }
+
+/// The siblings of a tree whose output svlogd keeps, each in its own log dir.
+pub const LOG_STREAMS: [&str; 3] = ["container", "announce", "watch"];
 
 /// Where svlogd keeps one stream of a service: `<log_dir>/<name>/<stream>`.
 pub fn log_dir(spec: &Spec, stream: &str) -> PathBuf {
@@ -153,7 +139,7 @@ pub fn log_dir(spec: &Spec, stream: &str) -> PathBuf {
 /// The log/run of a sibling: make the log dir, then become svlogd.
 pub fn exec_svlogd(tree: &Path, stream: &str) -> Result<std::convert::Infallible> {
     use std::os::unix::process::CommandExt;
-    if !["container", "announce", "watch"].contains(&stream) {
+    if !LOG_STREAMS.contains(&stream) {
         bail!("log stream {stream:?} is not container, announce or watch");
     }
     let spec = Spec::load(&tree.join(rundock_spec::SPEC_FILE)).map_err(anyhow::Error::msg)?;

@@ -131,10 +131,7 @@ mod tests {
         let first_evicted = first.idle();
         let second_evicted = second.idle();
         let third = table.admit().expect("room made by the oldest idle");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = crate::current_thread().unwrap();
         runtime.block_on(async {
             // The oldest idle was told to go (the permit is stored), the other was not.
             tokio::time::timeout(Duration::from_secs(1), first_evicted.notified())

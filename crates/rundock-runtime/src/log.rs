@@ -31,6 +31,20 @@ macro_rules! say {
     };
 }
 
+/// An error and its causes on one line, `outer: cause: root cause`: what a library's
+/// error alone leaves out (reqwest's "error sending request" says nothing of the refused
+/// connection behind it).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +55,26 @@ mod tests {
         assert_eq!(prefix.to_string(), "rundock announce web");
         assert_eq!(format!("{prefix}: {}", 1), "rundock announce web: 1");
         crate::say!(prefix, "the macro takes a prefix and a format: {}", 1);
+    }
+
+    #[test]
+    fn a_chain_names_every_cause() {
+        let outer = Wrapped(std::io::Error::other("connection refused"));
+        assert_eq!(chain(&outer), "sending: connection refused");
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("sending")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
     }
 }

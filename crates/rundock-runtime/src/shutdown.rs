@@ -23,6 +23,12 @@ impl Shutdown {
         })
     }
 
+    /// The first TERM or INT, as the `stop` future a server runs until (`rundock dns`,
+    /// `rundock watch`).
+    pub async fn first(mut self) {
+        self.recv().await;
+    }
+
     /// Waits for the next TERM or INT and names it (`"TERM"`, `"INT"`) for the log.
     /// Call it again to wait for a second one (to escalate a stop that takes too long).
     pub async fn recv(&mut self) -> &'static str {

@@ -32,6 +32,10 @@ pub struct DockerArgs {
     pub cap_drop: Vec<String>,
     pub memory: Option<u64>,
     pub nano_cpus: Option<u64>,
+    /// `--log-driver`, checked with the options by [`crate::dockerlog::DockerLog::resolve`].
+    pub log_driver: Option<String>,
+    /// `--log-opt KEY=VALUE`, the same.
+    pub log_options: BTreeMap<String, String>,
 }
 
 /// The docker run flags `args` understands.
@@ -52,6 +56,8 @@ enum Flag {
     CapDrop,
     Memory,
     Cpus,
+    LogDriver,
+    LogOpt,
 }
 
 /// Every flag with its spellings, the canonical (long) one first; the order is the
@@ -72,6 +78,8 @@ const FLAGS: &[(Flag, &[&str])] = &[
     (Flag::CapDrop, &["--cap-drop"]),
     (Flag::Memory, &["--memory", "-m"]),
     (Flag::Cpus, &["--cpus"]),
+    (Flag::LogDriver, &["--log-driver"]),
+    (Flag::LogOpt, &["--log-opt"]),
 ];
 
 impl Flag {
@@ -302,6 +310,13 @@ fn apply(out: &mut DockerArgs, flag: Flag, name: &str, value: &str) -> Result<()
         Flag::CapDrop => out.cap_drop.push(validate::capability(field, value)?),
         Flag::Memory => out.memory = Some(validate::memory(field, value)?),
         Flag::Cpus => out.nano_cpus = Some(validate::cpus(field, value)?),
+        Flag::LogDriver => out.log_driver = Some(value.to_string()),
+        Flag::LogOpt => {
+            let (key, val) = value.split_once('=').ok_or_else(|| {
+                SpecError::new(field, format!("{} must be KEY=VALUE", quoted(value)))
+            })?;
+            out.log_options.insert(key.to_string(), val.to_string());
+        }
         // Takes no value: handled where the words are read.
         Flag::Privileged => out.privileged = true,
     }
@@ -362,6 +377,7 @@ pub fn parse_publish(field: &str, value: &str) -> Result<PortMapping> {
     Ok(PortMapping {
         host_ip,
         host_port,
+        host_port_range: None,
         container_port,
         protocol,
     })
@@ -398,6 +414,7 @@ mod tests {
             vec![PortMapping {
                 host_ip: Some(HostIp::Address(AnnounceAs::Private)),
                 host_port: Some(8083),
+                host_port_range: None,
                 container_port: 8083,
                 protocol: Protocol::Tcp
             }]
@@ -435,7 +452,7 @@ mod tests {
             Flag::supported(),
             "-e/--env, -p/--publish, -v/--volume, --volumes-from, -h/--hostname, \
              -u/--user, -w/--workdir, --entrypoint, --network/--net, -l/--label, --privileged, \
-             --cap-add, --cap-drop, -m/--memory, --cpus"
+             --cap-add, --cap-drop, -m/--memory, --cpus, --log-driver, --log-opt"
         );
         for (flag, spellings) in FLAGS {
             assert!(spellings[0].starts_with("--"), "{flag:?}");

@@ -30,6 +30,7 @@ macro_rules! text_serde {
 
 pub mod address;
 pub mod dockerargs;
+pub mod dockerlog;
 pub mod endpoint;
 pub mod error;
 pub mod files;
@@ -39,6 +40,7 @@ pub mod revisions;
 pub mod skydns;
 pub mod spec;
 pub mod state;
+pub mod trail;
 pub mod tree;
 pub mod validate;
 pub mod watch;

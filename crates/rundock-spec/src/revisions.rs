@@ -55,13 +55,20 @@ pub struct AppliedBy {
 /// How a revision ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
-    /// `healthy` or `failed`.
+    /// [`HEALTHY`], [`FAILED`] or [`ROLLED_BACK`].
     pub result: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Unix seconds.
     pub at: u64,
 }
+
+/// It became healthy (and announced) within the module's wait.
+pub const HEALTHY: &str = "healthy";
+/// It did not, and stayed (`on_failure: fail`).
+pub const FAILED: &str = "failed";
+/// It did not, and the tree went back to the revision before it (`on_failure: rollback`).
+pub const ROLLED_BACK: &str = "rolled back";
 
 /// What a rollback asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +129,27 @@ impl Revisions {
         if self.revisions.len() > keep {
             let drop = self.revisions.len() - keep;
             self.revisions.drain(..drop);
+        }
+        number
+    }
+
+    /// Appends `revision` (one that was tried and did not last: the tree went back)
+    /// under the next number without making it current, and keeps the last `keep` plus
+    /// the current one, which is never dropped; returns its number.
+    pub fn push_reverted(&mut self, mut revision: Revision, keep: usize) -> u64 {
+        let number = self.revisions.iter().map(|r| r.number).max().unwrap_or(0) + 1;
+        revision.number = number;
+        self.revisions.push(revision);
+        let keep = keep.max(1);
+        while self.revisions.len() > keep {
+            match self
+                .revisions
+                .iter()
+                .position(|r| Some(r.number) != self.current && r.number != number)
+            {
+                Some(oldest) => drop(self.revisions.remove(oldest)),
+                None => break,
+            }
         }
         number
     }
@@ -224,6 +252,27 @@ mod tests {
         let mut one = Revisions::default();
         one.push(revision("v1", None), 5);
         assert!(one.target(RollbackTarget::Previous).is_err());
+    }
+
+    #[test]
+    fn a_reverted_attempt_is_kept_beside_the_current_one_which_stays() {
+        let mut revisions = Revisions::default();
+        for image in ["v1", "v2"] {
+            revisions.push(revision(image, None), 2);
+        }
+        let failed = revisions.push_reverted(revision("v3", None), 2);
+        assert_eq!(failed, 3);
+        assert_eq!(revisions.current, Some(2), "the tree went back to 2");
+        let numbers: Vec<u64> = revisions.revisions.iter().map(|r| r.number).collect();
+        assert_eq!(numbers, [2, 3]);
+        revisions.push_reverted(revision("v4", None), 1);
+        let numbers: Vec<u64> = revisions.revisions.iter().map(|r| r.number).collect();
+        assert_eq!(numbers, [2, 4], "the current one is never dropped");
+        assert_eq!(
+            revisions.target(RollbackTarget::Previous).unwrap().number,
+            2,
+            "previous after a reverted deploy is what runs: a no-op"
+        );
     }
 
     #[test]

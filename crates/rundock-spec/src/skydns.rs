@@ -56,6 +56,18 @@ pub fn instance_key(prefix: &str, domain: &str, service: &str, instance: &str) -
     key
 }
 
+/// The etcd key of `spec`'s own record: the one its announcer writes, a start-first
+/// update waits on and `state=absent` deletes (`None` without an `announce` section).
+pub fn record_key(spec: &crate::Spec) -> Option<String> {
+    let announce = spec.announce.as_ref()?;
+    Some(instance_key(
+        &announce.etcd.prefix,
+        &announce.domain,
+        &spec.name,
+        &spec.host_label,
+    ))
+}
+
 /// `a.b.c` under prefix `/skydns` → `/skydns/c/b/a` (lower-cased, trailing dot ignored).
 pub fn name_to_path(prefix: &str, name: &str) -> String {
     let mut path = prefix.trim_end_matches('/').to_string();

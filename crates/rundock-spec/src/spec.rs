@@ -62,6 +62,19 @@ pub struct StartFirst {
     pub timeout: u32,
 }
 
+/// The default of `update_timeout` ([`StartFirst::timeout`]): the module's option table
+/// and every reader of a spec without `start_first` use this one value.
+pub const DEFAULT_UPDATE_TIMEOUT: u32 = 60;
+
+impl StartFirst {
+    /// Seconds a start-first update gives its new container: the spec's
+    /// `update_timeout`, or [`DEFAULT_UPDATE_TIMEOUT`] when the spec has no
+    /// `start_first` (an interrupted switch finished under a stop-first spec).
+    pub fn timeout_of(start_first: Option<StartFirst>) -> u32 {
+        start_first.map_or(DEFAULT_UPDATE_TIMEOUT, |s| s.timeout)
+    }
+}
+
 /// Where the supervisor leaves the outcome of a start-first update for the module, in
 /// its working directory (the tree's `services/container`).
 pub const UPDATE_FILE: &str = "rundock-update.json";
@@ -129,6 +142,11 @@ pub struct ContainerSpec {
     pub nano_cpus: Option<u64>,
     /// Seconds `docker stop` waits before it kills.
     pub stop_timeout: u32,
+    /// Docker's own log of the container; `None` for the default
+    /// ([`crate::dockerlog::DockerLog::default`]), so specs written before the option
+    /// read and hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_log: Option<crate::dockerlog::DockerLog>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,10 +190,53 @@ impl Protocol {
 #[serde(deny_unknown_fields)]
 pub struct PortMapping {
     pub host_ip: Option<HostIp>,
-    /// `None`: Docker picks a free port.
+    /// `None`: Docker picks a free port (from `host_port_range` when there is one).
     pub host_port: Option<u16>,
+    /// With `host_port` `None`: the host ports Docker picks from (`announce_port_range`);
+    /// `None`: its ephemeral range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port_range: Option<PortRange>,
     pub container_port: u16,
     pub protocol: Protocol,
+}
+
+/// An inclusive range of host ports, `FIRST-LAST` as Docker's `-p` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    /// `FIRST-LAST`, two ports with `FIRST <= LAST`.
+    pub fn parse(field: &str, value: &str) -> crate::error::Result<PortRange> {
+        let bad = || {
+            crate::error::SpecError::new(
+                field,
+                format!(
+                    "{} is not a port range: FIRST-LAST, two ports from 1 to 65535 with FIRST <= LAST, such as 30000-30100",
+                    crate::validate::quoted(value)
+                ),
+            )
+        };
+        let (first, last) = value.trim().split_once('-').ok_or_else(bad)?;
+        let port = |text: &str| match text.parse::<u16>() {
+            Ok(n) if n > 0 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+            _ => Err(bad()),
+        };
+        let (first, last) = (port(first)?, port(last)?);
+        if first > last {
+            return Err(bad());
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -316,6 +377,7 @@ impl ContainerSpec {
             memory: None,
             nano_cpus: None,
             stop_timeout: 10,
+            docker_log: None,
         }
     }
 }

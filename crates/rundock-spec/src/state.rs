@@ -223,6 +223,35 @@ pub struct ReplaceRequest {
     pub at: u64,
 }
 
+/// How the last start-first update of a spec ended, as the supervisor leaves it in
+/// [`crate::UPDATE_FILE`] (its working directory) and the module's rollout wait reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateOutcome {
+    /// [`crate::Spec::container_hash`] of the spec the update was to.
+    pub spec: String,
+    pub switched: bool,
+    /// What happened; on failure, which check failed and why.
+    pub message: String,
+}
+
+impl UpdateOutcome {
+    pub fn switched(spec: &str, message: String) -> UpdateOutcome {
+        UpdateOutcome {
+            spec: spec.into(),
+            switched: true,
+            message,
+        }
+    }
+
+    pub fn failed(spec: &str, message: String) -> UpdateOutcome {
+        UpdateOutcome {
+            spec: spec.into(),
+            switched: false,
+            message,
+        }
+    }
+}
+
 /// The last run of a watch's check or reload command.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepState {
@@ -339,30 +368,39 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Option<T> {
 /// anyone, never writable by others.
 pub const STATE_FILE_MODE: u32 = 0o644;
 
-/// Replaces `path` atomically with `value` as JSON: a temp file beside it, then rename.
-/// On failure nothing is left behind and the old file stays.
+/// Replaces `path` atomically with `value` as JSON and [`STATE_FILE_MODE`] (see
+/// [`write_atomic`]).
 pub fn write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes, STATE_FILE_MODE)
+}
+
+/// Replaces `path` atomically with `bytes` and `mode`: a temp file beside it (created
+/// 0600, so nothing is readable by others before its mode is set), synced, then renamed
+/// over `path`. Readers see the old file or the new one, never a part; on failure
+/// nothing is left behind and the old file stays. The mode is set explicitly, whatever
+/// the umask.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     let file_name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "state".into());
-    let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?
+        .to_string_lossy();
+    let temp = dir.join(format!(".{file_name}.rundock-{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(STATE_FILE_MODE)
+            .mode(0o600)
             .open(&temp)?;
-        // `mode` above is masked by the umask; the state must not be writable by others
-        // whatever the caller's umask is.
-        file.set_permissions(std::fs::Permissions::from_mode(STATE_FILE_MODE))?;
-        file.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
-        file.write_all(b"\n")?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
         std::fs::rename(&temp, path)
     })();
     if result.is_err() {

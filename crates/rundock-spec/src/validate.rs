@@ -19,13 +19,20 @@ pub fn is_dns_label(s: &str) -> bool {
 }
 
 pub fn dns_label(field: &str, value: &str) -> Result<String> {
-    if is_dns_label(value) {
+    accept(is_dns_label(value), field, value, LABEL_FORM)
+}
+
+/// The refusal every validator gives: "VALUE is not FORM", naming the field.
+fn not_a(field: &str, value: &str, form: &str) -> SpecError {
+    SpecError::new(field, format!("{} is not {form}", quoted(value)))
+}
+
+/// `value` itself when `ok`, else [`not_a`] `form`.
+fn accept(ok: bool, field: &str, value: &str, form: &str) -> Result<String> {
+    if ok {
         Ok(value.to_string())
     } else {
-        Err(SpecError::new(
-            field,
-            format!("{} is not {LABEL_FORM}", quoted(value)),
-        ))
+        Err(not_a(field, value, form))
     }
 }
 
@@ -39,17 +46,14 @@ pub fn host_label_from_hostname(hostname: &str) -> Option<String> {
 /// A domain of DNS labels, e.g. `s.prod.example.com` (a trailing dot is dropped).
 pub fn domain(field: &str, value: &str) -> Result<String> {
     let lowered = value.trim_end_matches('.').to_ascii_lowercase();
-    if !lowered.is_empty() && lowered.len() <= 253 && lowered.split('.').all(is_dns_label) {
-        Ok(lowered)
-    } else {
-        Err(SpecError::new(
+    let ok = !lowered.is_empty() && lowered.len() <= 253 && lowered.split('.').all(is_dns_label);
+    ok.then_some(lowered).ok_or_else(|| {
+        not_a(
             field,
-            format!(
-                "{} is not a domain: dot-separated DNS labels such as s.prod.example.com",
-                quoted(value)
-            ),
-        ))
-    }
+            value,
+            "a domain: dot-separated DNS labels such as s.prod.example.com",
+        )
+    })
 }
 
 pub fn port(field: &str, value: i64) -> Result<u16> {
@@ -136,13 +140,11 @@ pub fn memory(field: &str, value: &str) -> Result<u64> {
     .ok()
     .filter(|bytes| *bytes >= 6 << 20)
     .ok_or_else(|| {
-        SpecError::new(
+        not_a(
             field,
-            format!(
-                "{} is not a memory size: a whole number with an optional unit b, k, m or g, \
-                 at least 6m (e.g. 512m)",
-                quoted(value)
-            ),
+            value,
+            "a memory size: a whole number with an optional unit b, k, m or g, at least 6m \
+             (e.g. 512m)",
         )
     })
 }
@@ -151,34 +153,34 @@ pub fn memory(field: &str, value: &str) -> Result<u64> {
 pub fn cpus(field: &str, value: &str) -> Result<u64> {
     match value.trim().parse::<f64>() {
         Ok(n) if n.is_finite() && n > 0.0 && n <= 1024.0 => Ok((n * 1e9).round() as u64),
-        _ => Err(SpecError::new(
+        _ => Err(not_a(
             field,
-            format!(
-                "{} is not a CPU count: a positive decimal up to 1024, e.g. 1.5",
-                quoted(value)
-            ),
+            value,
+            "a CPU count: a positive decimal up to 1024, e.g. 1.5",
         )),
     }
 }
 
 /// Environment names: `[A-Za-z_][A-Za-z0-9_.-]*`.
 pub fn env_name(field: &str, value: &str) -> Result<String> {
+    let ok = is_name(value, usize::MAX, |c| c.is_ascii_alphabetic() || c == b'_');
+    accept(
+        ok,
+        field,
+        value,
+        "an environment variable name: a letter or '_' followed by letters, digits, '_', '.' or '-'",
+    )
+}
+
+/// `value` is 1 to `max_len` bytes of letters, digits, '_', '.' and '-', the first one
+/// that `first` accepts: the names of environment variables, Docker objects and users.
+fn is_name(value: &str, max_len: usize, first: impl Fn(u8) -> bool) -> bool {
     let b = value.as_bytes();
-    let ok = !b.is_empty()
-        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+    !b.is_empty()
+        && b.len() <= max_len
+        && first(b[0])
         && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(SpecError::new(
-            field,
-            format!(
-                "{} is not an environment variable name: a letter or '_' followed by letters, digits, '_', '.' or '-'",
-                quoted(value)
-            ),
-        ))
-    }
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
 pub fn no_control(field: &str, what: &str, value: &str) -> Result<String> {
@@ -193,38 +195,24 @@ pub fn no_control(field: &str, what: &str, value: &str) -> Result<String> {
 }
 
 pub fn label_key(field: &str, value: &str) -> Result<String> {
-    if value.is_empty() || value.contains('=') || value.chars().any(|c| c.is_control()) {
-        Err(SpecError::new(
-            field,
-            format!(
-                "{} is not a label key: non-empty, without '=' or control characters",
-                quoted(value)
-            ),
-        ))
-    } else {
-        Ok(value.to_string())
-    }
+    let ok = !value.is_empty() && !value.contains('=') && !value.chars().any(|c| c.is_control());
+    accept(
+        ok,
+        field,
+        value,
+        "a label key: non-empty, without '=' or control characters",
+    )
 }
 
 /// Container, network and volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, as Docker allows.
 pub fn docker_name(field: &str, value: &str) -> Result<String> {
-    let b = value.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 255
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(SpecError::new(
-            field,
-            format!(
-                "{} is not a Docker name: a letter or digit followed by letters, digits, '_', '.' or '-'",
-                quoted(value)
-            ),
-        ))
-    }
+    let ok = is_name(value, 255, |c| c.is_ascii_alphanumeric());
+    accept(
+        ok,
+        field,
+        value,
+        "a Docker name: a letter or digit followed by letters, digits, '_', '.' or '-'",
+    )
 }
 
 /// `host`, `bridge`, `none`, `container:NAME` or a network name.
@@ -237,24 +225,12 @@ pub fn network(field: &str, value: &str) -> Result<String> {
 
 /// `user`, `uid`, `user:group`, `uid:gid`.
 pub fn user(field: &str, value: &str) -> Result<String> {
-    let part_ok = |p: &str| {
-        !p.is_empty()
-            && p.len() <= 64
-            && p.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
-    };
+    let part_ok = |p: &str| is_name(p, 64, |_| true);
     let ok = match value.split_once(':') {
         Some((u, g)) => part_ok(u) && part_ok(g),
         None => part_ok(value),
     };
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(SpecError::new(
-            field,
-            format!("{} is not a user: NAME|UID[:GROUP|GID]", quoted(value)),
-        ))
-    }
+    accept(ok, field, value, "a user: NAME|UID[:GROUP|GID]")
 }
 
 /// Host names for the container: dot-separated labels of letters, digits and '-'.
@@ -269,47 +245,37 @@ pub fn hostname(field: &str, value: &str) -> Result<String> {
                 && b[0] != b'-'
                 && b[b.len() - 1] != b'-'
         });
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(SpecError::new(
-            field,
-            format!(
-                "{} is not a host name: dot-separated labels of letters, digits and '-'",
-                quoted(value)
-            ),
-        ))
-    }
+    accept(
+        ok,
+        field,
+        value,
+        "a host name: dot-separated labels of letters, digits and '-'",
+    )
 }
 
 /// Linux capabilities, normalised to `NAME` without the `CAP_` prefix, or `ALL`.
 pub fn capability(field: &str, value: &str) -> Result<String> {
     let upper = value.to_ascii_uppercase();
     let name = upper.strip_prefix("CAP_").unwrap_or(&upper);
-    if !name.is_empty() && name.bytes().all(|c| c.is_ascii_uppercase() || c == b'_') {
-        Ok(name.to_string())
-    } else {
-        Err(SpecError::new(
+    let ok = !name.is_empty() && name.bytes().all(|c| c.is_ascii_uppercase() || c == b'_');
+    ok.then(|| name.to_string()).ok_or_else(|| {
+        not_a(
             field,
-            format!(
-                "{} is not a capability: a name such as NET_ADMIN or CAP_NET_ADMIN, or ALL",
-                quoted(value)
-            ),
-        ))
-    }
+            value,
+            "a capability: a name such as NET_ADMIN or CAP_NET_ADMIN, or ALL",
+        )
+    })
 }
 
 /// `SOURCE:TARGET[:OPTIONS]` with an absolute target; the source is an absolute host
 /// path or a named volume.
 pub fn volume(field: &str, value: &str) -> Result<String> {
     let bad = || {
-        SpecError::new(
+        not_a(
             field,
-            format!(
-                "{} is not a volume: SOURCE:TARGET[:OPTIONS] where SOURCE is an absolute host path or \
-                 a volume name, TARGET an absolute container path, OPTIONS from ro, rw, z, Z, nocopy",
-                quoted(value)
-            ),
+            value,
+            "a volume: SOURCE:TARGET[:OPTIONS] where SOURCE is an absolute host path or a volume \
+             name, TARGET an absolute container path, OPTIONS from ro, rw, z, Z, nocopy",
         )
     };
     let parts: Vec<&str> = value.split(':').collect();
@@ -358,17 +324,12 @@ pub fn volumes_from(field: &str, value: &str) -> Result<String> {
         None => (value, None),
     };
     let ok = docker_name(field, name).is_ok() && mode.is_none_or(|m| m == "ro" || m == "rw");
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(SpecError::new(
-            field,
-            format!(
-                "{} is not a container to take volumes from: NAME[:ro|:rw]",
-                quoted(value)
-            ),
-        ))
-    }
+    accept(
+        ok,
+        field,
+        value,
+        "a container to take volumes from: NAME[:ro|:rw]",
+    )
 }
 
 /// `/skydns`-style key prefixes: `/` followed by `/`-separated names of a-z, 0-9, '_', '-'.
@@ -380,17 +341,13 @@ pub fn key_prefix(field: &str, value: &str) -> Result<String> {
                 && p.bytes()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
         });
-    if ok {
-        Ok(trimmed.to_string())
-    } else {
-        Err(SpecError::new(
+    ok.then(|| trimmed.to_string()).ok_or_else(|| {
+        not_a(
             field,
-            format!(
-                "{} is not a key prefix: '/' followed by names of a-z, 0-9, '_' and '-', e.g. /skydns",
-                quoted(value)
-            ),
-        ))
-    }
+            value,
+            "a key prefix: '/' followed by names of a-z, 0-9, '_' and '-', e.g. /skydns",
+        )
+    })
 }
 
 /// What a JSON value is, for "must be a list, not a mapping" messages.

@@ -68,7 +68,7 @@ pub fn trees(sv_dir: &Path, selectors: &[String]) -> anyhow::Result<Vec<PathBuf>
 
 /// Blocking: the status of every tree in `trees`.
 pub fn statuses(trees: &[PathBuf]) -> anyhow::Result<Vec<ServiceStatus>> {
-    runtime()?.block_on(statuses_async(trees))
+    rundock_runtime::current_thread()?.block_on(statuses_async(trees))
 }
 
 /// The status of every tree in `trees`, in order.
@@ -91,28 +91,17 @@ pub async fn statuses_for_metrics(trees: &[PathBuf]) -> Vec<ServiceStatus> {
 /// Blocking: the status of `spec`'s service (for the module's `service.status`).
 pub fn status_of(spec: &Spec) -> anyhow::Result<ServiceStatus> {
     let tree = spec.tree_dir();
-    runtime()?.block_on(async {
+    rundock_runtime::current_thread()?.block_on(async {
         let docker = connect().await;
         Ok(assemble(&facts(&tree, docker.as_ref()).await))
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// The local Docker daemon, or why it cannot be reached.
 pub async fn connect() -> Result<Docker, String> {
-    let docker = Docker::connect_with_local_defaults()
-        .map_err(|e| format!("cannot reach Docker: {e}"))?
-        .with_timeout(REQUEST_LIMIT);
-    docker
-        .negotiate_version()
+    rundock_docker::connect(REQUEST_LIMIT)
         .await
-        .map_err(|e| format!("cannot reach Docker: {e}"))
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// Everything known about the tree at `tree`, now.
@@ -142,10 +131,7 @@ async fn facts_with(tree: &Path, docker: Result<&Docker, &String>, read_etcd: bo
     };
     let container_dir = tree.join(CONTAINER_SERVICE);
     let announce_dir = tree.join(ANNOUNCE_SERVICE);
-    let record_key = spec
-        .announce
-        .as_ref()
-        .map(|a| skydns::instance_key(&a.etcd.prefix, &a.domain, &spec.name, &spec.host_label));
+    let record_key = skydns::record_key(&spec);
     let container = match docker {
         Ok(docker) => inspect(docker, &spec.container.container_name).await,
         Err(e) => Err(e.clone()),
@@ -193,12 +179,10 @@ async fn facts_with(tree: &Path, docker: Result<&Docker, &String>, read_etcd: bo
 }
 
 async fn inspect(docker: &Docker, name: &str) -> Result<Option<ContainerFacts>, String> {
-    let inspected = match docker.inspect_container(name, None).await {
-        Ok(c) => c,
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => return Ok(None),
-        Err(e) => return Err(format!("cannot inspect container {name}: {e}")),
+    let inspected = match rundock_docker::container::inspect(docker, name).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(format!("{e:#}")),
     };
     let state = inspected.state.unwrap_or_default();
     Ok(Some(ContainerFacts {

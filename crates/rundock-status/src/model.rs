@@ -452,13 +452,7 @@ fn verdict(facts: &Facts, seen: &Observed) -> (&'static str, String) {
     } else if facts.runit_container.as_ref().is_some_and(Runsv::held_down) {
         ("held-down", "the container is held down (sv down)".into())
     } else if seen.waiting {
-        (
-            "waiting",
-            format!(
-                "waiting for {} to be announced",
-                supervisor.waiting_for.join(", ")
-            ),
-        )
+        ("waiting", waiting_reason(&supervisor.waiting_for))
     } else if seen.backoff_active {
         (
             "backing-off",
@@ -629,9 +623,38 @@ fn drain_reason(drain: Option<&DrainState>, now: u64) -> String {
     }
 }
 
+/// What the supervisor waits for, in words: required names "to be announced"; other
+/// entries (the watch's first render of a file) say what they are themselves.
+fn waiting_reason(waiting_for: &[String]) -> String {
+    let (names, others): (Vec<&String>, Vec<&String>) =
+        waiting_for.iter().partition(|entry| !entry.contains(' '));
+    let mut parts: Vec<String> = others.into_iter().cloned().collect();
+    if !names.is_empty() {
+        let names: Vec<&str> = names.into_iter().map(String::as_str).collect();
+        parts.insert(0, format!("{} to be announced", names.join(", ")));
+    }
+    format!("waiting for {}", parts.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_says_what_it_waits_for() {
+        let entries = |e: &[&str]| e.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            waiting_reason(&entries(&["db.s.example", "mq.s.example"])),
+            "waiting for db.s.example, mq.s.example to be announced"
+        );
+        assert_eq!(
+            waiting_reason(&entries(&[
+                "the watch's first render of /srv/up.conf",
+                "db.s.example"
+            ])),
+            "waiting for db.s.example to be announced; the watch's first render of /srv/up.conf"
+        );
+    }
 
     fn runsv(state: &'static str) -> Option<Runsv> {
         Some(Runsv {

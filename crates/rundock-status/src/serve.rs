@@ -30,11 +30,7 @@ pub const MAX_CONNECTIONS: usize = 64;
 
 /// Blocking: serves `/metrics` on `listen` until TERM or INT.
 pub fn run(listen: SocketAddr, sv_dir: PathBuf) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(serve(listen, sv_dir))
+    rundock_runtime::current_thread()?.block_on(serve(listen, sv_dir))
 }
 
 async fn serve(listen: SocketAddr, sv_dir: PathBuf) -> anyhow::Result<()> {

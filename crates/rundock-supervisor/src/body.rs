@@ -8,10 +8,8 @@
 //! second restarter would fight them.
 //!
 //! Docker's own log of the container (`docker logs`) is a second copy of what svlogd
-//! keeps, and json-file keeps it without bound by default: it is json-file capped at
-//! [`DOCKER_LOG_MAX_SIZE`] × [`DOCKER_LOG_MAX_FILE`], in Docker's `non-blocking` mode
-//! (a ring buffer of [`DOCKER_LOG_BUFFER`] that drops when the log driver is behind),
-//! so neither copy can hold the container's output back.
+//! keeps: the spec's `docker_log`, by default json-file bounded and non-blocking
+//! ([`rundock_spec::dockerlog`]), so neither copy can hold the container's output back.
 
 use crate::tokens::Addresses;
 use bollard::models::{
@@ -24,29 +22,12 @@ use std::collections::HashMap;
 /// Label recording what `$PRIVATE_IP` / `$PUBLIC_IP` stood for (see [`Addresses::label`]).
 pub(crate) const LABEL_ADDRESSES: &str = "rundock.addresses";
 
-/// Size at which Docker's json-file log of the container is rotated.
-pub(crate) const DOCKER_LOG_MAX_SIZE: &str = "10m";
-/// json-file logs Docker keeps per container (the current one included).
-pub(crate) const DOCKER_LOG_MAX_FILE: &str = "3";
-/// Docker's buffer between the container and its log driver in `non-blocking` mode.
-pub(crate) const DOCKER_LOG_BUFFER: &str = "1m";
-
-/// Docker's own log of the container: bounded and never blocking (see the module docs).
-fn docker_log_config() -> HostConfigLogConfig {
-    let options = [
-        ("max-size", DOCKER_LOG_MAX_SIZE),
-        ("max-file", DOCKER_LOG_MAX_FILE),
-        ("mode", "non-blocking"),
-        ("max-buffer-size", DOCKER_LOG_BUFFER),
-    ];
+/// Docker's own log of the container: the spec's choice, else the bounded default.
+fn docker_log_config(spec: &Spec) -> HostConfigLogConfig {
+    let log = spec.container.docker_log.clone().unwrap_or_default();
     HostConfigLogConfig {
-        typ: Some("json-file".into()),
-        config: Some(
-            options
-                .into_iter()
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect(),
-        ),
+        typ: Some(log.driver),
+        config: Some(log.options.into_iter().collect()),
     }
 }
 
@@ -82,8 +63,13 @@ pub(crate) fn create_body(spec: &Spec, addresses: &Addresses) -> ContainerCreate
         }
         let binding = PortBinding {
             host_ip: port.host_ip.as_ref().map(|ip| addresses.host_ip(ip)),
-            // An empty host port asks Docker for a free one.
-            host_port: Some(port.host_port.map(|p| p.to_string()).unwrap_or_default()),
+            // An empty host port asks Docker for a free one, `FIRST-LAST` for a free one
+            // in that range.
+            host_port: Some(match (port.host_port, port.host_port_range) {
+                (Some(p), _) => p.to_string(),
+                (None, Some(range)) => range.to_string(),
+                (None, None) => String::new(),
+            }),
         };
         port_bindings
             .entry(key)
@@ -140,7 +126,7 @@ pub(crate) fn create_body(spec: &Spec, addresses: &Addresses) -> ContainerCreate
                 name: Some(RestartPolicyNameEnum::NO),
                 maximum_retry_count: None,
             }),
-            log_config: Some(docker_log_config()),
+            log_config: Some(docker_log_config(spec)),
             ..Default::default()
         }),
         ..Default::default()
@@ -197,20 +183,33 @@ pub(crate) mod tests {
             PortMapping {
                 host_ip: Some(HostIp::Address(AnnounceAs::Private)),
                 host_port: Some(8086),
+                host_port_range: None,
                 container_port: 8086,
                 protocol: Protocol::Tcp,
             },
             PortMapping {
                 host_ip: Some(HostIp::Ip("127.0.0.1".parse().unwrap())),
                 host_port: Some(18086),
+                host_port_range: None,
                 container_port: 8086,
                 protocol: Protocol::Tcp,
             },
             PortMapping {
                 host_ip: None,
                 host_port: None,
+                host_port_range: None,
                 container_port: 53,
                 protocol: Protocol::Udp,
+            },
+            PortMapping {
+                host_ip: Some(HostIp::Ip("127.0.0.1".parse().unwrap())),
+                host_port: None,
+                host_port_range: Some(rundock_spec::PortRange {
+                    first: 30000,
+                    last: 30100,
+                }),
+                container_port: 8080,
+                protocol: Protocol::Tcp,
             },
         ];
         c.volumes = vec!["/srv/data:/data:ro".into()];
@@ -249,7 +248,11 @@ pub(crate) mod tests {
         );
         assert_eq!(
             body.exposed_ports,
-            Some(vec!["8086/tcp".to_string(), "53/udp".to_string()])
+            Some(vec![
+                "8086/tcp".to_string(),
+                "53/udp".to_string(),
+                "8080/tcp".to_string()
+            ])
         );
         assert_eq!(body.hostname.as_deref(), Some("node1-web"));
         assert_eq!(body.user.as_deref(), Some("1000:1000"));
@@ -278,6 +281,12 @@ pub(crate) mod tests {
             udp[0].host_port.as_deref(),
             Some(""),
             "Docker picks the port"
+        );
+        let ranged = bindings["8080/tcp"].as_ref().unwrap();
+        assert_eq!(
+            ranged[0].host_port.as_deref(),
+            Some("30000-30100"),
+            "Docker picks the port in the range"
         );
         assert_eq!(host.binds, Some(vec!["/srv/data:/data:ro".to_string()]));
         assert_eq!(host.volumes_from, Some(vec!["data-box".to_string()]));
@@ -313,6 +322,25 @@ pub(crate) mod tests {
         assert_eq!(options["max-size"], "10m");
         assert_eq!(options["max-file"], "3");
         assert_eq!(options["mode"], "non-blocking");
+        // A chosen driver goes to Docker as the spec holds it.
+        let mut c = container();
+        c.docker_log = Some(
+            rundock_spec::dockerlog::DockerLog::resolve(
+                Some("local"),
+                [("max-size".to_string(), "5m".to_string())].into(),
+            )
+            .unwrap(),
+        );
+        let log = create_body(&spec(c), &Addresses::default())
+            .host_config
+            .unwrap()
+            .log_config
+            .unwrap();
+        assert_eq!(log.typ.as_deref(), Some("local"));
+        let options = log.config.unwrap();
+        assert_eq!(options["max-size"], "5m");
+        assert_eq!(options["mode"], "non-blocking");
+        assert_eq!(options.get("max-file"), None);
     }
 
     #[test]

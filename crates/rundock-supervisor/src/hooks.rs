@@ -47,7 +47,7 @@ async fn on_host(command: &[String]) -> Result<i64, String> {
 }
 
 async fn in_container(docker: &Docker, container: &str, command: &[String]) -> Result<i64, String> {
-    rundock_announcer::health::exec_in_container(docker, container, command, |chunk| {
+    rundock_docker::exec::exec_in_container(docker, container, command, |chunk| {
         let _ = std::io::stderr().write_all(chunk);
     })
     .await?
@@ -57,9 +57,9 @@ async fn in_container(docker: &Docker, container: &str, command: &[String]) -> R
 /// Blocking: runs `hook` for the service's container (for `stop-tree`, which is not
 /// async). Connects to Docker only for a hook that runs in the container.
 pub fn run_blocking(container: &str, hook: &Hook) -> anyhow::Result<()> {
-    let runtime = crate::runtime()?;
-    runtime.block_on(async {
-        let docker = crate::supervise::connect(hook.timeout).await?;
+    rundock_runtime::current_thread()?.block_on(async {
+        let docker =
+            rundock_docker::connect(rundock_docker::stop_request_limit(hook.timeout)).await?;
         run(&docker, container, hook)
             .await
             .map_err(anyhow::Error::msg)

@@ -5,7 +5,9 @@
 //!
 //! 1. back off first if the container has been crash-looping (`backoff`);
 //! 2. wait until the services in `requires` are announced (`requires`), then make sure
-//!    the image is there, per the spec's pull policy (`image`);
+//!    the image is there, per the spec's pull policy (`image`); with a `watch`, the
+//!    container first waits for the watch's first files ([`wait_for_first_render`],
+//!    which the binary calls before [`run`]; at once when they exist);
 //! 3. remove stale containers of this service, or reuse the one that is still current
 //!    (`supervise`);
 //! 4. attach to its output before it starts, so nothing is lost (`output`), and start it
@@ -21,17 +23,22 @@
 
 mod backoff;
 mod body;
+mod containers;
 mod failure;
+mod first_render;
 mod hooks;
 mod image;
 mod log;
 mod output;
 mod requires;
+mod signals;
 mod supervise;
 mod switch;
 mod tokens;
 
+use rundock_docker::container;
 use rundock_spec::Spec;
+pub use signals::{SignalSender, Signals};
 use std::path::Path;
 
 /// The exit code of a run that failed before or around the container (not the
@@ -43,48 +50,18 @@ pub const EXIT_FAILURE: i32 = 125;
 pub const STATE_FILE: &str = rundock_spec::state::SUPERVISOR_STATE_FILE;
 
 pub use output::{OutputState, OUTPUT_STATE_FILE};
+pub use rundock_spec::state::UpdateOutcome;
 pub use rundock_spec::UPDATE_FILE;
 
-/// How the last start-first update of a spec ended, as the supervisor leaves it in
-/// [`UPDATE_FILE`] and the module reads it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UpdateOutcome {
-    /// [`Spec::container_hash`] of the spec the update was to.
-    pub spec: String,
-    pub switched: bool,
-    /// What happened; on failure, which check failed and why.
-    pub message: String,
-}
-
-impl UpdateOutcome {
-    pub fn switched(spec: &str, message: String) -> UpdateOutcome {
-        UpdateOutcome {
-            spec: spec.into(),
-            switched: true,
-            message,
-        }
-    }
-
-    pub fn failed(spec: &str, message: String) -> UpdateOutcome {
-        UpdateOutcome {
-            spec: spec.into(),
-            switched: false,
-            message,
-        }
-    }
-
-    /// Written as every state file is ([`rundock_spec::state::write`]); a failure is only logged (the update
-    /// itself is done either way).
-    pub fn save(&self, path: &Path) {
-        if let Err(e) = rundock_spec::state::write(path, self) {
-            eprintln!("rundock supervise: cannot write {}: {e}", path.display());
-        }
-    }
-
-    /// The outcome in `path`, if there is one that parses.
-    pub fn load(path: &Path) -> Option<UpdateOutcome> {
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-    }
+/// Blocking, before [`run`]: with a `watch`, waits (at most 30 s) until the watch has
+/// written every template's `dest`, so the container never starts before the file it
+/// reads (see `first_render`); returns at once when they exist or there is no watch.
+/// Keeps `waiting_for` in the state file ([`STATE_FILE`], in the working directory).
+pub fn wait_for_first_render(spec: &Spec) {
+    let name = log::prefix(spec);
+    first_render::wait(spec, Path::new(STATE_FILE), |line| {
+        rundock_runtime::say!(name, "{line}")
+    });
 }
 
 /// Blocking: builds a current-thread tokio runtime. Returns the process exit code.
@@ -93,8 +70,26 @@ impl UpdateOutcome {
 /// and [`EXIT_FAILURE`] when the supervisor could not get it running; in that last case
 /// the reason has already been logged on stderr. `Err` only when no runtime can be built.
 pub fn run(spec: Spec) -> anyhow::Result<i32> {
-    let runtime = runtime()?;
-    Ok(runtime.block_on(supervise::supervise(&spec, Path::new(STATE_FILE))))
+    let runtime = rundock_runtime::current_thread()?;
+    Ok(runtime.block_on(async {
+        // First of all, so a TERM during a pull or a back-off is ours to handle.
+        match Signals::install() {
+            Ok(signals) => supervise_with(&spec, Path::new(STATE_FILE), signals).await,
+            Err(e) => {
+                rundock_runtime::say!(log::prefix(&spec), "cannot handle signals: {e}");
+                EXIT_FAILURE
+            }
+        }
+    }))
+}
+
+/// One life of the container as [`run`] lives it, with the stop and let-go requests
+/// coming from `signals` instead of the process's own signals, and the back-off state
+/// in `state_path`: for running a supervisor inside another program (a test). The
+/// start-first outcome and the announcer's replace request are still read from and
+/// written to the working directory.
+pub async fn supervise_with(spec: &Spec, state_path: &Path, signals: Signals) -> i32 {
+    supervise::supervise(spec, state_path, signals).await
 }
 
 /// Blocking: stop (with the spec's stop_timeout) and remove every container carrying labels
@@ -106,10 +101,11 @@ pub fn remove_service_containers(
     container_name: &str,
     stop_timeout: u32,
 ) -> anyhow::Result<usize> {
-    let runtime = runtime()?;
+    let runtime = rundock_runtime::current_thread()?;
     runtime.block_on(async {
-        let docker = supervise::connect(stop_timeout).await?;
-        supervise::remove_service_containers(
+        let docker =
+            rundock_docker::connect(rundock_docker::stop_request_limit(stop_timeout)).await?;
+        containers::remove_service_containers(
             &docker,
             name,
             host_label,
@@ -124,37 +120,6 @@ pub fn remove_service_containers(
 /// [`rundock_spec::hooks`] for the order); `Err` says why it failed.
 pub fn run_hook(container: &str, hook: &rundock_spec::Hook) -> anyhow::Result<()> {
     hooks::run_blocking(container, hook)
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot build the tokio runtime: {e}"))
-}
-
-/// Blocking: whether the service's container runs and was made from this spec (its
-/// `rundock.spec` label carries [`Spec::container_hash`]). For the module's `wait`.
-pub fn container_is_current(spec: &Spec) -> anyhow::Result<bool> {
-    let runtime = runtime()?;
-    runtime.block_on(async {
-        let docker = supervise::connect(spec.container.stop_timeout).await?;
-        let Some(inspect) = supervise::inspect(&docker, &spec.container.container_name).await?
-        else {
-            return Ok(false);
-        };
-        let running = inspect
-            .state
-            .as_ref()
-            .and_then(|s| s.running)
-            .unwrap_or(false);
-        let hash = inspect
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.as_ref())
-            .and_then(|l| l.get(rundock_spec::LABEL_SPEC).cloned());
-        Ok(running && hash.as_deref() == Some(spec.container_hash().as_str()))
-    })
 }
 
 /// What the module learns of a service's image before it writes anything.
@@ -173,9 +138,11 @@ pub struct ImageCheck {
 /// `may_pull`: check mode only looks), so a reference that exists nowhere fails the task
 /// with the registry's answer instead of a crash loop under runsv.
 pub fn check_image(spec: &Spec, may_pull: bool) -> anyhow::Result<ImageCheck> {
-    let runtime = runtime()?;
-    runtime.block_on(async {
-        let docker = supervise::connect(spec.container.stop_timeout).await?;
+    rundock_runtime::current_thread()?.block_on(async {
+        let docker = rundock_docker::connect(rundock_docker::stop_request_limit(
+            spec.container.stop_timeout,
+        ))
+        .await?;
         let image = spec.container.image.as_str();
         let id = match (may_pull, spec.container.pull) {
             (true, _) | (false, rundock_spec::PullPolicy::Never) => {
@@ -183,20 +150,10 @@ pub fn check_image(spec: &Spec, may_pull: bool) -> anyhow::Result<ImageCheck> {
             }
             (false, _) => image::local_id(&docker, image).await?,
         };
-        let running = match supervise::inspect(&docker, &spec.container.container_name).await? {
-            Some(inspect) => {
-                let current = inspect.state.as_ref().and_then(|s| s.running) == Some(true)
-                    && inspect
-                        .config
-                        .as_ref()
-                        .and_then(|c| c.labels.as_ref())
-                        .and_then(|l| l.get(rundock_spec::LABEL_SPEC))
-                        .map(String::as_str)
-                        == Some(spec.container_hash().as_str());
-                inspect.image.filter(|_| current)
-            }
-            None => None,
-        };
+        let named = container::inspect(&docker, &spec.container.container_name).await?;
+        let running = named
+            .filter(|c| container::is_running_spec(c, spec))
+            .and_then(|c| c.image);
         Ok(ImageCheck { id, running })
     })
 }
@@ -205,19 +162,14 @@ pub fn check_image(spec: &Spec, may_pull: bool) -> anyhow::Result<ImageCheck> {
 /// (`None` when there is no such container or it does not run). Drain until idle reads
 /// the container's TCP table through it (`/proc/<pid>/net/tcp`).
 pub fn container_pid(spec: &Spec) -> anyhow::Result<Option<u32>> {
-    let runtime = runtime()?;
-    runtime.block_on(async {
-        let docker = supervise::connect(spec.container.stop_timeout).await?;
-        let Some(inspect) = supervise::inspect(&docker, &spec.container.container_name).await?
-        else {
-            return Ok(None);
-        };
-        let state = inspect.state.unwrap_or_default();
-        let pid = state
-            .pid
-            .filter(|_| state.running == Some(true))
-            .and_then(|pid| u32::try_from(pid).ok())
-            .filter(|pid| *pid > 0);
-        Ok(pid)
+    rundock_runtime::current_thread()?.block_on(async {
+        let docker = rundock_docker::connect(rundock_docker::stop_request_limit(
+            spec.container.stop_timeout,
+        ))
+        .await?;
+        let named = container::inspect(&docker, &spec.container.container_name).await?;
+        Ok(named
+            .filter(container::is_running)
+            .and_then(|c| container::pid(&c)))
     })
 }

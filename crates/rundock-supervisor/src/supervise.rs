@@ -22,102 +22,168 @@
 //! would save little, while a fresh process per life keeps runsv's view (`sv status`
 //! uptime) and the back-off honest.
 //!
-//! Signals: TERM or INT at any point stops our container (with the spec's
-//! `stop_timeout`), removes it, and exits 0; a second signal while stopping kills it.
+//! Signals ([`crate::signals`], passed in): TERM or INT at any point stops our container
+//! (with the spec's `stop_timeout`), removes it, and exits 0; a second signal while
+//! stopping kills it. HUP while the container lives lets go of it and exits 0.
+//!
+//! The Docker calls are [`rundock_docker`]'s and [`crate::containers`]'; this module
+//! owns only the order of one life and what is recorded of it.
 
 use crate::backoff;
 use crate::body::{self, create_body};
+use crate::containers::{attach_and_start, attach_running, stale_reason, stop_ours, Life};
 use crate::failure::{AtStage, StartFailure};
 use crate::hooks;
 use crate::image;
 use crate::log::prefix;
-use crate::output::{self, Copy};
 use crate::requires;
+use crate::signals::{race, race_or_let_go, Raced, Signals};
 use crate::switch;
 use crate::tokens::Addresses;
 use crate::EXIT_FAILURE;
 use anyhow::Context;
-use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
-use bollard::query_parameters::{
-    CreateContainerOptions, KillContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    StopContainerOptions, WaitContainerOptions,
-};
+use bollard::models::ContainerStateStatusEnum;
+use bollard::query_parameters::CreateContainerOptions;
 use bollard::Docker;
-use futures_util::StreamExt;
-use rundock_runtime::{say, Shutdown};
+use rundock_docker::container::{
+    self, inspect, labelled, remove, short, stop_and_remove, wait_exit,
+};
+use rundock_runtime::log::Prefix;
+use rundock_runtime::say;
 use rundock_spec::state::{self, Failure, FailureKind, FailureStage, ReplaceRequest, REPLACE_FILE};
-use rundock_spec::{Spec, LABEL_HOST, LABEL_SERVICE};
-use std::collections::HashMap;
+use rundock_spec::Spec;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long the last output may take to arrive after the container exited.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
-/// Connects to the local Docker daemon (`DOCKER_HOST` if it is a `unix://` socket) and
-/// pins the API version to the daemon's.
-pub(crate) async fn connect(stop_timeout: u32) -> anyhow::Result<Docker> {
-    let address =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let unreachable = || format!("cannot reach Docker at {address}");
-    // A stop request answers only once the container is down: allow for stop_timeout.
-    let timeout = Duration::from_secs(u64::from(stop_timeout).saturating_add(30).max(120));
-    let docker = Docker::connect_with_local_defaults()
-        .with_context(unreachable)?
-        .with_timeout(timeout);
-    docker.negotiate_version().await.with_context(unreachable)
-}
-
-/// A started container and the copy of its output.
-pub(crate) struct Life {
-    pub(crate) id: String,
-    pub(crate) output: Copy,
-}
-
 /// The whole run; returns the process exit code.
-pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
-    let name = &prefix(spec);
-    // First of all, so a TERM during a pull or a back-off is ours to handle.
-    let mut signals = match Shutdown::new() {
-        Ok(signals) => signals,
-        Err(e) => {
-            say!(name, "cannot handle signals: {e}");
+pub(crate) async fn supervise(spec: &Spec, state_path: &Path, mut signals: Signals) -> i32 {
+    let run = Run::begin(spec, state_path);
+    let delay = backoff::delay(run.failures);
+    if !delay.is_zero() {
+        say!(
+            run.name,
+            "the container ran less than {}s {} time(s) in a row; waiting {}s before starting it",
+            backoff::STABLE_AFTER.as_secs(),
+            run.failures,
+            delay.as_secs()
+        );
+        if let Raced::Stopped(why) = race(&mut signals, tokio::time::sleep(delay)).await {
+            return run
+                .stop(why, " while waiting to start; exiting", None, &mut signals)
+                .await;
+        }
+    }
+    match run.wait_for_requires(&mut signals).await {
+        Waited::Go => {}
+        Waited::Stop => {
+            run.save(0);
+            return 0;
+        }
+        Waited::Fail => {
+            run.save(backoff::after_run(run.failures, None));
             return EXIT_FAILURE;
         }
-    };
-    // HUP: let go of the container (it keeps running) and exit, so runsv starts us
-    // again on the spec now on disk; how the module asks for a start-first update.
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(hangup) => hangup,
+    }
+    let request_limit = rundock_docker::stop_request_limit(spec.container.stop_timeout);
+    let docker = match rundock_docker::connect(request_limit).await {
+        Ok(docker) => docker,
         Err(e) => {
-            say!(name, "cannot handle signals: {e}");
-            return EXIT_FAILURE;
+            say!(run.name, "{e:#}");
+            return run.fail(FailureStage::Docker, e);
         }
     };
-    let loaded = backoff::load(state_path);
-    // A new life: no post_start has succeeded for it yet (the container may be the
-    // same one, restarted), so the announcer holds the record until it has.
-    let previous = backoff::State {
-        post_start_done: None,
-        ..loaded.clone()
+    let life = match race(&mut signals, start(&docker, spec)).await {
+        Raced::Done(Ok(life)) => life,
+        Raced::Done(Err(failure)) => {
+            say!(run.name, "{failure}");
+            run.save_with(backoff::after_run(run.failures, None), None, Some(failure));
+            return EXIT_FAILURE;
+        }
+        Raced::Stopped(why) => {
+            let during = " before the container was running";
+            return run
+                .stop(why, during, Some((&docker, None)), &mut signals)
+                .await;
+        }
     };
-    if loaded != previous {
-        if let Err(e) = backoff::save(state_path, &previous) {
+    if let Some(hook) = &spec.hooks.post_start {
+        let ran = match race(&mut signals, hooks::run(&docker, &life.id, hook)).await {
+            Raced::Done(ran) => ran,
+            Raced::Stopped(why) => {
+                let during = " while post_start ran";
+                return run
+                    .stop(why, during, Some((&docker, Some(life))), &mut signals)
+                    .await;
+            }
+        };
+        if let Err(why) = ran {
+            say!(run.name, "post_start failed: {why}; stopping the container");
+            stop_ours(&docker, spec, &mut signals).await;
+            life.output.finish(OUTPUT_GRACE).await;
+            return run.fail(
+                FailureStage::PostStart,
+                anyhow::anyhow!("post_start failed: {why}"),
+            );
+        }
+        say!(run.name, "post_start succeeded");
+        run.post_start_done(&life.id);
+    }
+    run.watch(&docker, life, &mut signals).await
+}
+
+/// One run's record keeping: the back-off state it began with, and how it saves what
+/// happened (for the next run's back-off, `rundock status`, metrics and `wait`).
+struct Run<'a> {
+    spec: &'a Spec,
+    state_path: &'a Path,
+    name: Prefix,
+    previous: backoff::State,
+    /// Short lives in a row before this run.
+    failures: u32,
+    spec_hash: String,
+}
+
+impl<'a> Run<'a> {
+    /// A new life: no post_start has succeeded for it yet (the container may be the
+    /// same one, restarted), so the announcer holds the record until it has.
+    fn begin(spec: &'a Spec, state_path: &'a Path) -> Run<'a> {
+        let loaded = backoff::load(state_path);
+        let previous = backoff::State {
+            post_start_done: None,
+            ..loaded.clone()
+        };
+        let run = Run {
+            spec,
+            state_path,
+            name: prefix(spec),
+            failures: previous.failures,
+            spec_hash: spec.container_hash(),
+            previous,
+        };
+        if loaded != run.previous {
+            run.write(&run.previous);
+        }
+        run
+    }
+
+    fn write(&self, next: &backoff::State) {
+        if let Err(e) = backoff::save(self.state_path, next) {
             say!(
-                name,
+                self.name,
                 "cannot save the state in {}: {e}",
-                state_path.display()
+                self.state_path.display()
             );
         }
     }
-    let failures = previous.failures;
-    let spec_hash = spec.container_hash();
-    // `exit`: the container's exit code when it exited on its own (a restart);
-    // `failure`: why this attempt failed, recorded for status, metrics and `wait`.
-    let save_with = |failures: u32, exit: Option<i64>, failure: Option<StartFailure>| {
-        let now = rundock_spec::state::unix_now();
-        let mut next = backoff::next_state(&previous, failures, exit, now);
+
+    /// `exit`: the container's exit code when it exited on its own (a restart);
+    /// `failure`: why this attempt failed, recorded for status, metrics and `wait`.
+    fn save_with(&self, failures: u32, exit: Option<i64>, failure: Option<StartFailure>) {
+        let now = state::unix_now();
+        let mut next = backoff::next_state(&self.previous, failures, exit, now);
         match failure {
             Some(failure) => {
                 if failure.stage != FailureStage::Exit {
@@ -128,177 +194,181 @@ pub(crate) async fn supervise(spec: &Spec, state_path: &Path) -> i32 {
                     kind: failure.kind,
                     message: failure.message,
                     at: now,
-                    spec: spec_hash.clone(),
+                    spec: self.spec_hash.clone(),
                 });
             }
             // A life long enough to end the crash loop ends its failure too.
             None if exit.is_some() && failures == 0 => next.last_failure = None,
             None => {}
         }
-        if next == previous {
-            return;
+        if next != self.previous {
+            self.write(&next);
         }
-        if let Err(e) = backoff::save(state_path, &next) {
-            say!(
-                name,
-                "cannot save the back-off state in {}: {e}",
-                state_path.display()
-            );
-        }
-    };
-    let fail = |stage: FailureStage, error: anyhow::Error| {
-        save_with(
-            backoff::after_run(failures, None),
+    }
+
+    fn save(&self, failures: u32) {
+        self.save_with(failures, None, None)
+    }
+
+    /// Records a failed start at `stage`; the exit code for it.
+    fn fail(&self, stage: FailureStage, error: anyhow::Error) -> i32 {
+        self.save_with(
+            backoff::after_run(self.failures, None),
             None,
             Some(StartFailure::new(stage, error)),
         );
         EXIT_FAILURE
-    };
-    let save = |failures: u32| save_with(failures, None, None);
+    }
 
-    let delay = backoff::delay(failures);
-    if !delay.is_zero() {
-        say!(
-            name,
-            "the container ran less than {}s {failures} time(s) in a row; waiting {}s before starting it",
-            backoff::STABLE_AFTER.as_secs(),
-            delay.as_secs()
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            sig = signals.recv() => {
-                say!(name, "{sig} while waiting to start; exiting");
-                save(0);
-                return 0;
+    fn post_start_done(&self, id: &str) {
+        self.write(&backoff::State {
+            post_start_done: Some(id.to_string()),
+            ..self.previous.clone()
+        });
+    }
+
+    /// A stop request (`why`) arrived `during` a step: with Docker, stop and remove our
+    /// container (and let its output finish); exit 0.
+    async fn stop(
+        &self,
+        why: &str,
+        during: &str,
+        docker: Option<(&Docker, Option<Life>)>,
+        signals: &mut Signals,
+    ) -> i32 {
+        say!(self.name, "{why}{during}");
+        if let Some((docker, life)) = docker {
+            stop_ours(docker, self.spec, signals).await;
+            if let Some(life) = life {
+                life.output.finish(OUTPUT_GRACE).await;
             }
         }
+        self.save(0);
+        0
     }
 
-    match wait_for_requires(spec, state_path, &previous, &mut signals).await {
-        Waited::Go => {}
-        Waited::Stop => {
-            save(0);
-            return 0;
-        }
-        Waited::Fail => {
-            save(backoff::after_run(failures, None));
-            return EXIT_FAILURE;
-        }
-    }
-
-    let docker = match connect(spec.container.stop_timeout).await {
-        Ok(docker) => docker,
-        Err(e) => {
-            say!(name, "{e:#}");
-            return fail(FailureStage::Docker, e);
-        }
-    };
-
-    let started = tokio::select! {
-        result = start(&docker, spec) => result,
-        sig = signals.recv() => {
-            say!(name, "{sig} before the container was running");
-            shutdown(&docker, spec, &mut signals).await;
-            save(0);
-            return 0;
-        }
-    };
-    let life = match started {
-        Ok(life) => life,
-        Err(failure) => {
-            say!(name, "{failure}");
-            save_with(backoff::after_run(failures, None), None, Some(failure));
-            return EXIT_FAILURE;
-        }
-    };
-
-    if let Some(hook) = &spec.hooks.post_start {
-        let ran = tokio::select! {
-            result = hooks::run(&docker, &life.id, hook) => result,
-            sig = signals.recv() => {
-                say!(name, "{sig} while post_start ran");
-                shutdown(&docker, spec, &mut signals).await;
-                life.output.finish(OUTPUT_GRACE).await;
-                save(0);
+    /// The container's life, until it exits (its code is ours), a stop request stops
+    /// it, or HUP lets go of it.
+    async fn watch(&self, docker: &Docker, life: Life, signals: &mut Signals) -> i32 {
+        let since = Instant::now();
+        let exited = match race_or_let_go(signals, wait_exit(docker, &life.id)).await {
+            Some(Raced::Done(exited)) => exited,
+            None => {
+                say!(
+                    self.name,
+                    "HUP: leaving the container running and starting again on the spec on disk"
+                );
+                life.output.finish(Duration::from_millis(200)).await;
+                self.save(0);
                 return 0;
+            }
+            Some(Raced::Stopped(why)) => {
+                return self
+                    .stop(why, "", Some((docker, Some(life))), signals)
+                    .await;
             }
         };
-        match ran {
-            Ok(()) => {
-                say!(name, "post_start succeeded");
-                let done = backoff::State {
-                    post_start_done: Some(life.id.clone()),
-                    ..previous.clone()
-                };
-                if let Err(e) = backoff::save(state_path, &done) {
-                    say!(
-                        name,
-                        "cannot save the state in {}: {e}",
-                        state_path.display()
-                    );
-                }
-            }
-            Err(why) => {
-                say!(name, "post_start failed: {why}; stopping the container");
-                shutdown(&docker, spec, &mut signals).await;
-                life.output.finish(OUTPUT_GRACE).await;
-                return fail(
-                    FailureStage::PostStart,
-                    anyhow::anyhow!("post_start failed: {why}"),
+        let uptime = since.elapsed();
+        life.output.finish(OUTPUT_GRACE).await;
+        match exited {
+            Ok(code) => {
+                say!(
+                    self.name,
+                    "container exited with code {code} after {:.1}s",
+                    uptime.as_secs_f64()
                 );
+                let after = backoff::after_run(self.failures, Some(uptime));
+                let died_young = (uptime < backoff::STABLE_AFTER).then(|| StartFailure {
+                    stage: FailureStage::Exit,
+                    // Twice in a row is no accident: the same spec will die again.
+                    kind: if after >= 2 {
+                        FailureKind::Permanent
+                    } else {
+                        FailureKind::Transient
+                    },
+                    message: format!(
+                        "the container exited with code {code} after {:.1}s",
+                        uptime.as_secs_f64()
+                    ),
+                });
+                self.save_with(after, Some(code), died_young);
+                exit_code(code)
+            }
+            Err(e) => {
+                say!(self.name, "lost track of the container: {e:#}");
+                self.fail(
+                    FailureStage::Docker,
+                    e.context("lost track of the container"),
+                )
             }
         }
     }
 
-    let since = Instant::now();
-    let exited = tokio::select! {
-        result = wait_exit(&docker, &life.id) => result,
-        _ = hangup.recv() => {
-            say!(name, "HUP: leaving the container running and starting again on the spec on disk");
-            life.output.finish(Duration::from_millis(200)).await;
-            save(0);
-            return 0;
-        }
-        sig = signals.recv() => {
-            say!(name, "{sig}");
-            shutdown(&docker, spec, &mut signals).await;
-            life.output.finish(OUTPUT_GRACE).await;
-            save(0);
-            return 0;
-        }
-    };
-    let uptime = since.elapsed();
-    life.output.finish(OUTPUT_GRACE).await;
-    match exited {
-        Ok(code) => {
-            say!(
-                name,
-                "container exited with code {code} after {:.1}s",
-                uptime.as_secs_f64()
-            );
-            let after = backoff::after_run(failures, Some(uptime));
-            let died_young = (uptime < backoff::STABLE_AFTER).then(|| StartFailure {
-                stage: FailureStage::Exit,
-                // Twice in a row is no accident: the same spec will die again.
-                kind: if after >= 2 {
-                    FailureKind::Permanent
-                } else {
-                    FailureKind::Transient
-                },
-                message: format!(
-                    "the container exited with code {code} after {:.1}s",
-                    uptime.as_secs_f64()
-                ),
-            });
-            save_with(after, Some(code), died_young);
-            exit_code(code)
-        }
-        Err(e) => {
-            say!(name, "lost track of the container: {e:#}");
-            fail(
-                FailureStage::Docker,
-                e.context("lost track of the container"),
-            )
+    /// Waits until every service in `requires` is announced, within its timeout (see
+    /// [`requires`]); nothing to wait for without `requires`.
+    async fn wait_for_requires(&self, signals: &mut Signals) -> Waited {
+        let spec = self.spec;
+        let previous = &self.previous;
+        let (Some(required), Some(announce)) = (&spec.requires, &spec.announce) else {
+            return Waited::Go;
+        };
+        let name = &self.name;
+        let client = match rundock_etcd::Client::new(&announce.etcd) {
+            Ok(client) => client,
+            Err(e) => {
+                say!(name, "requires: cannot make an etcd client: {e}");
+                return Waited::Fail;
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(required.timeout.into());
+        let mut last: Option<Result<Vec<String>, String>> = None;
+        loop {
+            let now = requires::missing(&client, &announce.etcd.prefix, required).await;
+            if let Some(line) = requires::describe_change(last.as_ref(), &now) {
+                if last.is_some() || !matches!(&now, Ok(m) if m.is_empty()) {
+                    say!(name, "{line}");
+                }
+                let waiting_for = match &now {
+                    Ok(missing) => missing.clone(),
+                    Err(_) => required.names.clone(),
+                };
+                let state = backoff::State {
+                    waiting_for,
+                    ..previous.clone()
+                };
+                // Nothing waited for: the file already says so.
+                if state != *previous {
+                    self.write(&state);
+                }
+            }
+            if matches!(&now, Ok(m) if m.is_empty()) {
+                return Waited::Go;
+            }
+            last = Some(now);
+            if Instant::now() >= deadline {
+                return match required.on_timeout {
+                    rundock_spec::OnTimeout::Start => {
+                        say!(
+                            name,
+                            "requires not met after {}s; starting anyway",
+                            required.timeout
+                        );
+                        Waited::Go
+                    }
+                    rundock_spec::OnTimeout::Fail => {
+                        say!(
+                            name,
+                            "requires not met after {}s; failing",
+                            required.timeout
+                        );
+                        Waited::Fail
+                    }
+                };
+            }
+            if let Raced::Stopped(why) = race(signals, tokio::time::sleep(requires::POLL)).await {
+                say!(name, "{why} while waiting for requires; exiting");
+                return Waited::Stop;
+            }
         }
     }
 }
@@ -308,85 +378,6 @@ enum Waited {
     Go,
     Stop,
     Fail,
-}
-
-/// Waits until every service in `requires` is announced, within its timeout (see
-/// [`requires`]); nothing to wait for without `requires`.
-async fn wait_for_requires(
-    spec: &Spec,
-    state_path: &Path,
-    previous: &backoff::State,
-    signals: &mut Shutdown,
-) -> Waited {
-    let (Some(required), Some(announce)) = (&spec.requires, &spec.announce) else {
-        return Waited::Go;
-    };
-    let name = &prefix(spec);
-    let client = match rundock_etcd::Client::new(&announce.etcd) {
-        Ok(client) => client,
-        Err(e) => {
-            say!(name, "requires: cannot make an etcd client: {e}");
-            return Waited::Fail;
-        }
-    };
-    let deadline = Instant::now() + Duration::from_secs(required.timeout.into());
-    let mut last: Option<Result<Vec<String>, String>> = None;
-    loop {
-        let now = requires::missing(&client, &announce.etcd.prefix, required).await;
-        if let Some(line) = requires::describe_change(last.as_ref(), &now) {
-            if last.is_some() || !matches!(&now, Ok(m) if m.is_empty()) {
-                say!(name, "{line}");
-            }
-            let waiting_for = match &now {
-                Ok(missing) => missing.clone(),
-                Err(_) => required.names.clone(),
-            };
-            let state = backoff::State {
-                waiting_for,
-                ..previous.clone()
-            };
-            if state == *previous {
-                // Nothing was waited for: the file already says so.
-            } else if let Err(e) = backoff::save(state_path, &state) {
-                say!(
-                    name,
-                    "cannot save the state in {}: {e}",
-                    state_path.display()
-                );
-            }
-        }
-        if matches!(&now, Ok(m) if m.is_empty()) {
-            return Waited::Go;
-        }
-        last = Some(now);
-        if Instant::now() >= deadline {
-            return match required.on_timeout {
-                rundock_spec::OnTimeout::Start => {
-                    say!(
-                        name,
-                        "requires not met after {}s; starting anyway",
-                        required.timeout
-                    );
-                    Waited::Go
-                }
-                rundock_spec::OnTimeout::Fail => {
-                    say!(
-                        name,
-                        "requires not met after {}s; failing",
-                        required.timeout
-                    );
-                    Waited::Fail
-                }
-            };
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(requires::POLL) => {}
-            sig = signals.recv() => {
-                say!(name, "{sig} while waiting for requires; exiting");
-                return Waited::Stop;
-            }
-        }
-    }
 }
 
 /// The container's exit code as ours; anything a process cannot exit with is a failure.
@@ -401,8 +392,6 @@ pub(crate) fn exit_code(code: i64) -> i32 {
 /// at which stage.
 async fn start(docker: &Docker, spec: &Spec) -> Result<Life, StartFailure> {
     use FailureStage::{Create, Image, Start};
-    let name = &prefix(spec);
-    let container_name = spec.container.container_name.as_str();
     let image_id = image::ensure(docker, spec).await.at(Image)?;
     let addresses = Addresses::resolve(&spec.container, &spec.interfaces).at(Create)?;
     let identity = body::identity_labels(spec, &addresses);
@@ -433,17 +422,28 @@ async fn start(docker: &Docker, spec: &Spec) -> Result<Life, StartFailure> {
         .await
         .at(Create)?;
     drop_request(spec, replace_path, replace.as_ref());
+    reuse_or_create(docker, spec, &addresses, reusable).await
+}
+
+/// Adopts the reusable container (attached if it runs, started if not), or creates a
+/// new one from the spec when there is none or it cannot start.
+async fn reuse_or_create(
+    docker: &Docker,
+    spec: &Spec,
+    addresses: &Addresses,
+    reusable: Option<(String, ContainerStateStatusEnum)>,
+) -> Result<Life, StartFailure> {
+    use FailureStage::{Create, Start};
+    let name = &prefix(spec);
+    let container_name = spec.container.container_name.as_str();
     match reusable {
         Some((id, ContainerStateStatusEnum::RUNNING)) => {
-            let output = output::attach(docker, &id)
-                .await
-                .with_context(|| format!("cannot attach to container {container_name}"))
-                .at(Start)?;
+            let life = attach_running(docker, spec, &id).await.at(Start)?;
             say!(
                 name,
                 "container {container_name} is already running; watching it"
             );
-            return Ok(Life { id, output });
+            return Ok(life);
         }
         Some((id, _)) => match attach_and_start(docker, spec, &id).await {
             Ok(life) => return Ok(life),
@@ -461,38 +461,12 @@ async fn start(docker: &Docker, spec: &Spec) -> Result<Life, StartFailure> {
         ..Default::default()
     };
     let id = docker
-        .create_container(Some(options), create_body(spec, &addresses))
+        .create_container(Some(options), create_body(spec, addresses))
         .await
         .with_context(|| format!("cannot create container {container_name}"))
         .at(Create)?
         .id;
     attach_and_start(docker, spec, &id).await.at(Start)
-}
-
-pub(crate) async fn attach_and_start(
-    docker: &Docker,
-    spec: &Spec,
-    id: &str,
-) -> anyhow::Result<Life> {
-    let container_name = spec.container.container_name.as_str();
-    // Attached before the start, so the first bytes are not lost.
-    let output = output::attach(docker, id)
-        .await
-        .with_context(|| format!("cannot attach to container {container_name}"))?;
-    docker
-        .start_container(id, None)
-        .await
-        .with_context(|| format!("cannot start container {container_name}"))?;
-    say!(
-        prefix(spec),
-        "started container {container_name} ({}, image {})",
-        short(id),
-        spec.container.image
-    );
-    Ok(Life {
-        id: id.to_string(),
-        output,
-    })
 }
 
 /// Removes the replacement request once this start has acted on it: replaced the
@@ -530,9 +504,9 @@ async fn remove_stale(
         let replaced = replace
             .filter(|r| r.container == id)
             .map(|r| format!("replaced: {}", r.reason));
-        match replaced.or_else(|| stale_reason(&named, identity, image_id)) {
+        match replaced.or_else(|| stale_reason(&named, spec, identity, image_id)) {
             None => {
-                let state = status(&named);
+                let state = container::status(&named);
                 keep = Some((id.clone(), state));
             }
             Some(reason) => {
@@ -555,297 +529,9 @@ async fn remove_stale(
     Ok(keep)
 }
 
-/// Why a container named like ours cannot be reused, `None` if it can.
-pub(crate) fn stale_reason(
-    container: &ContainerInspectResponse,
-    identity: &[(&'static str, String)],
-    image_id: &str,
-) -> Option<String> {
-    let empty = HashMap::new();
-    let labels = container
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.as_ref())
-        .unwrap_or(&empty);
-    if !carries_service_labels(labels, identity) {
-        return Some("it was not made by rundock for this service on this host".into());
-    }
-    if let Some((key, _)) = identity
-        .iter()
-        .find(|(key, value)| labels.get(*key) != Some(value))
-    {
-        return Some(format!("its {key} label differs: the spec changed"));
-    }
-    if container.image.as_deref() != Some(image_id) {
-        return Some("it was made from another image".into());
-    }
-    match status(container) {
-        ContainerStateStatusEnum::CREATED
-        | ContainerStateStatusEnum::EXITED
-        | ContainerStateStatusEnum::RUNNING => None,
-        other => Some(format!("it is {other}")),
-    }
-}
-
-pub(crate) fn carries_service_labels(
-    labels: &HashMap<String, String>,
-    identity: &[(&str, String)],
-) -> bool {
-    identity
-        .iter()
-        .filter(|(key, _)| *key == LABEL_SERVICE || *key == LABEL_HOST)
-        .all(|(key, value)| labels.get(*key) == Some(value))
-}
-
-pub(crate) fn status(container: &ContainerInspectResponse) -> ContainerStateStatusEnum {
-    container
-        .state
-        .as_ref()
-        .and_then(|s| s.status)
-        .unwrap_or(ContainerStateStatusEnum::EMPTY)
-}
-
-/// The container called `name`, `None` if there is none.
-pub(crate) async fn inspect(
-    docker: &Docker,
-    name: &str,
-) -> anyhow::Result<Option<ContainerInspectResponse>> {
-    match docker.inspect_container(name, None).await {
-        Ok(container) => Ok(Some(container)),
-        Err(DockerError::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot inspect container {name}")),
-    }
-}
-
-/// Ids of all containers (running or not) labelled as this service on this host.
-pub(crate) async fn labelled(
-    docker: &Docker,
-    service: &str,
-    host: &str,
-) -> anyhow::Result<Vec<String>> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![
-            format!("{LABEL_SERVICE}={service}"),
-            format!("{LABEL_HOST}={host}"),
-        ],
-    )]);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let list = docker
-        .list_containers(Some(options))
-        .await
-        .context("cannot list containers")?;
-    Ok(list.into_iter().filter_map(|c| c.id).collect())
-}
-
-/// `docker stop -t timeout` then `docker rm -f`; a container already gone is fine.
-pub(crate) async fn stop_and_remove(docker: &Docker, id: &str, timeout: u32) -> anyhow::Result<()> {
-    let stop = StopContainerOptions {
-        t: Some(i32::try_from(timeout).unwrap_or(i32::MAX)),
-        signal: None,
-    };
-    match docker.stop_container(id, Some(stop)).await {
-        Ok(())
-        | Err(DockerError::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot stop container {}", short(id))),
-    }
-    remove(docker, id).await
-}
-
-pub(crate) async fn remove(docker: &Docker, id: &str) -> anyhow::Result<()> {
-    let options = RemoveContainerOptions {
-        force: true,
-        ..Default::default()
-    };
-    match docker.remove_container(id, Some(options)).await {
-        // 404: gone already; 409: another removal is under way.
-        Ok(())
-        | Err(DockerError::DockerResponseServerError {
-            status_code: 404 | 409,
-            ..
-        }) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot remove container {}", short(id))),
-    }
-}
-
-/// TERM/INT: stop and remove our container (one named ours and labelled as this
-/// service); a second signal while it stops kills it.
-async fn shutdown(docker: &Docker, spec: &Spec, signals: &mut Shutdown) {
-    let name = &prefix(spec);
-    let container_name = spec.container.container_name.as_str();
-    let timeout = spec.container.stop_timeout;
-    let ours = match inspect(docker, container_name).await {
-        Ok(Some(c)) => {
-            let labels = c
-                .config
-                .as_ref()
-                .and_then(|c| c.labels.clone())
-                .unwrap_or_default();
-            let identity = [
-                (LABEL_SERVICE, spec.name.clone()),
-                (LABEL_HOST, spec.host_label.clone()),
-            ];
-            carries_service_labels(&labels, &identity).then(|| c.id.unwrap_or_default())
-        }
-        Ok(None) => None,
-        Err(e) => {
-            say!(name, "{e:#}");
-            None
-        }
-    };
-    let Some(id) = ours else {
-        say!(name, "no container of ours to stop; exiting");
-        return;
-    };
-    say!(
-        name,
-        "stopping container {container_name} (up to {timeout}s)"
-    );
-    let stop = StopContainerOptions {
-        t: Some(i32::try_from(timeout).unwrap_or(i32::MAX)),
-        signal: None,
-    };
-    tokio::select! {
-        result = docker.stop_container(&id, Some(stop)) => {
-            if let Err(e) = result {
-                say!(name, "cannot stop container {container_name}: {e}");
-            }
-        }
-        sig = signals.recv() => {
-            say!(name, "second {sig}: killing container {container_name}");
-            let kill = KillContainerOptions { signal: "KILL".into() };
-            if let Err(e) = docker.kill_container(&id, Some(kill)).await {
-                say!(name, "cannot kill container {container_name}: {e}");
-            }
-        }
-    }
-    match remove(docker, &id).await {
-        Ok(()) => say!(name, "container {container_name} stopped and removed"),
-        Err(e) => say!(name, "{e:#}"),
-    }
-}
-
-/// Waits until the container is not running; its exit code.
-async fn wait_exit(docker: &Docker, id: &str) -> anyhow::Result<i64> {
-    let options = WaitContainerOptions {
-        condition: "not-running".into(),
-    };
-    let mut wait = docker.wait_container(id, Some(options));
-    match wait.next().await {
-        Some(Ok(response)) => Ok(response.status_code),
-        // bollard reports a non-zero exit as an error; for us it is just the code.
-        Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
-        Some(Err(e)) => Err(e.into()),
-        None => anyhow::bail!("Docker ended the wait without an exit code"),
-    }
-}
-
-/// Stops and removes every container of the service; see [`crate::remove_service_containers`].
-pub(crate) async fn remove_service_containers(
-    docker: &Docker,
-    service: &str,
-    host: &str,
-    container_name: &str,
-    stop_timeout: u32,
-) -> anyhow::Result<usize> {
-    let mut ids = labelled(docker, service, host).await?;
-    if let Some(named) = inspect(docker, container_name).await? {
-        let labels = named.config.and_then(|c| c.labels).unwrap_or_default();
-        let identity = [
-            (LABEL_SERVICE, service.to_string()),
-            (LABEL_HOST, host.to_string()),
-        ];
-        let id = named.id.unwrap_or_default();
-        if carries_service_labels(&labels, &identity) && !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    for id in &ids {
-        stop_and_remove(docker, id, stop_timeout).await?;
-    }
-    Ok(ids.len())
-}
-
-pub(crate) fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ContainerConfig, ContainerState};
-
-    fn container(
-        labels: &[(&str, &str)],
-        image: &str,
-        state: ContainerStateStatusEnum,
-    ) -> ContainerInspectResponse {
-        ContainerInspectResponse {
-            id: Some("abc".into()),
-            image: Some(image.into()),
-            config: Some(ContainerConfig {
-                labels: Some(
-                    labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
-                ..Default::default()
-            }),
-            state: Some(ContainerState {
-                status: Some(state),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn identity() -> Vec<(&'static str, String)> {
-        vec![
-            (LABEL_SERVICE, "web".into()),
-            (LABEL_HOST, "node1".into()),
-            (rundock_spec::LABEL_SPEC, "h1".into()),
-        ]
-    }
-
-    const OURS: [(&str, &str); 3] = [
-        ("rundock.service", "web"),
-        ("rundock.host", "node1"),
-        ("rundock.spec", "h1"),
-    ];
-
-    #[test]
-    fn only_a_current_container_in_a_startable_state_is_reused() {
-        use ContainerStateStatusEnum::*;
-        for state in [CREATED, EXITED, RUNNING] {
-            assert_eq!(
-                stale_reason(
-                    &container(&OURS, "sha256:1", state),
-                    &identity(),
-                    "sha256:1"
-                ),
-                None
-            );
-        }
-        let why = |c: ContainerInspectResponse| stale_reason(&c, &identity(), "sha256:1").unwrap();
-        assert!(why(container(&OURS, "sha256:1", DEAD)).contains("dead"));
-        assert!(why(container(&OURS, "sha256:0", EXITED)).contains("another image"));
-        let mut other_hash = OURS;
-        other_hash[2].1 = "h0";
-        assert!(why(container(&other_hash, "sha256:1", EXITED)).contains("rundock.spec"));
-        assert!(why(container(&[], "sha256:1", EXITED)).contains("not made by rundock"));
-        let mut other_host = OURS;
-        other_host[1].1 = "node2";
-        assert!(why(container(&other_host, "sha256:1", RUNNING)).contains("not made by rundock"));
-    }
 
     #[test]
     fn exit_codes_pass_through_and_odd_ones_are_failures() {

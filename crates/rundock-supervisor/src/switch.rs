@@ -35,24 +35,24 @@
 //! drain once the record moved (it gets `stop_timeout` after the TERM); no outcome is
 //! written for the module, which did not ask.
 
+use crate::body;
+use crate::containers::{attach_and_start, attach_running, stale_reason, Life};
 use crate::log::prefix;
-use crate::output;
-use crate::supervise::{
-    attach_and_start, carries_service_labels, inspect, labelled, short, stop_and_remove, Life,
-};
 use crate::tokens::Addresses;
-use crate::{body, UpdateOutcome};
 use anyhow::Context;
 use bollard::models::ContainerInspectResponse;
-use bollard::query_parameters::{CreateContainerOptions, RenameContainerOptions};
+use bollard::query_parameters::CreateContainerOptions;
 use bollard::Docker;
-use rundock_announcer::docker::{published_tcp_ports, ContainerView};
-use rundock_announcer::health::{describe, probe, Target};
-use rundock_runtime::say;
-use rundock_spec::state::ReplaceRequest;
-use rundock_spec::{
-    next_container_name, old_container_name, DrainMode, Spec, LABEL_HOST, LABEL_SERVICE,
+use rundock_docker::container::{
+    self, inspect, is_ours, is_running, labelled, rename, short, stop_and_remove,
 };
+use rundock_docker::probe::{describe, probe, Target};
+use rundock_docker::ContainerView;
+use rundock_runtime::say;
+use rundock_spec::skydns::record_key;
+use rundock_spec::state::ReplaceRequest;
+use rundock_spec::state::UpdateOutcome;
+use rundock_spec::{next_container_name, old_container_name, Spec, StartFirst};
 use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -80,23 +80,14 @@ pub(crate) async fn try_switch(
 ) -> anyhow::Result<Switched> {
     let name = &prefix(spec);
     let container_name = spec.container.container_name.as_str();
-    let ours = |c: &ContainerInspectResponse| {
-        let labels = c
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.clone())
-            .unwrap_or_default();
-        carries_service_labels(&labels, identity)
-    };
-    let running =
-        |c: &ContainerInspectResponse| c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+    let ours = |c: &ContainerInspectResponse| is_ours(c, &spec.name, &spec.host_label);
     let mut named = inspect(docker, container_name).await?.filter(|c| ours(c));
     if named.is_none() {
         // Interrupted between the two renames: the old one is still the serving one.
         let old_name = old_container_name(container_name);
         if let Some(old) = inspect(docker, &old_name)
             .await?
-            .filter(|c| ours(c) && running(c))
+            .filter(|c| ours(c) && is_running(c))
         {
             say!(
                 name,
@@ -106,14 +97,16 @@ pub(crate) async fn try_switch(
             named = Some(old);
         }
     }
-    let Some(named) = named.filter(|c| running(c)) else {
+    let Some(named) = named.filter(is_running) else {
         return Ok(Switched::NotNeeded);
     };
     let named_id = named.id.clone().unwrap_or_default();
     let replacing = replace
         .filter(|r| r.container == named_id)
         .map(|r| r.reason.as_str());
-    let current = is_current(&named, identity, image_id) && replacing.is_none();
+    // Made from this spec and image, by rundock for this service on this host, and in a
+    // state that can serve: the supervisor's own reuse rule.
+    let current = stale_reason(&named, spec, identity, image_id).is_none() && replacing.is_none();
     let others = other_containers(docker, spec, &named_id).await?;
     if current {
         // Switched already (an earlier life was stopped mid-way), but the old one may
@@ -125,14 +118,14 @@ pub(crate) async fn try_switch(
             retire(docker, spec, &old, true).await?;
         }
         if finishing || !result_path.exists() {
-            UpdateOutcome::switched(
-                &spec.container_hash(),
-                format!(
-                    "{container_name} ({}) runs the current spec",
-                    short(&named_id)
-                ),
-            )
-            .save(result_path);
+            let message = format!(
+                "{container_name} ({}) runs the current spec",
+                short(&named_id)
+            );
+            leave(
+                UpdateOutcome::switched(&spec.container_hash(), message),
+                result_path,
+            );
         }
         return Ok(Switched::NotNeeded);
     }
@@ -200,12 +193,9 @@ async fn switch(
             life.output.finish(Duration::from_millis(200)).await;
             stop_and_remove(docker, &id, spec.container.stop_timeout).await?;
             if replacing.is_none() {
-                UpdateOutcome::failed(&hash, why).save(result_path);
+                leave(UpdateOutcome::failed(&hash, why), result_path);
             }
-            let output = output::attach(docker, &old_id)
-                .await
-                .with_context(|| format!("cannot attach to container {container_name}"))?;
-            return Ok(Switched::Life(Life { id: old_id, output }));
+            return Ok(Switched::Life(attach_running(docker, spec, &old_id).await?));
         }
     };
     // The old container's name goes first so the new one can take it; the announcer
@@ -226,7 +216,7 @@ async fn switch(
     );
     say!(name, "{message}");
     if replacing.is_none() {
-        UpdateOutcome::switched(&hash, message).save(result_path);
+        leave(UpdateOutcome::switched(&hash, message), result_path);
     }
     Ok(Switched::Life(life))
 }
@@ -256,12 +246,7 @@ async fn vet(docker: &Docker, spec: &Spec, id: &str, deadline: Instant) -> Resul
                 state.exit_code.unwrap_or(-1)
             ));
         }
-        let ports = info
-            .network_settings
-            .as_ref()
-            .and_then(|n| n.ports.as_ref())
-            .map(published_tcp_ports)
-            .unwrap_or_default();
+        let ports = container::tcp_ports(&info);
         if let Some(&port) = ports.get(&announce.container_port) {
             let target = Target {
                 view: ContainerView {
@@ -276,17 +261,8 @@ async fn vet(docker: &Docker, spec: &Spec, id: &str, deadline: Instant) -> Resul
             };
             let mut failed = None;
             for check in &announce.health {
-                let limit = Duration::from_secs(check.timeout.max(1).into());
-                let result = match tokio::time::timeout(
-                    limit,
-                    probe(check, &target, id, Some(docker.clone()), &http),
-                )
-                .await
-                {
-                    Ok(result) => result,
-                    Err(_) => Err(format!("no answer within {}s", limit.as_secs())),
-                };
-                if let Err(why) = result {
+                let docker = Some(docker.clone());
+                if let Err(why) = probe(check, &target, id, docker, &http).await {
                     failed = Some(format!("health check {} failed: {why}", describe(check)));
                     break;
                 }
@@ -304,7 +280,7 @@ async fn vet(docker: &Docker, spec: &Spec, id: &str, deadline: Instant) -> Resul
         if Instant::now() >= deadline {
             return Err(format!(
                 "{last_failure} (the new container had {}s, update_timeout)",
-                spec.start_first.map_or(0, |s| s.timeout)
+                StartFirst::timeout_of(spec.start_first)
             ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -314,11 +290,8 @@ async fn vet(docker: &Docker, spec: &Spec, id: &str, deadline: Instant) -> Resul
 /// Waits until the record carries `port` (the new container's), at most until
 /// `deadline`; whether it did. Without a port to look for it waits for nothing.
 async fn await_record(spec: &Spec, port: Option<u16>, deadline: Instant) -> bool {
-    let (Some(port), Some(announce), Some(key)) = (
-        port,
-        spec.announce.as_ref(),
-        rundock_announcer::record_key(spec),
-    ) else {
+    let (Some(port), Some(announce), Some(key)) = (port, spec.announce.as_ref(), record_key(spec))
+    else {
         return false;
     };
     let Ok(client) = rundock_etcd::Client::new(&announce.etcd) else {
@@ -346,71 +319,42 @@ async fn await_record(spec: &Spec, port: Option<u16>, deadline: Instant) -> bool
     }
 }
 
-/// Drains the old container (no longer announced) by the spec's drain mode, then stops
-/// and removes it. Without `drain` (a container replaced because it stopped answering:
-/// whatever it holds does not finish) it gets only `stop_timeout` after the TERM.
+/// Drains the old container (no longer announced) by the spec's drain mode (the same
+/// [`rundock_drain::drain`] as stop-tree), then stops and removes it. Without `drain`
+/// (a container replaced because it stopped answering: whatever it holds does not
+/// finish) it gets only `stop_timeout` after the TERM.
 async fn retire(docker: &Docker, spec: &Spec, id: &str, drain: bool) -> anyhow::Result<()> {
     let name = &prefix(spec);
     let limit = Duration::from_secs(spec.drain.into());
-    let port = spec.announce.as_ref().map(|a| a.container_port);
-    let pid = docker
-        .inspect_container(id, None)
+    // Not running: nothing to drain.
+    let pid = inspect(docker, id)
         .await
         .ok()
-        .and_then(|c| c.state)
-        .and_then(|s| s.pid)
-        .and_then(|p| u32::try_from(p).ok())
-        .filter(|p| *p > 0);
-    match (spec.drain_mode, port, pid) {
-        // Not running: nothing to drain.
-        (_, _, None) => {}
-        _ if !drain => {}
-        (DrainMode::Idle, Some(port), Some(pid)) => {
-            let drained = tokio::task::spawn_blocking(move || {
-                rundock_drain::wait_until_idle(pid, port, limit)
-            })
-            .await
-            .context("the drain task failed")?;
-            say!(name, "old container {}: {drained:?}", short(id));
-        }
-        _ => tokio::time::sleep(limit).await,
+        .flatten()
+        .and_then(|c| container::pid(&c));
+    if let (true, Some(pid)) = (drain, pid) {
+        let spec = spec.clone();
+        let drained =
+            tokio::task::spawn_blocking(move || rundock_drain::drain(&spec, Some(pid), limit))
+                .await
+                .context("the drain task failed")?;
+        say!(name, "old container {}: {drained}", short(id));
     }
     stop_and_remove(docker, id, spec.container.stop_timeout).await?;
     say!(name, "old container {} stopped and removed", short(id));
     Ok(())
 }
 
-async fn rename(docker: &Docker, from: &str, to: &str) -> anyhow::Result<()> {
-    docker
-        .rename_container(
-            from,
-            RenameContainerOptions {
-                name: to.to_string(),
-            },
-        )
-        .await
-        .with_context(|| format!("cannot rename container {from} to {to}"))
-}
-
 fn deadline(spec: &Spec) -> Instant {
-    let secs = spec.start_first.map_or(60, |s| s.timeout);
+    let secs = StartFirst::timeout_of(spec.start_first);
     Instant::now() + Duration::from_secs(secs.into())
 }
 
 fn host_port(container: &ContainerInspectResponse, spec: &Spec) -> Option<u16> {
     let container_port = spec.announce.as_ref()?.container_port;
-    let ports = container.network_settings.as_ref()?.ports.as_ref()?;
-    published_tcp_ports(ports).get(&container_port).copied()
-}
-
-/// Made from this spec and image, by rundock for this service on this host, and in a
-/// state that can serve: the supervisor's own reuse rule.
-fn is_current(
-    container: &ContainerInspectResponse,
-    identity: &[(&'static str, String)],
-    image_id: &str,
-) -> bool {
-    crate::supervise::stale_reason(container, identity, image_id).is_none()
+    container::tcp_ports(container)
+        .get(&container_port)
+        .copied()
 }
 
 /// The service's containers (running or not) other than `except`.
@@ -424,16 +368,18 @@ async fn other_containers(
         if id == except {
             continue;
         }
-        if let Some(c) = inspect(docker, &id).await? {
-            let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
-            let identity = [
-                (LABEL_SERVICE, spec.name.clone()),
-                (LABEL_HOST, spec.host_label.clone()),
-            ];
-            if carries_service_labels(&labels, &identity) {
-                ids.push(id);
-            }
+        let container = inspect(docker, &id).await?;
+        if container.is_some_and(|c| is_ours(&c, &spec.name, &spec.host_label)) {
+            ids.push(id);
         }
     }
     Ok(ids)
+}
+
+/// Leaves `outcome` for the module at `path`, written as every state file is; a
+/// failure is only logged (the update itself is done either way).
+fn leave(outcome: UpdateOutcome, path: &Path) {
+    if let Err(e) = rundock_spec::state::write(path, &outcome) {
+        eprintln!("rundock supervise: cannot write {}: {e}", path.display());
+    }
 }

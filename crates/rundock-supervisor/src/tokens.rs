@@ -139,8 +139,11 @@ pub(crate) fn used(container: &ContainerSpec) -> Vec<AnnounceAs> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body::tests::container;
-    use rundock_spec::{PortMapping, Protocol};
+    use rundock_spec::{ContainerSpec, PortMapping, Protocol};
+
+    fn container() -> ContainerSpec {
+        ContainerSpec::new("web", "registry.example:5000/web:1".parse().unwrap())
+    }
 
     fn addrs() -> Addresses {
         Addresses {
@@ -181,6 +184,7 @@ mod tests {
             c.ports.push(PortMapping {
                 host_ip: Some(HostIp::Address(choice)),
                 host_port: Some(80),
+                host_port_range: None,
                 container_port: 80,
                 protocol: Protocol::Tcp,
             });

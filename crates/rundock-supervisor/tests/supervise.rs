@@ -251,6 +251,7 @@ fn creates_the_container_from_the_spec_and_serves_on_its_port() {
             rundock_spec::AnnounceAs::Private,
         )),
         host_port: Some(port),
+        host_port_range: None,
         container_port: 8080,
         protocol: Protocol::Tcp,
     });
@@ -622,6 +623,7 @@ fn a_reused_container_that_cannot_start_is_recreated_once_then_the_run_fails() {
     spec.container.ports.push(PortMapping {
         host_ip: Some(rundock_spec::HostIp::Ip("127.0.0.1".parse().unwrap())),
         host_port: Some(port),
+        host_port_range: None,
         container_port: 8080,
         protocol: Protocol::Tcp,
     });
@@ -646,4 +648,46 @@ fn a_reused_container_that_cannot_start_is_recreated_once_then_the_run_fails() {
         second.err
     );
     assert_ne!(case.container_id(), Some(old));
+}
+
+/// The run takes its stop and let-go requests as an argument, so it runs inside another
+/// program: a let-go leaves the container running and ends the run with 0; the next run
+/// adopts that container, and a stop sent instead of TERM stops and removes it.
+#[test]
+fn in_process_a_let_go_leaves_the_container_and_a_sent_stop_removes_it() {
+    use rundock_supervisor::{supervise_with, Signals};
+    let case = Case::new("in-process");
+    let spec = case.spec(&[
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ]);
+    let in_thread = |spec: Spec, state: PathBuf, signals: Signals| {
+        std::thread::spawn(move || {
+            let runtime = rundock_runtime::current_thread().expect("runtime");
+            runtime.block_on(supervise_with(&spec, &state, signals))
+        })
+    };
+
+    let (sender, signals) = Signals::channel();
+    let run = in_thread(spec.clone(), case.fresh_dir().join("state.json"), signals);
+    let first = case.wait_running();
+    sender.let_go();
+    assert_eq!(run.join().expect("the run"), 0);
+    assert_eq!(
+        case.inspect("{{.State.Running}}"),
+        "true",
+        "let go, not stopped"
+    );
+
+    let (sender, signals) = Signals::channel();
+    let run = in_thread(spec, case.fresh_dir().join("state.json"), signals);
+    assert_eq!(
+        case.wait_running(),
+        first,
+        "the running container is adopted"
+    );
+    sender.stop("TERM");
+    assert_eq!(run.join().expect("the run"), 0);
+    assert_eq!(case.container_id(), None, "container removed");
 }

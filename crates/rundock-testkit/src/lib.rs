@@ -306,17 +306,30 @@ pub fn stop_services(service_dir: &Path) {
             .to_str()
             .and_then(|n| n.strip_prefix("docker-"))
         {
-            remove_left_containers(name);
+            remove_left_containers(name, host_label(&path).as_deref());
         }
     }
 }
 
-/// A stopped tree must leave no container of its service. One that is still there is
-/// said on stderr (a test that looks can find it) and removed, so that a test that
-/// failed half-way does not leave it running on the shared dockerd.
-fn remove_left_containers(service: &str) {
-    let filter = format!("label=rundock.service={service}");
-    let ids = stdout(&run("docker", &["ps", "-aq", "--filter", &filter]));
+/// The host label in a tree's spec.json: simulated hosts of one test share service
+/// names, and one host's stopped tree must not take another's containers.
+fn host_label(tree: &Path) -> Option<String> {
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tree.join("spec.json")).ok()?).ok()?;
+    spec["host_label"].as_str().map(String::from)
+}
+
+/// A stopped tree must leave no container of its service (on its host, when known). One
+/// that is still there is said on stderr (a test that looks can find it) and removed, so
+/// that a test that failed half-way does not leave it running on the shared dockerd.
+fn remove_left_containers(service: &str, host: Option<&str>) {
+    let mut filters = vec![format!("label=rundock.service={service}")];
+    filters.extend(host.map(|host| format!("label=rundock.host={host}")));
+    let mut args = vec!["ps", "-aq"];
+    for filter in &filters {
+        args.extend(["--filter", filter.as_str()]);
+    }
+    let ids = stdout(&run("docker", &args));
     for id in ids.split_whitespace() {
         eprintln!("testkit: container {id} of {service} outlived its stopped tree; removing it");
         let _ = run("docker", &["rm", "-f", id]);

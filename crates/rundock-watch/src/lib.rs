@@ -92,19 +92,10 @@ fn load_spec(path: &Path) -> anyhow::Result<WatchSpec> {
 
 /// Runs the watcher until TERM or INT; blocking, on a current-thread runtime.
 pub fn run(loaded: Loaded) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the TERM handler")?;
-        let stop = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        };
+    rundock_runtime::current_thread()?.block_on(async {
+        let stop = rundock_runtime::Shutdown::new()
+            .context("installing the TERM and INT handlers")?
+            .first();
         watch_reporting(loaded.spec, loaded.state_file, stop).await
     })
 }

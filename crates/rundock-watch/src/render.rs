@@ -184,14 +184,7 @@ pub fn render(name: &str, source: &str, context: &Context) -> Result<String, min
 
 /// A rendering error with its cause chain and, when known, the line.
 pub fn describe(error: &minijinja::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    rundock_runtime::log::chain(error)
 }
 
 #[cfg(test)]

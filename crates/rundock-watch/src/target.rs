@@ -16,9 +16,8 @@
 //! The check runs on `dest` in place rather than on the temp file because a proxy's check
 //! (`nginx -t`) reads its whole configuration, which includes `dest` by its real path.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -137,7 +136,9 @@ impl Target {
                     );
                     let Some((bytes, mode)) = old.filter(|_| changed) else {
                         return Outcome::Failed(format!(
-                            "{what}; {dest} is kept: there is no earlier file to put back and                              its reader may not be up yet; no reload until the check passes                              (it is retried)"
+                            "{what}; {dest} is kept: there is no earlier file to put back and \
+                             its reader may not be up yet; no reload until the check passes \
+                             (it is retried)"
                         ));
                     };
                     // The earlier bytes are back, with what they still owed.
@@ -211,33 +212,11 @@ fn read_if_exists(path: &Path) -> std::io::Result<Option<(Vec<u8>, u32)>> {
     }
 }
 
-/// Writes `bytes` to a temp file beside `path` with `mode`, syncs it and renames it over
-/// `path`: readers see the old file or the new one, never a part.
+/// Writes `bytes` to `path` with `mode` as every rundock file is replaced
+/// ([`rundock_spec::state::write_atomic`]): readers see the old file or the new one,
+/// never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
-    let temp = temp_path(dir, &name.to_string_lossy());
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
-}
-
-fn temp_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!(".{name}.rundock-{}.tmp", std::process::id()))
+    rundock_spec::state::write_atomic(path, bytes, mode)
 }
 
 /// Why a command did not succeed.
@@ -330,6 +309,7 @@ mod tests {
     use super::*;
     use crate::render::Instance;
     use rundock_dns::instances::Instance as DnsInstance;
+    use std::path::PathBuf;
 
     struct Fixture {
         dir: tempfile::TempDir,

@@ -1,17 +1,21 @@
 //! `rundock`: one binary for every role, so Ansible ships one file and the run scripts
 //! have a runner on any host.
 //!
-//! Called by Ansible as `rundock <args-file>` it is the module; otherwise a subcommand
-//! runs one part of a service tree (`supervise`, `announce`, `watch`, `stop-tree`, `log`),
-//! the DNS responder (`dns`), or shows the host's services (`status`, `metrics`) and a
-//! service's revisions (`history`); `watch` also runs standalone on a JSON watch spec.
+//! Called by Ansible as `rundock <args-file>` it is the module (the info module when the
+//! task called `rundock_info`); otherwise a subcommand runs one part of a service tree
+//! (`supervise`, `announce`, `watch`, `stop-tree`, `log`), the DNS responder (`dns`), or
+//! shows the host's services (`status`, `metrics`), a service's revisions (`history`)
+//! and output (`logs`); `watch` also runs standalone on a JSON watch spec.
+
+#[cfg(test)]
+mod cli_docs;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use rundock_spec::Spec;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -20,8 +24,9 @@ use std::time::{Duration, Instant};
     about = "Containers that stay up and can be found by name",
     after_help = "The commands a service tree's run scripts call (supervise, announce, stop-tree, \
                   log) and `module` are not listed; `rundock COMMAND --help` describes each.\n\
-                  Exit status: 0 on success, 2 for a bad command line, 111 when the command \
-                  fails (runit's convention); `rundock status --help` gives its own."
+                  Exit status: 0 on success, 1 when the service named does not exist, 2 for \
+                  a bad command line, 111 when the command fails (runit's convention); \
+                  `rundock status --help` gives its own."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -75,6 +80,9 @@ enum Command {
     /// List the revisions of a service's spec kept on this host, newest first (the
     /// current one marked *): image and image id, when, by whom, how it ended.
     History(HistoryOptions),
+    /// Print a service's output as svlogd keeps it: the last lines, and with -f what
+    /// follows.
+    Logs(rundock_status::logs::LogsOptions),
     /// Serve every service's status as Prometheus metrics on GET /metrics.
     Metrics {
         /// The address to serve on, e.g. 127.0.0.1:9323 (required: nothing is bound
@@ -116,6 +124,15 @@ struct HistoryOptions {
     /// Where the service trees live (the module's sv_dir default).
     #[arg(long, default_value = sv_dir_default())]
     sv_dir: PathBuf,
+    /// Show the audit trail of every host instead (announced services): who changed
+    /// what, where, when, from which image to which and how it ended, read from the
+    /// etcd of the service's tree here.
+    #[arg(long)]
+    all_hosts: bool,
+    /// With --all-hosts: how many of the newest entries to read (1-1000).
+    #[arg(long, default_value_t = rundock_releases::trail::DEFAULT_LIMIT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=rundock_releases::trail::MAX_LIMIT as u64))]
+    limit: u64,
 }
 
 impl Cli {
@@ -175,139 +192,37 @@ impl rundock_module::Hooks for ServiceHooks {
         rundock_watch::preflight(watch)
     }
 
+    fn take_etcd_lock(
+        &self,
+        spec: &Spec,
+        record: &str,
+        timeout: Duration,
+        mode: rundock_module::lock::EtcdLockMode<'_>,
+    ) -> std::result::Result<
+        Option<rundock_module::lock::EtcdHeld>,
+        rundock_module::lock::EtcdLockError,
+    > {
+        rundock_releases::module_lock::take(spec, record, timeout, mode)
+    }
+
+    fn release_play_lock(&self, spec: &Spec, token: &str) -> std::result::Result<bool, String> {
+        rundock_releases::module_lock::release(spec, token)
+    }
+
+    fn send_trail(
+        &self,
+        spec: &Spec,
+        entries: &[rundock_spec::trail::TrailEntry],
+    ) -> (usize, Option<String>) {
+        rundock_releases::trail::send(spec, entries)
+    }
+
     fn await_update(&self, tree_dir: &std::path::Path, spec: &Spec) -> Result<()> {
-        let path = tree_dir
-            .join(rundock_spec::tree::CONTAINER_SERVICE)
-            .join(rundock_supervisor::UPDATE_FILE);
-        let hash = spec.container_hash();
-        // The new container's checks, the record's move, the old one's drain and stop.
-        let limit = spec.start_first.map_or(60, |s| s.timeout)
-            + spec.drain
-            + spec.container.stop_timeout
-            + 60;
-        let deadline = Instant::now() + Duration::from_secs(limit.into());
-        while Instant::now() < deadline {
-            match rundock_supervisor::UpdateOutcome::load(&path) {
-                Some(outcome) if outcome.spec == hash && outcome.switched => return Ok(()),
-                Some(outcome) if outcome.spec == hash => anyhow::bail!("{}", outcome.message),
-                _ => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-        anyhow::bail!(
-            "the supervisor of {} reported no outcome of the update within {limit} s (see {})",
-            spec.name,
-            rundock_runit::log_dir(spec, "container").display()
-        )
+        rundock_status::rollout::await_update(tree_dir, spec)
     }
 
     fn wait_ready(&self, spec: &Spec, timeout: Duration) -> Result<()> {
-        use rundock_spec::state::{self, AnnouncerState, FailureKind, SupervisorState};
-        let since = state::unix_now();
-        let deadline = Instant::now() + timeout;
-        let tree = spec.tree_dir();
-        let supervisor_file = tree
-            .join(rundock_spec::tree::CONTAINER_SERVICE)
-            .join(state::SUPERVISOR_STATE_FILE);
-        let hash = spec.container_hash();
-        // The supervisor's last failure with this spec, recorded since the wait began.
-        let failure = || {
-            state::read::<SupervisorState>(&supervisor_file)
-                .and_then(|s| s.last_failure)
-                .filter(|f| f.spec == hash && f.at >= since.saturating_sub(1))
-        };
-        // With a watch: every template rendered from loaded records, none failing.
-        let watch_file = tree
-            .join(rundock_spec::tree::WATCH_SERVICE)
-            .join(state::WATCH_STATE_FILE);
-        let watch_problem = || -> Option<String> {
-            spec.watch.as_ref()?;
-            let Some(watch) = state::read::<state::WatchState>(&watch_file) else {
-                return Some("the watch has not reported yet".into());
-            };
-            if !watch.records_loaded {
-                return Some("the watch has not loaded the records yet".into());
-            }
-            watch.templates.iter().find_map(|t| {
-                t.failing()
-                    .map(|why| format!("watch: {}: {why}", t.dest))
-                    .or_else(|| {
-                        t.last_render_at
-                            .is_none()
-                            .then(|| format!("watch: {}: not rendered yet", t.dest))
-                    })
-            })
-        };
-        let mut running = false;
-        let mut etcd_error = None;
-        while Instant::now() < deadline {
-            // Errors while things come up (Docker busy, etcd restarting) are retried.
-            running = rundock_supervisor::container_is_current(spec).unwrap_or(false);
-            if running {
-                match rundock_announcer::record_present(spec) {
-                    Ok(true) if watch_problem().is_none() => return Ok(()),
-                    Ok(true) => etcd_error = None,
-                    Ok(false) => etcd_error = None,
-                    Err(e) => etcd_error = Some(format!("{e:#}")),
-                }
-            } else if let Some(f) = failure().filter(|f| f.kind == FailureKind::Permanent) {
-                // The same spec fails the same way again: no use waiting it out.
-                anyhow::bail!(
-                    "{} failed: {} (see {})",
-                    f.stage.as_str(),
-                    f.message,
-                    rundock_runit::log_dir(spec, "container").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        let secs = timeout.as_secs();
-        if !running {
-            let why = failure()
-                .map(|f| format!("; last failure: {} failed: {}", f.stage.as_str(), f.message))
-                .unwrap_or_default();
-            anyhow::bail!(
-                "the container of {} was not running the current spec within {secs} s{why} (see {})",
-                spec.name,
-                rundock_runit::log_dir(spec, "container").display()
-            );
-        }
-        if let (Some(problem), Ok(true)) =
-            (watch_problem(), rundock_announcer::record_present(spec))
-        {
-            anyhow::bail!(
-                "{problem}; the container of {} runs and is announced, but its watch did not render, check and reload within {secs} s (see {})",
-                spec.name,
-                rundock_runit::log_dir(spec, "watch").display()
-            );
-        }
-        // Running but not announced: the first failing check, else etcd, says why.
-        let announcer: Option<AnnouncerState> = state::read(
-            &tree
-                .join(rundock_spec::tree::ANNOUNCE_SERVICE)
-                .join(state::ANNOUNCER_STATE_FILE),
-        );
-        let failing = announcer.as_ref().and_then(|a| {
-            a.checks.iter().find(|c| c.pass == Some(false)).map(|c| {
-                format!(
-                    "health check {} fails: {}",
-                    c.check,
-                    c.error.as_deref().unwrap_or("no reason given")
-                )
-            })
-        });
-        let etcd = etcd_error.or_else(|| announcer.as_ref().and_then(|a| a.etcd_error.clone()));
-        let why = match (failing, etcd) {
-            (Some(check), _) => check,
-            (None, Some(e)) => format!("etcd is unreachable: {e}"),
-            (None, None) => announcer
-                .and_then(|a| a.withdrawn_because)
-                .unwrap_or_else(|| "the announcer has not published it".into()),
-        };
-        anyhow::bail!(
-            "{why}; the container of {} runs but its record was not announced within {secs} s (see {})",
-            spec.name,
-            rundock_runit::log_dir(spec, "announce").display()
-        )
+        rundock_status::rollout::wait_ready(spec, timeout)
     }
 }
 
@@ -325,7 +240,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Module { args_file } => return module(&args_file),
-        Command::Supervise { tree } => load(&tree).and_then(rundock_supervisor::run),
+        Command::Supervise { tree } => load(&tree).and_then(|spec| {
+            // A proxy cannot start without the upstream file its watch writes.
+            rundock_supervisor::wait_for_first_render(&spec);
+            rundock_supervisor::run(spec)
+        }),
         Command::Announce { tree } => load(&tree).and_then(rundock_announcer::run),
         Command::StopTree { tree } => rundock_runit::stop_tree(&tree, &DockerSide).map(|_| 0),
         Command::Log { tree, stream } => {
@@ -336,7 +255,11 @@ fn main() -> ExitCode {
             .and_then(rundock_watch::run)
             .map(|_| 0),
         Command::Status(options) => status(options),
+        Command::History(o) if o.all_hosts => {
+            rundock_releases::trail::run(&o.name, &o.sv_dir, o.limit as usize, o.json)
+        }
         Command::History(o) => rundock_status::history::run(&o.name, &o.sv_dir, o.json),
+        Command::Logs(o) => rundock_status::logs::run(&o),
         Command::Metrics { listen, sv_dir } => {
             rundock_status::serve::run(listen, sv_dir).map(|_| 0)
         }
@@ -391,7 +314,10 @@ fn load(tree: &Path) -> Result<Spec> {
 }
 
 fn module(args_file: &Path) -> ExitCode {
-    let (result, code) = rundock_module::run_module(args_file, &ServiceHooks);
+    let (result, code) = match rundock_status::info::info_call(args_file) {
+        Some(args) => rundock_status::info::run_module(&args),
+        None => rundock_module::run_module(args_file, &ServiceHooks),
+    };
     println!("{result}");
     ExitCode::from(code as u8)
 }

@@ -115,7 +115,7 @@ fn portable_binary_needs_at_most_glibc_2_17_and_runs_every_subcommand_and_the_mo
         format!("rundock {}", env!("CARGO_PKG_VERSION"))
     );
     let listed = listed_subcommands(&binary);
-    for expected in ["dns", "watch", "status", "metrics"] {
+    for expected in ["dns", "watch", "status", "history", "logs", "metrics"] {
         assert!(listed.iter().any(|c| c == expected), "{listed:?}");
     }
     // What the run scripts exec is hidden from --help, and still there.
@@ -209,6 +209,16 @@ fn collection_builds_installs_and_runs_from_the_tarball() {
         .find(|l| l.ends_with(" plugins/modules/rundock"))
         .unwrap_or_else(|| panic!("no module binary in the tarball:\n{listing}"));
     assert!(module.starts_with("-rwxr-xr-x"), "{module}");
+    // The info module is the same binary: a link in the tarball, not a second copy.
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.ends_with(" plugins/modules/rundock_info -> rundock")),
+        "no rundock_info link in the tarball:\n{listing}"
+    );
+    assert!(listing
+        .lines()
+        .any(|l| l.ends_with(" plugins/modules/rundock_info.yml")));
     for role in ["host", "service", "dns", "metrics", "layout"] {
         for file in ["meta/main.yml", "meta/argument_specs.yml"] {
             let path = format!(" roles/{role}/{file}");
@@ -241,6 +251,12 @@ fn collection_builds_installs_and_runs_from_the_tarball() {
         &["rundock.rundock.rundock"],
     );
     assert!(ok && doc.contains("sample:"), "{doc}");
+    let (ok, doc) = ansible_with(
+        installed.path(),
+        "ansible-doc",
+        &["rundock.rundock.rundock_info"],
+    );
+    assert!(ok && doc.contains("missing"), "{doc}");
     for role in ["host", "service", "dns", "metrics", "layout"] {
         let (ok, doc) = ansible_with(
             installed.path(),
@@ -275,6 +291,24 @@ fn collection_builds_installs_and_runs_from_the_tarball() {
     assert!(ok && first.contains("localhost | CHANGED"), "{first}");
     let (ok, second) = ansible_with(installed.path(), "ansible", &adhoc);
     assert!(ok && second.contains("localhost | SUCCESS"), "{second}");
+    // The installed info module shows it.
+    let sv_dir = format!("sv_dir={}", host.path().join("sv").display());
+    let info = [
+        "localhost",
+        "-c",
+        "local",
+        "-i",
+        "localhost,",
+        "-m",
+        "rundock.rundock.rundock_info",
+        "-a",
+        &sv_dir,
+    ];
+    let (ok, shown) = ansible_with(installed.path(), "ansible", &info);
+    assert!(
+        ok && shown.contains("\"name\": \"shipped\"") && shown.contains("\"state\": \"disabled\""),
+        "{shown}"
+    );
 }
 
 /// `ansible-galaxy collection build` in `dir`, writing to `out`; (success, output).
@@ -468,7 +502,7 @@ for var, option in [('rundock_sv_dir', 'sv_dir'), ('rundock_service_dir', 'servi
         problems.append('layout %s=%r but the module option %s defaults to %r'
                         % (var, layout[var], option, doc['options'][option].get('default')))
 
-for role in ('layout', 'host', 'service', 'dns', 'metrics'):
+for role in ('layout', 'host', 'service', 'dns', 'metrics', 'frontend'):
     try:
         load('roles/%s/meta/main.yml' % role)
         specs = load('roles/%s/meta/argument_specs.yml' % role)['argument_specs']
@@ -566,6 +600,26 @@ fn wrong_role_variables_fail_at_role_entry_naming_the_variable() {
     let (ok, out) = play_role("metrics", "{rundock_metrics_state: sometimes}");
     assert!(!ok, "{out}");
     assert!(out.contains("rundock_metrics_state"), "{out}");
+
+    let (ok, out) = play_role(
+        "frontend",
+        "{rundock_frontend_names: [web], rundock_frontend_proxy: caddy}",
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("rundock_frontend_proxy"), "{out}");
+    // Nothing unchecked reaches the proxy's configuration: a name that is no DNS name,
+    // a listen address with more than an address and a port.
+    for vars in [
+        "{rundock_frontend_names: ['web; include /etc/passwd']}",
+        "{rundock_frontend_names: [web], rundock_frontend_listen: '80 ssl'}",
+    ] {
+        let (ok, out) = play_role("frontend", vars);
+        assert!(!ok, "{vars}: {out}");
+        assert!(
+            out.contains("rundock_frontend_names must list"),
+            "{vars}: {out}"
+        );
+    }
 }
 
 /// The metrics role installs `rundock metrics` as a runit service that serves the host's
@@ -684,26 +738,85 @@ fn the_runsvdir_method_follows_the_init_and_the_service_dir() {
     }
 }
 
+/// The `>=A,<B` of meta/runtime.yml's requires_ansible: the oldest and the first
+/// unclaimed ansible-core release, as (major, minor).
+fn claimed_ansible() -> ((u32, u32), (u32, u32)) {
+    let runtime = std::fs::read_to_string(collection_dir().join("meta/runtime.yml")).unwrap();
+    let claim = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("requires_ansible: "))
+        .expect("requires_ansible")
+        .trim_matches('"');
+    let version = |v: &str| {
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap())
+    };
+    let (low, high) = claim.split_once(',').expect("requires_ansible: \">=A,<B\"");
+    (
+        version(low.strip_prefix(">=").unwrap()),
+        version(high.strip_prefix('<').unwrap()),
+    )
+}
+
+/// The (major, minor) of the ansible-core in the venv whose bin dir is `bin`.
+fn ansible_core_version(bin: &Path) -> (u32, u32) {
+    let out = kit::run(bin.join("ansible").to_str().unwrap(), &["--version"]);
+    let text = kit::stdout(&out);
+    let version = text
+        .split("[core ")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no core version in {text}"));
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
 /// `ansible-test sanity` on the collection (ansible/sanity; the first run makes its
-/// venvs from PyPI, later runs take seconds).
+/// venvs from PyPI, later runs take seconds) with the oldest ansible-core the collection
+/// claims (.venv-oldest) and the newest (.venv), so the claim is what is tested.
 #[test]
-fn ansible_test_sanity_passes() {
-    let out = Command::new(kit::workspace_root().join("ansible/sanity"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let report = text(&out);
-    assert!(out.status.success(), "{report}");
-    for test in [
-        "ansible-doc",
-        "validate-modules",
-        "yamllint",
-        "runtime-metadata",
-        "shebang",
-    ] {
-        assert!(
-            report.contains(&format!("Running sanity test \"{test}\"")),
-            "{test} did not run:\n{report}"
+fn ansible_test_sanity_passes_on_the_oldest_and_newest_claimed_ansible_core() {
+    let (oldest, unclaimed) = claimed_ansible();
+    let root = kit::workspace_root();
+    let venvs = [
+        (root.join(".venv-oldest/bin"), oldest),
+        (kit::ansible_bin_dir(), (unclaimed.0, unclaimed.1 - 1)),
+    ];
+    for (bin, claimed) in venvs {
+        let core = ansible_core_version(&bin);
+        assert_eq!(
+            core,
+            claimed,
+            "{} has ansible-core {core:?}, the claim's end is {claimed:?} (tests/setup makes the venvs)",
+            bin.display()
         );
+        let out = Command::new(root.join("ansible/sanity"))
+            .env("RUNDOCK_ANSIBLE_BIN", &bin)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let report = text(&out);
+        assert!(out.status.success(), "ansible-core {core:?}:\n{report}");
+        for test in [
+            "ansible-doc",
+            "validate-modules",
+            "yamllint",
+            "runtime-metadata",
+            "shebang",
+        ] {
+            assert!(
+                report.contains(&format!("Running sanity test \"{test}\"")),
+                "{test} did not run on ansible-core {core:?}:\n{report}"
+            );
+        }
+        eprintln!(
+            "ansible-test sanity passes on ansible-core {}.{}",
+            core.0, core.1
+        );
+    }
+    // Every release in between has its ignore file (ansible-test reads ignore-X.Y.txt).
+    for minor in oldest.1..unclaimed.1 {
+        let file = collection_dir().join(format!("tests/sanity/ignore-{}.{minor}.txt", oldest.0));
+        assert!(file.is_file(), "{} is missing", file.display());
     }
 }

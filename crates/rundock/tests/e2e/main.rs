@@ -5,17 +5,22 @@
 
 mod common;
 
+mod announce_range;
 mod collection;
 mod deploy_lock;
+mod docker_log;
 mod drain_idle;
 mod end_to_end;
+mod first_render;
 mod haproxy;
 mod hooks;
+mod info;
 mod metrics;
 mod module_args;
 mod module_faults;
 mod module_modes;
 mod module_states;
+mod releases;
 mod replace;
 mod requires;
 mod revisions;
@@ -26,3 +31,4 @@ mod status;
 mod task_truth;
 mod watch_nginx;
 mod watch_preflight;
+mod writeup;

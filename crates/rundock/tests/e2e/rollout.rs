@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const DOMAIN: &str = "s.roll.example.com";
-const HOSTS: [&str; 3] = ["host-1", "host-2", "host-3"];
+pub(crate) const DOMAIN: &str = "s.roll.example.com";
+pub(crate) const HOSTS: [&str; 3] = ["host-1", "host-2", "host-3"];
 
 /// A busybox web image; `healthy` ones serve /healthz.
-fn web_image(tag: &str, healthy: bool) {
+pub(crate) fn web_image(tag: &str, healthy: bool) {
     kit::ensure_test_image();
     let dir = tempfile::tempdir().unwrap();
     let health = if healthy {
@@ -42,20 +42,20 @@ fn web_image(tag: &str, healthy: bool) {
     );
 }
 
-struct Cluster {
+pub(crate) struct Cluster {
     // One runsvdir per host, started here (the host role only checks it runs:
     // rundock_runsvdir: external); stopped on drop before the dirs go.
     runsvdirs: Vec<kit::Runsvdir>,
     root: tempfile::TempDir,
     // Dropped before etcd, which it reads.
     dns: kit::DnsServer,
-    etcd: kit::Etcd,
+    pub(crate) etcd: kit::Etcd,
     tag: String,
     services: usize,
 }
 
 impl Cluster {
-    fn new(image: &str, services: usize) -> Cluster {
+    pub(crate) fn new(image: &str, services: usize) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let etcd = kit::Etcd::start();
         let dns = kit::DnsServer::start(Path::new(BIN), &etcd, DOMAIN);
@@ -76,11 +76,11 @@ impl Cluster {
         cluster
     }
 
-    fn dir(&self, host: &str, what: &str) -> PathBuf {
+    pub(crate) fn dir(&self, host: &str, what: &str) -> PathBuf {
         self.root.path().join(host).join(what)
     }
 
-    fn service(&self) -> String {
+    pub(crate) fn service(&self) -> String {
         format!("web-{}", self.tag)
     }
 
@@ -126,7 +126,7 @@ impl Cluster {
         std::fs::write(self.root.path().join("hosts.yml"), inventory).unwrap();
     }
 
-    fn playbook(&self, playbook: &str, extra: &[&str]) -> (bool, String) {
+    pub(crate) fn playbook(&self, playbook: &str, extra: &[&str]) -> (bool, String) {
         let path = kit::workspace_root().join("playbooks").join(playbook);
         let inventory = self.root.path().join("hosts.yml");
         let mut args = vec!["-i", inventory.to_str().unwrap(), path.to_str().unwrap()];
@@ -160,7 +160,7 @@ impl Cluster {
         answer.lines().filter(|l| !l.trim().is_empty()).count()
     }
 
-    fn image_of(&self, host: &str) -> String {
+    pub(crate) fn image_of(&self, host: &str) -> String {
         let name = format!("{host}-{}", self.service());
         let out = kit::docker(&[
             "inspect",

@@ -299,6 +299,19 @@ fn roles_and_adhoc_over_ssh_with_become() {
     let (ok, out) = remote.site(&["--become"]);
     assert!(ok, "site.yml over SSH failed:\n{out}");
     assert!(recap_changed(&out).unwrap_or(0) > 0, "{out}");
+    // The host role puts the completions and man pages in the binary's prefix.
+    for file in [
+        "share/bash-completion/completions/rundock",
+        "share/zsh/site-functions/_rundock",
+        "share/fish/vendor_completions.d/rundock.fish",
+        "share/man/man1/rundock.1",
+        "share/man/man1/rundock-logs.1",
+    ] {
+        assert!(
+            remote.dir(file).is_file(),
+            "the host role did not install {file}"
+        );
+    }
     let answered = kit::wait_for(Duration::from_secs(30), || {
         (remote.dig(&name) == "127.0.0.1").then_some(())
     });

@@ -24,12 +24,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const DOMAIN: &str = "s.sf.example.com";
+pub(crate) const DOMAIN: &str = "s.sf.example.com";
 const REQUEST_EVERY: Duration = Duration::from_millis(20);
-const SLOW_REQUESTS: usize = 3;
+pub(crate) const SLOW_REQUESTS: usize = 3;
 
 /// Test images with distinct ids (each a busybox with its own marker label).
-fn images() -> [String; 3] {
+pub(crate) fn images() -> [String; 3] {
     kit::ensure_test_image();
     static BUILT: Mutex<bool> = Mutex::new(false);
     let tags = ["v1", "v2", "v3"].map(|v| format!("rundock-test-sf:{v}"));
@@ -47,7 +47,7 @@ fn images() -> [String; 3] {
 
 /// The service's module options: `version` is served at `/`, `/cgi-bin/slow` answers
 /// after 2 s, and `/ready.html` (the health check) exists only when `ready`.
-fn options(
+pub(crate) fn options(
     name: &str,
     etcd: &kit::Etcd,
     image: &str,
@@ -76,18 +76,18 @@ fn options(
     })
 }
 
-fn key(name: &str) -> String {
+pub(crate) fn key(name: &str) -> String {
     format!("/skydns/com/example/sf/s/{name}/node-1")
 }
 
-fn record_port(etcd: &kit::Etcd, name: &str) -> Option<u16> {
+pub(crate) fn record_port(etcd: &kit::Etcd, name: &str) -> Option<u16> {
     let text = etcd.get_prefix(&key(name));
     let value: Value = serde_json::from_str(text.lines().nth(1)?).ok()?;
     value["port"].as_u64().map(|p| p as u16)
 }
 
 /// Containers of the service (any state, any name): (name, running).
-fn containers(name: &str) -> Vec<(String, bool)> {
+pub(crate) fn containers(name: &str) -> Vec<(String, bool)> {
     let out = kit::docker(&[
         "ps",
         "-a",
@@ -103,7 +103,7 @@ fn containers(name: &str) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn docker_port(container: &str) -> Option<u16> {
+pub(crate) fn docker_port(container: &str) -> Option<u16> {
     let text = kit::stdout(&kit::docker(&["port", container, "8080/tcp"]));
     text.lines().next()?.rsplit(':').next()?.trim().parse().ok()
 }
@@ -133,7 +133,7 @@ fn http_answer(port: u16, path: &str, timeout: Duration) -> Result<(String, Stri
     Ok((status, body.trim().to_string()))
 }
 
-fn http_get(port: u16, path: &str, timeout: Duration) -> Option<String> {
+pub(crate) fn http_get(port: u16, path: &str, timeout: Duration) -> Option<String> {
     let mut stream =
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
@@ -145,14 +145,14 @@ fn http_get(port: u16, path: &str, timeout: Duration) -> Option<String> {
 }
 
 /// `GET /` every 20 ms through the proxy on a thread: failed and total.
-struct Traffic {
+pub(crate) struct Traffic {
     stop: Arc<AtomicBool>,
     counts: Arc<Mutex<(usize, usize)>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Traffic {
-    fn start(port: u16) -> Traffic {
+    pub(crate) fn start(port: u16) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Mutex::new((0, 0)));
         let thread = {
@@ -182,7 +182,7 @@ impl Traffic {
         }
     }
 
-    fn finish(mut self) -> (usize, usize) {
+    pub(crate) fn finish(mut self) -> (usize, usize) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
@@ -193,17 +193,17 @@ impl Traffic {
 
 /// What one update under traffic did.
 #[derive(Debug)]
-struct Report {
-    failed: usize,
-    total: usize,
-    slow_ok: usize,
-    wall: Duration,
-    module: Value,
+pub(crate) struct Report {
+    pub(crate) failed: usize,
+    pub(crate) total: usize,
+    pub(crate) slow_ok: usize,
+    pub(crate) wall: Duration,
+    pub(crate) module: Value,
 }
 
 /// Updates the service to `image`/`version` with `order` while requests run through
 /// the proxy on `port`; slow requests start just before the module is called.
-fn update_under_traffic(host: &Host, port: u16, new_options: Value) -> Report {
+pub(crate) fn update_under_traffic(host: &Host, port: u16, new_options: Value) -> Report {
     let traffic = Traffic::start(port);
     std::thread::sleep(Duration::from_secs(1));
     let slow: Vec<_> = (0..SLOW_REQUESTS)
@@ -233,7 +233,7 @@ fn update_under_traffic(host: &Host, port: u16, new_options: Value) -> Report {
 
 /// Exactly one container of the service runs, named as the service, and the record
 /// carries its port.
-fn assert_one_announced(etcd: &kit::Etcd, name: &str) {
+pub(crate) fn assert_one_announced(etcd: &kit::Etcd, name: &str) {
     let found = kit::wait_for(Duration::from_secs(20), || {
         let list = containers(name);
         let port = docker_port(name)?;
@@ -248,14 +248,14 @@ fn assert_one_announced(etcd: &kit::Etcd, name: &str) {
     );
 }
 
-struct Service {
-    host: Host,
+pub(crate) struct Service {
+    pub(crate) host: Host,
     _runsvdir: kit::Runsvdir,
-    name: String,
+    pub(crate) name: String,
 }
 
 impl Service {
-    fn deploy(etcd: &kit::Etcd, prefix: &str, order: &str) -> Service {
+    pub(crate) fn deploy(etcd: &kit::Etcd, prefix: &str, order: &str) -> Service {
         let [v1, _, _] = images();
         let host = Host::new();
         let runsvdir = kit::Runsvdir::start(&host.service_dir());
@@ -326,7 +326,7 @@ impl Drop for Haproxy {
     }
 }
 
-fn serving(port: u16, version: &str) -> bool {
+pub(crate) fn serving(port: u16, version: &str) -> bool {
     kit::wait_for(Duration::from_secs(20), || {
         (http_get(port, "/", Duration::from_secs(2)).as_deref() == Some(version)).then_some(())
     })

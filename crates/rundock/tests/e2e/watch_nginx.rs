@@ -663,6 +663,17 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// `median M (min A, max B)` of the rounds: the README quotes the range.
+fn spread(samples: Vec<Duration>) -> String {
+    let (min, max) = (samples.iter().min().copied(), samples.iter().max().copied());
+    format!(
+        "median {} (min {}, max {})",
+        ms(median(samples)),
+        ms(min.unwrap_or_default()),
+        ms(max.unwrap_or_default())
+    )
+}
+
 /// benches/watch.sh: etcd change -> nginx serving the new config, against nginx's own
 /// reload as the floor; instance death -> nginx no longer configured with it.
 #[test]
@@ -762,28 +773,28 @@ fn bench_watch() {
         assert!(back.is_some(), "{} not back", victim.label);
     }
     println!(
-        "rundock watch -> nginx 1.22 ({rounds} rounds each, medians; debounce quiet {} ms)",
+        "rundock watch -> nginx 1.22 ({rounds} rounds each; debounce quiet {} ms)",
         rundock_watch::QUIET.as_millis()
     );
     println!(
         "  hand-written file + nginx -s reload -> served (floor): {}",
-        ms(median(floor))
+        spread(floor)
     );
     println!(
         "  etcd put    -> nginx serving it:                      {}",
-        ms(median(added))
+        spread(added)
     );
     println!(
         "  etcd delete -> nginx serving without it:              {}",
-        ms(median(removed))
+        spread(removed)
     );
     println!(
         "  docker kill -> record gone from etcd:                  {}",
-        ms(median(withdrawn))
+        spread(withdrawn)
     );
     println!(
         "  docker kill -> nginx no longer sending to it:          {}",
-        ms(median(death))
+        spread(death)
     );
 }
 
