@@ -72,17 +72,7 @@ fn run(
     hooks: &dyn Hooks,
     trail: &mut crate::trail::Trail,
 ) -> Result<Value, Failure> {
-    let text = std::fs::read_to_string(args_file).map_err(|e| {
-        format!(
-            "cannot read the module arguments {}: {e}",
-            args_file.display()
-        )
-    })?;
-    let args: Map<String, Value> = match serde_json::from_str(&text) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => return Err("the module arguments are not a JSON object".into()),
-        Err(e) => return Err(format!("the module arguments are not JSON: {e}").into()),
-    };
+    let args = read_args(args_file)?;
     let check_mode = truthy(args.get("_ansible_check_mode"));
     let diff_mode = truthy(args.get("_ansible_diff"));
     let facts = HostFacts {
@@ -100,47 +90,13 @@ fn run(
     let mut request = params::parse_request(&args, &facts).map_err(|e| e.to_string())?;
     let mut rollback = revisions::resolve_rollback(&mut request)?;
     let source = install::own_binary().map_err(|e| format!("{e:#}"))?;
-    let plan = make_plan(&request, &source).map_err(|e| format!("{e:#}"))?;
+    let mut plan = make_plan(&request, &source).map_err(|e| format!("{e:#}"))?;
     let tree_dir = request
         .paths
         .sv_dir
         .join(format!("docker-{}", request.name));
     // Everything that can refuse the call does so here, before the first write.
-    preflight::check_paths(&plan, &request, &tree_dir)?;
-    if request.state != State::Absent {
-        preflight::check_ownership(&request, &tree_dir)?;
-    }
-    let mut warnings = match &request.spec {
-        Some(spec) if request.state != State::Absent => preflight::check_host(spec)?,
-        _ => Vec::new(),
-    };
-    if let (Some(watch), false) = (
-        request.spec.as_ref().and_then(|s| s.watch.as_ref()),
-        request.state == State::Absent,
-    ) {
-        hooks
-            .check_watch(watch)
-            .map_err(|e| format!("{e} (nothing was changed)"))?;
-    }
-    let mut plan = plan;
-    let mut image_id = None;
-    if let (Some(spec), State::Enabled | State::Restarted) = (&request.spec, request.state) {
-        let image = hooks.check_image(spec, !check_mode).map_err(|e| {
-            format!(
-                "image: {e:#} (pull is {}; nothing was changed)",
-                spec.container.pull.as_str()
-            )
-        })?;
-        image_id = image.id.clone();
-        if let Some((running, new)) = image.moved() {
-            // The spec is the same but its tag now names another image: a change, made
-            // the way the service's update order makes any other.
-            plan.image_moved = Some((running.to_string(), new.to_string()));
-            if !plan.changed() {
-                plan.replace_for_moved_image(spec, &tree_dir);
-            }
-        }
-    }
+    let (mut warnings, image_id) = refuse_early(&request, &mut plan, &tree_dir, check_mode, hooks)?;
     // A change holds the service's deploy lock through apply and wait, and is planned
     // again under it: another change may have come first.
     let deploy_lock = if !check_mode && plan.changed() {
@@ -208,68 +164,21 @@ fn run(
     }
     if let (Some(timeout), false) = (request.wait, check_mode) {
         if matches!(request.state, State::Enabled | State::Restarted) {
-            let spec = request
-                .spec
-                .clone()
-                .or_else(|| crate::plan::installed_spec(&tree_dir))
-                .ok_or("wait: no installed spec to wait for")?;
-            let waited = hooks.wait_ready(&spec, timeout);
-            if let (Err(e), Some(failed), Some(before)) = (&waited, revision, &before) {
-                if changed && failed != before.number {
-                    let reason = format!("{e:#}");
-                    let reverting = std::time::Instant::now();
-                    let outcome = revert::revert(
-                        &request, &tree_dir, failed, before, &reason, &source, hooks, timeout,
-                    );
-                    if let Ok(Reverted {
-                        revision: Some(number),
-                        ..
-                    }) = &outcome
-                    {
-                        trail.add(*number);
-                    }
-                    return Err(match outcome {
-                        Ok(reverted) => Failure {
-                            msg: format!("wait: {reason}; {}", reverted.describe()),
-                            changed: true,
-                            reverted: Some(json!({
-                                "failed": reverted.failed,
-                                "to": reverted.target,
-                                "revision": reverted.revision,
-                                "ready": reverted.ready.is_ok(),
-                                "seconds": (reverting.elapsed().as_secs_f64() * 100.0).round() / 100.0,
-                            })),
-                        },
-                        Err(revert_error) => {
-                            // It stays, so it ended as failed; the task says why.
-                            let _ = revisions::note_outcome(&tree_dir, failed, &waited);
-                            Failure {
-                                msg: format!(
-                                    "wait: {reason}; on_failure=rollback: going back to revision {} failed: {revert_error:#}",
-                                    before.number
-                                ),
-                                changed: true,
-                                reverted: None,
-                            }
-                        }
-                    });
-                }
-            }
-            if let Some(number) = revision.filter(|_| changed) {
-                if let Err(e) = revisions::note_outcome(&tree_dir, number, &waited) {
-                    warnings.push(format!(
-                        "could not record how revision {number} ended: {e:#}"
-                    ));
-                }
-            }
-            waited.map_err(|e| Failure {
-                msg: match hooks.status(&spec) {
-                    Some(status) => format!("wait: {e:#}; status: {status}"),
-                    None => format!("wait: {e:#}"),
-                },
-                changed: changed && !check_mode,
-                reverted: None,
-            })?;
+            let change = Change {
+                changed,
+                revision,
+                before: before.as_ref(),
+                source: &source,
+            };
+            wait_or_revert(
+                &request,
+                &tree_dir,
+                hooks,
+                timeout,
+                &change,
+                &mut warnings,
+                trail,
+            )?;
         }
     }
     result.insert("changed".into(), Value::Bool(changed));
@@ -277,33 +186,14 @@ fn run(
         "msg".into(),
         Value::String(message(&request, &plan, check_mode)),
     );
-    let mut service = service_info(&request, &tree_dir);
-    // Only where the service runs: asking Docker and etcd costs a no-op call about
-    // 10 ms, which a present/disabled tree has no use for.
-    if !check_mode && matches!(request.state, State::Enabled | State::Restarted) {
-        let installed = request
-            .spec
-            .clone()
-            .or_else(|| crate::plan::installed_spec(&tree_dir));
-        if let Some(status) = installed.and_then(|spec| hooks.status(&spec)) {
-            // The task must not look fine while the record cannot be published.
-            if let Some(error) = status["record"]["error"].as_str() {
-                warnings.push(format!(
-                    "etcd: {error}; the record is published once etcd answers (the announcer retries)"
-                ));
-            }
-            service["status"] = status;
-        }
-    }
-    if let (Some(number), false) = (
-        revisions::current(&tree_dir),
-        request.state == State::Absent,
-    ) {
-        service["revision"] = json!(number);
-    }
-    if let Some(rollback) = &rollback {
-        service["rollback_to"] = json!(rollback.target);
-    }
+    let service = service_report(
+        &request,
+        &tree_dir,
+        check_mode,
+        rollback.as_ref(),
+        hooks,
+        &mut warnings,
+    );
     result.insert("service".into(), service);
     if let Some((lock, etcd_lock)) = deploy_lock {
         result.insert("lock".into(), lock_info(&lock, etcd_lock.as_ref()));
@@ -316,6 +206,199 @@ fn run(
         result.insert("warnings".into(), json!(warnings));
     }
     Ok(Value::Object(result))
+}
+
+/// The arguments Ansible wrote for the call: a JSON object.
+fn read_args(args_file: &Path) -> Result<Map<String, Value>, Failure> {
+    let text = std::fs::read_to_string(args_file).map_err(|e| {
+        format!(
+            "cannot read the module arguments {}: {e}",
+            args_file.display()
+        )
+    })?;
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("the module arguments are not a JSON object".into()),
+        Err(e) => Err(format!("the module arguments are not JSON: {e}").into()),
+    }
+}
+
+/// Everything that can refuse the call, before its first write: paths, ownership, the
+/// host, the watch and the image (whose tag may have moved: then `plan` replaces the
+/// container). Returns the warnings so far and the image's id.
+fn refuse_early(
+    request: &Request,
+    plan: &mut Plan,
+    tree_dir: &Path,
+    check_mode: bool,
+    hooks: &dyn Hooks,
+) -> Result<(Vec<String>, Option<String>), Failure> {
+    preflight::check_paths(plan, request, tree_dir)?;
+    if request.state != State::Absent {
+        preflight::check_ownership(request, tree_dir)?;
+    }
+    let warnings = match &request.spec {
+        Some(spec) if request.state != State::Absent => preflight::check_host(spec)?,
+        _ => Vec::new(),
+    };
+    if let (Some(watch), false) = (
+        request.spec.as_ref().and_then(|s| s.watch.as_ref()),
+        request.state == State::Absent,
+    ) {
+        hooks
+            .check_watch(watch)
+            .map_err(|e| format!("{e} (nothing was changed)"))?;
+    }
+    let mut image_id = None;
+    if let (Some(spec), State::Enabled | State::Restarted) = (&request.spec, request.state) {
+        let image = hooks.check_image(spec, !check_mode).map_err(|e| {
+            format!(
+                "image: {e:#} (pull is {}; nothing was changed)",
+                spec.container.pull.as_str()
+            )
+        })?;
+        image_id = image.id.clone();
+        if let Some((running, new)) = image.moved() {
+            // The spec is the same but its tag now names another image: a change, made
+            // the way the service's update order makes any other.
+            plan.image_moved = Some((running.to_string(), new.to_string()));
+            if !plan.changed() {
+                plan.replace_for_moved_image(spec, tree_dir);
+            }
+        }
+    }
+    Ok((warnings, image_id))
+}
+
+/// What a call changed, for its wait.
+struct Change<'a> {
+    changed: bool,
+    /// The revision the call recorded, if it made one.
+    revision: Option<u64>,
+    /// What `on_failure: rollback` goes back to.
+    before: Option<&'a rundock_spec::revisions::Revision>,
+    /// The runner a revert installs.
+    source: &'a Path,
+}
+
+/// Waits until the service is ready; under `on_failure: rollback`, a change that does
+/// not become ready is reverted and the call fails saying so.
+fn wait_or_revert(
+    request: &Request,
+    tree_dir: &Path,
+    hooks: &dyn Hooks,
+    timeout: std::time::Duration,
+    change: &Change<'_>,
+    warnings: &mut Vec<String>,
+    trail: &mut crate::trail::Trail,
+) -> Result<(), Failure> {
+    let spec = request
+        .spec
+        .clone()
+        .or_else(|| crate::plan::installed_spec(tree_dir))
+        .ok_or("wait: no installed spec to wait for")?;
+    let waited = hooks.wait_ready(&spec, timeout);
+    if let (Err(e), Some(failed), Some(before)) = (&waited, change.revision, change.before) {
+        if change.changed && failed != before.number {
+            let reason = format!("{e:#}");
+            let reverting = std::time::Instant::now();
+            let outcome = revert::revert(
+                request,
+                tree_dir,
+                failed,
+                before,
+                &reason,
+                change.source,
+                hooks,
+                timeout,
+            );
+            if let Ok(Reverted {
+                revision: Some(number),
+                ..
+            }) = &outcome
+            {
+                trail.add(*number);
+            }
+            return Err(match outcome {
+                Ok(reverted) => Failure {
+                    msg: format!("wait: {reason}; {}", reverted.describe()),
+                    changed: true,
+                    reverted: Some(json!({
+                        "failed": reverted.failed,
+                        "to": reverted.target,
+                        "revision": reverted.revision,
+                        "ready": reverted.ready.is_ok(),
+                        "seconds": (reverting.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+                    })),
+                },
+                Err(revert_error) => {
+                    // It stays, so it ended as failed; the task says why.
+                    let _ = revisions::note_outcome(tree_dir, failed, &waited);
+                    Failure {
+                        msg: format!(
+                            "wait: {reason}; on_failure=rollback: going back to revision {} failed: {revert_error:#}",
+                            before.number
+                        ),
+                        changed: true,
+                        reverted: None,
+                    }
+                }
+            });
+        }
+    }
+    if let Some(number) = change.revision.filter(|_| change.changed) {
+        if let Err(e) = revisions::note_outcome(tree_dir, number, &waited) {
+            warnings.push(format!(
+                "could not record how revision {number} ended: {e:#}"
+            ));
+        }
+    }
+    waited.map_err(|e| Failure {
+        msg: match hooks.status(&spec) {
+            Some(status) => format!("wait: {e:#}; status: {status}"),
+            None => format!("wait: {e:#}"),
+        },
+        changed: change.changed,
+        reverted: None,
+    })?;
+    Ok(())
+}
+
+/// The result's `service`: its tree, its status where it runs (a record that cannot be
+/// published is also a warning), its revision and a rollback's target.
+fn service_report(
+    request: &Request,
+    tree_dir: &Path,
+    check_mode: bool,
+    rollback: Option<&revisions::Rollback>,
+    hooks: &dyn Hooks,
+    warnings: &mut Vec<String>,
+) -> Value {
+    let mut service = service_info(request, tree_dir);
+    // Only where the service runs: asking Docker and etcd costs a no-op call about
+    // 10 ms, which a present/disabled tree has no use for.
+    if !check_mode && matches!(request.state, State::Enabled | State::Restarted) {
+        let installed = request
+            .spec
+            .clone()
+            .or_else(|| crate::plan::installed_spec(tree_dir));
+        if let Some(status) = installed.and_then(|spec| hooks.status(&spec)) {
+            // The task must not look fine while the record cannot be published.
+            if let Some(error) = status["record"]["error"].as_str() {
+                warnings.push(format!(
+                    "etcd: {error}; the record is published once etcd answers (the announcer retries)"
+                ));
+            }
+            service["status"] = status;
+        }
+    }
+    if let (Some(number), false) = (revisions::current(tree_dir), request.state == State::Absent) {
+        service["revision"] = json!(number);
+    }
+    if let Some(rollback) = rollback {
+        service["rollback_to"] = json!(rollback.target);
+    }
+    service
 }
 
 /// A start-first update under `on_failure: rollback` whose new container did not take

@@ -130,16 +130,7 @@ pub fn record(
         }
     }
     let number = revisions.push(
-        Revision {
-            number: 0,
-            spec: spec_text,
-            image: spec.container.image.as_str().to_string(),
-            image_id,
-            applied_at: rundock_spec::state::unix_now(),
-            applied_by: applied_by(),
-            rollback_of: rollback.map(|r| r.target),
-            outcome: None,
-        },
+        new_revision(&spec, spec_text, image_id, rollback, None),
         request.history,
     );
     save(tree_dir, &revisions)?;
@@ -230,20 +221,17 @@ pub fn record_reverted(
         .map_err(anyhow::Error::msg)?
         .unwrap_or_default();
     let number = revisions.push_reverted(
-        Revision {
-            number: 0,
-            spec: spec_text,
-            image: spec.container.image.as_str().to_string(),
+        new_revision(
+            &spec,
+            spec_text,
             image_id,
-            applied_at: rundock_spec::state::unix_now(),
-            applied_by: applied_by(),
-            rollback_of: rollback.map(|r| r.target),
-            outcome: Some(Outcome {
+            rollback,
+            Some(Outcome {
                 result: ROLLED_BACK.into(),
                 reason: Some(reason.to_string()),
                 at: rundock_spec::state::unix_now(),
             }),
-        },
+        ),
         request.history,
     );
     save(tree_dir, &revisions)?;
@@ -269,6 +257,27 @@ fn save(tree_dir: &Path, revisions: &Revisions) -> Result<()> {
     let mut text = serde_json::to_vec_pretty(revisions).context("revisions serialise")?;
     text.push(b'\n');
     fsutil::write_atomic(&tree_dir.join(REVISIONS_FILE), &text, REVISIONS_MODE)
+}
+
+/// A revision of `spec` (its JSON `spec_text`) applied now by this call's user; its
+/// number is given when it is pushed.
+fn new_revision(
+    spec: &Spec,
+    spec_text: String,
+    image_id: Option<String>,
+    rollback: Option<&Rollback>,
+    outcome: Option<Outcome>,
+) -> Revision {
+    Revision {
+        number: 0,
+        spec: spec_text,
+        image: spec.container.image.as_str().to_string(),
+        image_id,
+        applied_at: rundock_spec::state::unix_now(),
+        applied_by: applied_by(),
+        rollback_of: rollback.map(|r| r.target),
+        outcome,
+    }
 }
 
 #[cfg(test)]

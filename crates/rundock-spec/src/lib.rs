@@ -7,6 +7,8 @@
 //! files ([`state`]), and creating directories with modes that ignore the umask
 //! ([`files`]).
 
+#![warn(missing_docs)]
+
 /// `From<T> for String` and `TryFrom<String> for T` through `Display` and `FromStr`, so a
 /// parsed value is stored in spec.json as the text it reads from (serde's `into` and
 /// `try_from`), and reading spec.json parses it again with the one parser.
@@ -40,6 +42,7 @@ pub mod revisions;
 pub mod skydns;
 pub mod spec;
 pub mod state;
+pub mod text;
 pub mod trail;
 pub mod tree;
 pub mod validate;

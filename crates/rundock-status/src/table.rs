@@ -18,31 +18,9 @@ const HEADER: [&str; 10] = [
 
 /// The table for `statuses`, header first, each line ending in a newline.
 pub fn render(statuses: &[ServiceStatus]) -> String {
-    let rows: Vec<[String; 10]> = statuses.iter().map(row).collect();
-    let mut widths = HEADER.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &[String]| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(&HEADER.map(String::from));
-    for row in &rows {
-        line(row);
-    }
-    out
+    let mut rows = vec![HEADER.map(String::from)];
+    rows.extend(statuses.iter().map(row));
+    rundock_spec::text::columns(&rows)
 }
 
 fn row(s: &ServiceStatus) -> [String; 10] {

@@ -307,3 +307,37 @@ fn a_sigkilled_holder_lets_a_waiting_change_go_at_once() {
         after_kill * 1000.0
     );
 }
+
+/// An etcd that does not answer must not stop a deploy (the deploy may be the fix): the
+/// change goes ahead within seconds under the host's lock, and the task says that the
+/// fleet-wide lock was not taken.
+#[test]
+fn an_unreachable_etcd_leaves_the_hosts_lock_and_a_warning() {
+    let host = Host::new();
+    let name = unique("lock-noetcd");
+    let closed = kit::free_port();
+    let started = Instant::now();
+    let (result, code) = host.call(
+        json!({
+            "name": name,
+            "state": "present",
+            "image": kit::TEST_IMAGE,
+            "announce": 8080,
+            "domain": "s.noetcd.example.com",
+            "etcd": {"endpoints": [format!("http://127.0.0.1:{closed}")]},
+        }),
+        false,
+        false,
+    );
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{result}");
+    assert_eq!(result["changed"], json!(true), "{result}");
+    let warnings = result["warnings"].to_string();
+    assert!(
+        warnings.contains("held on this host only") && warnings.contains("/rundock/locks/"),
+        "{result}"
+    );
+    // Not the whole lock_timeout (300 s): etcd is given a few seconds, not a holder's wait.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert!(host.tree(&name).join("spec.json").exists());
+}
