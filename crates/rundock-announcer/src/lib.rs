@@ -27,6 +27,7 @@
 //! * etcd unreachable: retried with a backoff capped at 1 s (so a record is back within
 //!   about a second of etcd answering), logged once per change; never an exit. Docker
 //!   unreachable: the same, capped at 5 s.
+#![warn(missing_docs)]
 
 mod announcer;
 mod docker;

@@ -20,6 +20,9 @@ use std::net::IpAddr;
 pub struct ContainerView {
     /// Docker has answered at least once (before that nothing is decided).
     pub known: bool,
+    /// Docker last reported the container running, and neither paused nor restarting.
+    /// `false` while nothing is `known`. The announcer's view keeps `ip`, `tcp_ports`,
+    /// `id` and `pid` at their last running values when this turns `false`.
     pub running: bool,
     /// Its address on its Docker network (for `announce_as: container`).
     pub ip: Option<IpAddr>,

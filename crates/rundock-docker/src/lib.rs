@@ -7,6 +7,7 @@
 //!
 //! Why a crate of its own: the supervisor and the announcer are peer daemons; what they
 //! both need of Docker lives below both, so neither depends on the other.
+#![warn(missing_docs)]
 
 pub mod container;
 pub mod exec;

@@ -22,6 +22,10 @@ use std::time::Duration;
 /// Where a probe goes: the announced address and the container it belongs to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Target {
+    /// What is known of the container: its published ports translate a check's port
+    /// ([`Target::probe_port`], [`Target::container_port`]), unless `addr` is the
+    /// container's own address, where no translation applies; its pid, when known,
+    /// spares asking Docker before a `tcp` check reads the container's TCP table.
     pub view: ContainerView,
     /// The address the record would carry (`None`: not known yet).
     pub addr: Option<IpAddr>,

@@ -24,6 +24,7 @@
 //! [`Idleness`], [`listener_on`]); [`wait_until_idle`] and [`read_table`] alone read
 //! `/proc`. [`drain`] is the one drain by a spec's `drain_mode` that both stop-tree and
 //! a start-first update's retirement of the old container run.
+#![warn(missing_docs)]
 
 use rundock_spec::{DrainMode, Spec};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -44,9 +45,17 @@ const LISTEN: u8 = 0x0A;
 /// One row of `/proc/<pid>/net/tcp{,6}`: what the drain and the `tcp` check need of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Socket {
+    /// The local address, decoded from the kernel's host-order words so it is right on
+    /// any host; an IPv4-mapped address of a `tcp6` row stays IPv6 (`::ffff:a.b.c.d`).
+    /// A wildcard listener has `0.0.0.0` or `::`.
     pub local_addr: IpAddr,
+    /// The local port, as a number (the table prints it in hex). For a connection the
+    /// container accepted, this is the port it serves on.
     pub local_port: u16,
+    /// The peer's port; `0` for a listener.
     pub remote_port: u16,
+    /// The kernel's TCP state number (`include/net/tcp_states.h`): `0x01` ESTABLISHED,
+    /// `0x06` TIME_WAIT, `0x0A` LISTEN, …; not checked against that list.
     pub state: u8,
 }
 
@@ -175,6 +184,8 @@ pub fn passive_opens(snmp: &str) -> Option<u64> {
 /// One reading of a container's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
+    /// How many ESTABLISHED connections had the served port as their local port, over
+    /// the IPv4 and IPv6 tables together ([`established_on`]).
     pub established: usize,
     /// `None` where the counter is not the container's own (host network) or unreadable.
     pub passive_opens: Option<u64>,
@@ -189,6 +200,9 @@ pub struct Idleness {
 }
 
 impl Idleness {
+    /// A decision that has seen no sample yet: the first sample with nothing
+    /// established begins the quiet stretch, so idleness is reported no sooner than
+    /// `quiet` after it (at once only for a zero `quiet`). The same as `default()`.
     pub fn new() -> Idleness {
         Idleness::default()
     }
@@ -220,7 +234,11 @@ pub enum Drained {
     /// Idle after this long.
     Idle(Duration),
     /// The drain time ended with this many connections still established.
-    TimedOut { established: usize },
+    TimedOut {
+        /// Established connections on the port in the last sample, taken when the
+        /// drain time was reached.
+        established: usize,
+    },
     /// The process is gone (the container stopped on its own).
     Gone,
 }
@@ -257,8 +275,12 @@ pub enum Drain {
     Waited(Duration),
     /// `drain_mode: idle`: the served port was watched, with this end.
     Watched {
+        /// The port watched: the spec's `announce.container_port`, as seen inside the
+        /// container's namespace.
         port: u16,
+        /// How the wait on that port ended.
         drained: Drained,
+        /// The drain time the wait was bounded by (the `limit` given to [`drain`]).
         limit: Duration,
     },
 }

@@ -128,6 +128,8 @@ fn start_first(
 /// is where it was before the call: the caller may record the attempt as reverted.
 #[derive(Debug)]
 pub struct SwitchFailed {
+    /// The supervisor's account of why the new container did not take over (which check failed, and
+    /// how).
     pub reason: String,
 }
 

@@ -50,6 +50,8 @@ fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
     }
 }
 
+/// Copies `source` to `runner` atomically (temp file and rename) with mode 0755; `runner` is either
+/// the old file or the whole new one, never half written.
 pub fn install_runner(source: &Path, runner: &Path) -> Result<()> {
     let bytes =
         std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;

@@ -5,6 +5,8 @@
 //! [`runit`] talks to runsv through `sv`. Docker and etcd clean-up on `state=absent`
 //! come in through [`Hooks`], so this crate stays free of both clients.
 
+#![warn(missing_docs)]
+
 pub mod apply;
 pub mod contract;
 pub mod fsutil;

@@ -41,6 +41,7 @@ pub fn lock_path(sv_dir: &Path, name: &str) -> PathBuf {
 /// Who holds a lock: written into the lock file by its holder, read by a waiter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
+    /// The process id of the module run holding the lock, for people to find it.
     pub pid: u32,
     /// The user the module runs as.
     pub user: String,
@@ -155,15 +156,21 @@ use rundock_spec::state::{unix_now, utc_timestamp};
 pub enum LockError {
     /// Someone else held it for all of `timeout`.
     Timeout {
+        /// The lock file.
         path: PathBuf,
+        /// How long the call waited (`lock_timeout`).
         timeout: Duration,
         /// Their record as last read; `None` when it could not be read.
         holder: Option<Box<Holder>>,
     },
     /// The lock file could not be opened, locked or written.
     Io {
+        /// What was being done (`open`, `lock`, `write`, `chmod`, ...): the message reads
+        /// `cannot ACTION PATH`.
         action: &'static str,
+        /// The lock file.
         path: PathBuf,
+        /// The error the system gave.
         source: std::io::Error,
     },
 }
@@ -224,11 +231,14 @@ pub enum EtcdLockMode<'a> {
 
 /// The etcd side of the deploy lock, held until dropped (`guard` lets it go).
 pub struct EtcdHeld {
+    /// The lock's etcd key (`/rundock/locks/DOMAIN/NAME`).
     pub key: String,
     /// Seconds the key outlives a holder that dies.
     pub ttl: u32,
     /// Seconds waited and the holder's record (the key's value) as the wait began.
     pub waited: Option<(f64, Option<String>)>,
+    /// Keeps the lock for as long as it lives: when the call holds it, dropping this lets the key
+    /// go; under a playbook's lock it holds nothing and the key stays.
     pub guard: Box<dyn std::any::Any>,
 }
 
@@ -243,15 +253,23 @@ impl std::fmt::Debug for EtcdHeld {
 pub enum EtcdLockError {
     /// Held by another change for all of `lock_timeout`; `holder` is the key's value.
     Timeout {
+        /// The lock's etcd key.
         key: String,
+        /// The key's value (the holder's record) as last read; `None` when it could not be read.
         holder: Option<String>,
+        /// How long the call waited (`lock_timeout`).
         timeout: Duration,
     },
     /// etcd refused or could not be reached.
     Etcd(String),
     /// `lock_token` was given but the playbook's lock is gone (expired or let go) or is
     /// another's (`holder`: its record).
-    NotJoined { key: String, holder: Option<String> },
+    NotJoined {
+        /// The playbook lock's etcd key.
+        key: String,
+        /// The record of whoever holds the key now; `None` when nobody does.
+        holder: Option<String>,
+    },
 }
 
 impl std::fmt::Display for EtcdLockError {
@@ -296,6 +314,7 @@ impl std::fmt::Display for EtcdLockError {
 /// How long a call waited for the lock and for whom.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Waited {
+    /// Seconds the call waited before it had the lock.
     pub seconds: f64,
     /// The record that was in the lock file when the wait began.
     pub holder: Option<Holder>,
@@ -313,6 +332,7 @@ pub struct DeployLock {
 }
 
 impl DeployLock {
+    /// The lock file this lock holds (`SV_DIR/.docker-NAME.lock`).
     pub fn path(&self) -> &Path {
         &self.path
     }

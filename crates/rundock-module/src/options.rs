@@ -10,9 +10,13 @@
 /// An option's type, as Ansible's argument specs name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A string (`type: str`).
     Str,
+    /// A whole number (`type: int`).
     Int,
+    /// A boolean, as Ansible coerces one (`yes`, `true`, `1`...).
     Bool,
+    /// A file system path (`type: path`).
     Path,
     /// A list of strings (a JSON list, or a comma-separated string ad hoc).
     List,
@@ -51,10 +55,15 @@ impl Kind {
 /// the host (the docs then say how).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Default {
+    /// No fixed default: computed from other options or the host, or the option is simply unset.
     None,
+    /// Defaults to this text (for `Kind::Str` and `Kind::Path` options).
     Str(&'static str),
+    /// Defaults to this number (for `Kind::Int` options).
     Int(u32),
+    /// Defaults to this boolean (for `Kind::Bool` options).
     Bool(bool),
+    /// Defaults to this list, in order (for `Kind::List` options).
     List(&'static [&'static str]),
 }
 
@@ -69,13 +78,21 @@ pub enum Scope {
     Announce,
 }
 
+/// One row of the option table: everything the parser, the docs and the role argument specs take
+/// from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OptionDef {
+    /// The option's name as a task writes it.
     pub name: &'static str,
+    /// What the parser accepts, and the type the docs and argument specs declare.
     pub kind: Kind,
+    /// Whether a call must give it.
     pub required: bool,
+    /// The default the docs and argument specs show; the parser applies the same value.
     pub default: Default,
+    /// The values it accepts; empty when any value of its kind goes.
     pub choices: &'static [&'static str],
+    /// Which calls it belongs to: an `Announce` option without `announce` is refused.
     pub scope: Scope,
     /// One line for the README's table; `rundock.yml` carries the full description.
     pub doc: &'static str,
@@ -117,6 +134,8 @@ impl OptionDef {
         }
     }
 
+    /// The documented default as a string (for `Kind::Str` and `Kind::Path` options); `None` when
+    /// the default is not a string.
     pub fn default_str(&self) -> Option<&'static str> {
         match self.default {
             Default::Str(s) => Some(s),
@@ -124,6 +143,7 @@ impl OptionDef {
         }
     }
 
+    /// The documented default as a boolean (for `Kind::Bool` options); `None` when it has none.
     pub fn default_bool(&self) -> Option<bool> {
         match self.default {
             Default::Bool(b) => Some(b),
@@ -131,6 +151,7 @@ impl OptionDef {
         }
     }
 
+    /// The documented default as a list (for `Kind::List` options); `None` when it has none.
     pub fn default_list(&self) -> Option<&'static [&'static str]> {
         match self.default {
             Default::List(l) => Some(l),
@@ -142,6 +163,7 @@ impl OptionDef {
 use Kind::*;
 use Scope::*;
 
+/// The values `state` accepts, in the order the docs list them.
 pub const STATES: &[&str] = &["present", "enabled", "disabled", "absent", "restarted"];
 
 /// Where service trees live: an option of both modules, with one default.
@@ -245,7 +267,7 @@ pub const OPTIONS: &[OptionDef] = &[
         .default(Default::Int(rundock_spec::DEFAULT_UNHEALTHY_AFTER)),
     opt("priority", Int, Announce, "SRV priority"),
     opt("weight", Int, Announce, "SRV weight"),
-    opt("text", Str, Announce, "TXT text"),
+    opt("text", Str, Announce, "TXT text, without control characters"),
     opt("watch", ListDict, Service, "templates rendered from live records, checked and reloaded (`rundock watch` as a sibling)"),
     opt("private_interface", List, Service, "interfaces tried for `private` and `$PRIVATE_IP`")
         .default(Default::List(&["eth1", "eth0"])),
@@ -284,6 +306,7 @@ pub fn option(name: &str) -> &'static OptionDef {
         .unwrap_or_else(|| panic!("{name} is not in the option table"))
 }
 
+/// Whether `name` is an option of the `rundock` module (not of `rundock_info`).
 pub fn is_option(name: &str) -> bool {
     OPTIONS.iter().any(|o| o.name == name)
 }

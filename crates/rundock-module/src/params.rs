@@ -46,6 +46,7 @@ use std::path::PathBuf;
 /// What the facts of the host contribute to defaults.
 #[derive(Debug, Clone)]
 pub struct HostFacts {
+    /// This host's name (`gethostname`); its short form is the default `host_label`.
     pub hostname: String,
     /// The runner path is `<install_dir>/<version>/rundock`.
     pub version: String,
@@ -55,10 +56,18 @@ pub struct HostFacts {
 /// `disabled` and `restarted` may act on the installed tree without one.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The `state` option: what the call makes of the service (install, link, stop, remove,
+    /// restart).
     pub state: State,
+    /// The service name, a DNS label (the runit service is `docker-NAME`).
     pub name: String,
+    /// Where trees, links and logs live, and the runner the run scripts exec.
     pub paths: Paths,
+    /// Where the runner is installed, `INSTALL_DIR/VERSION/rundock` (`/usr/local/lib/rundock` by
+    /// default).
     pub install_dir: PathBuf,
+    /// The validated spec to install; `None` when the call gave no image, with `rollback`
+    /// (the spec comes from a kept revision) and with `state=absent`.
     pub spec: Option<Spec>,
     /// With `enabled`/`restarted`: return only once the container runs and, when
     /// announced, its record is in etcd; fail after this long.
@@ -119,6 +128,8 @@ pub fn unsupported_parameters_in(
     ))
 }
 
+/// Reads one call's options into a [`Request`] (Ansible's own `_ansible_*` keys and
+/// `null`s are set aside); the first bad option is the error, naming it and its allowed form.
 pub fn parse_request(params: &Map<String, Value>, facts: &HostFacts) -> Result<Request> {
     let mut p = Params::top_level(params)?;
     let call = call::call_options(&mut p, facts)?;

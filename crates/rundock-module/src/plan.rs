@@ -12,24 +12,35 @@ use std::path::{Path, PathBuf};
 /// A file of the tree to create or rewrite (content or mode differs).
 #[derive(Debug)]
 pub struct FileWrite {
+    /// The file's absolute path (in the tree).
     pub path: PathBuf,
+    /// What it will hold.
     pub contents: Vec<u8>,
+    /// The mode it gets, set explicitly.
     pub mode: u32,
+    /// What it holds now; `None` when it does not exist yet.
     pub before: Option<Vec<u8>>,
+    /// Its mode now; `None` when it does not exist yet.
     pub before_mode: Option<u32>,
 }
 
+/// What a call changes, for [`crate::apply`] to carry out; nothing (see [`Plan::changed`])
+/// when the host is already as asked. Worked out from reads alone, so check mode reports
+/// the plan a real run would carry out.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Where the runner comes from when it must be (re)installed.
     pub install_runner: Option<(PathBuf, PathBuf)>,
+    /// Tree files whose contents or mode differ from the rendered tree.
     pub writes: Vec<FileWrite>,
     /// Sibling service dirs the new spec no longer has (the announcer, when `announce`
     /// was dropped); stopped before removal.
     pub remove_siblings: Vec<PathBuf>,
+    /// The enabling link to make or remove; `None` when it is already as asked.
     pub link: Option<LinkChange>,
     /// `sv down` the tree before unlinking it.
     pub stop: bool,
+    /// Remove the tree directory (`state=absent`), after the service has stopped.
     pub remove_tree: bool,
     /// `sv restart` after writing: the tree changed under a running service, or
     /// `state=restarted`.
@@ -81,10 +92,21 @@ fn start_first_switch(new: &Spec, installed: Option<&Spec>, plan: &Plan) -> Opti
     })
 }
 
+/// A change of the link in `service_dir` that enables a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkChange {
-    Create { link: PathBuf, target: PathBuf },
-    Remove { link: PathBuf },
+    /// Make the link: runsvdir then starts supervising the tree.
+    Create {
+        /// The link, `SERVICE_DIR/docker-NAME`.
+        link: PathBuf,
+        /// The tree it points to, `SV_DIR/docker-NAME`.
+        target: PathBuf,
+    },
+    /// Remove the link: runsvdir stops supervising the tree.
+    Remove {
+        /// The link, `SERVICE_DIR/docker-NAME`.
+        link: PathBuf,
+    },
 }
 
 impl Plan {
@@ -103,6 +125,7 @@ impl Plan {
         }
     }
 
+    /// Whether carrying the plan out would change anything: Ansible's `changed`.
     pub fn changed(&self) -> bool {
         self.install_runner.is_some()
             || !self.writes.is_empty()

@@ -29,6 +29,7 @@ pub enum OnFailure {
 }
 
 impl OnFailure {
+    /// The option's spelling: `fail` or `rollback`.
     pub fn as_str(self) -> &'static str {
         match self {
             OnFailure::Fail => "fail",
@@ -41,8 +42,11 @@ impl OnFailure {
 /// revision that installs it again (`None` when nothing had to be installed).
 #[derive(Debug)]
 pub struct Reverted {
+    /// The number of the revision whose change did not become ready.
     pub failed: u64,
+    /// The number of the revision it went back to (the one that ran before).
     pub target: u64,
+    /// The new revision that installs `target` again; `None` when nothing had to be installed.
     pub revision: Option<u64>,
     /// The wait for the reinstalled revision; `Ok` when nothing was reinstalled.
     pub ready: Result<()>,

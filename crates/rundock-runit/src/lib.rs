@@ -7,6 +7,8 @@
 //! (rundock-module), and it is not a long-running process's concern (rundock-runtime);
 //! one `sv` command line serves both the module and the tree.
 
+#![warn(missing_docs)]
+
 pub mod control;
 
 use anyhow::{bail, Context, Result};

@@ -13,6 +13,8 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// A back-off whose first delay is `first`, doubling up to `cap`; `const`, so a process can
+    /// keep its policy in a `const`.
     pub const fn new(first: Duration, cap: Duration) -> Backoff {
         Backoff {
             first,

@@ -16,6 +16,8 @@
 //! (stderr) and no filtering; a `log` facade with a backend would add code to a binary
 //! that Ansible copies on every task and give nothing the format string does not.
 
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod connections;
 pub mod log;

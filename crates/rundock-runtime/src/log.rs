@@ -12,6 +12,8 @@ use std::fmt;
 pub struct Prefix(String);
 
 impl Prefix {
+    /// The prefix `rundock COMMAND SERVICE` (e.g. `rundock announce web`) that starts every line
+    /// this process logs.
     pub fn new(command: &str, service: &str) -> Prefix {
         Prefix(format!("rundock {command} {service}"))
     }

@@ -16,6 +16,9 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
+    /// Installs the TERM and INT handlers: from here on neither kills the process. `Err`
+    /// when a handler cannot be registered; must be called inside a tokio runtime with its
+    /// I/O driver, as the type's doc says.
     pub fn new() -> io::Result<Shutdown> {
         Ok(Shutdown {
             term: signal(SignalKind::terminate())?,

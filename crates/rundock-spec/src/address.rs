@@ -25,8 +25,11 @@ pub const INTERFACE_FORM: &str =
 /// Which address family of an interface is meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
+    /// Either family (no suffix): IPv4 and IPv6 addresses count alike.
     Any,
+    /// IPv4 only (`:inet`).
     V4,
+    /// IPv6 only (`:inet6`).
     V6,
 }
 
@@ -35,8 +38,11 @@ pub enum Family {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct InterfaceChoice {
+    /// The interface name as written (1-15 letters, digits, `_`, `.`, `-` or `@`).
     pub name: String,
+    /// Which family counts; [`Family::Any`] when no `:inet`/`:inet6` was written.
     pub family: Family,
+    /// Which usable address of that family, counting from 0 (`[N]`; 0 when none was written).
     pub index: usize,
 }
 
@@ -50,6 +56,7 @@ pub enum AnnounceAs {
     Public,
     /// The container's own address on its Docker network; nothing is published.
     Container,
+    /// A usable address of this host interface (`eth0`, `eth0:inet6[1]`).
     Interface(InterfaceChoice),
     /// The first local usable address inside this network.
     Cidr(IpNet),
@@ -71,7 +78,9 @@ pub enum HostIp {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is not {form}")]
 pub struct FormError {
+    /// The offending value, exactly as given.
     pub value: String,
+    /// The allowed form, written for the message ("VALUE is not FORM").
     pub form: &'static str,
 }
 

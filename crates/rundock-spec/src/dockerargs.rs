@@ -17,20 +17,37 @@ const FIELD: &str = "args";
 /// What `args` contributed; merged with the structured options by `params`.
 #[derive(Debug, Default, PartialEq)]
 pub struct DockerArgs {
+    /// `-e/--env NAME=VALUE`: environment variables by name (a later flag for the same name wins).
     pub env: BTreeMap<String, String>,
+    /// `-p/--publish [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp]`, in the order given.
     pub ports: Vec<PortMapping>,
+    /// `-v/--volume SOURCE:TARGET[:OPTIONS]`, validated, in the order given.
     pub volumes: Vec<String>,
+    /// `--volumes-from NAME[:ro|:rw]`, in the order given.
     pub volumes_from: Vec<String>,
+    /// `-l/--label KEY[=VALUE]`; a label without `=` has the empty value.
     pub labels: BTreeMap<String, String>,
+    /// `-h/--hostname`; `None` when not given (Docker's default applies).
     pub hostname: Option<String>,
+    /// `-u/--user` (`user`, `uid`, `user:group` or `uid:gid`); `None` when not given.
     pub user: Option<String>,
+    /// `-w/--workdir`, an absolute path; `None` when not given.
     pub workdir: Option<String>,
+    /// `--entrypoint`, as one word (docker run takes no arguments there); `None` when not given.
     pub entrypoint: Option<Vec<String>>,
+    /// `--network/--net` (`host`, `bridge`, `none`, `container:NAME` or a network name); `None`
+    /// when not given.
     pub network: Option<String>,
+    /// `--privileged` (also `=true`/`=false`); false when not given.
     pub privileged: bool,
+    /// `--cap-add`, capability names without the `CAP_` prefix, or `ALL`.
     pub cap_add: Vec<String>,
+    /// `--cap-drop`, in the same form as `cap_add`.
     pub cap_drop: Vec<String>,
+    /// `-m/--memory` in bytes (units b, k, m, g are powers of 1024); `None` when not given.
     pub memory: Option<u64>,
+    /// `--cpus` in billionths of a CPU (Docker's `NanoCpus`: `1.5` is 1,500,000,000); `None`
+    /// when not given.
     pub nano_cpus: Option<u64>,
     /// `--log-driver`, checked with the options by [`crate::dockerlog::DockerLog::resolve`].
     pub log_driver: Option<String>,
@@ -278,10 +295,8 @@ fn apply(out: &mut DockerArgs, flag: Flag, name: &str, value: &str) -> Result<()
                 )
             })?;
             let name = validate::env_name(field, name)?;
-            out.env.insert(
-                name,
-                validate::no_control(field, "an environment value", val)?,
-            );
+            out.env
+                .insert(name, validate::no_nul(field, "an environment value", val)?);
         }
         Flag::Publish => out.ports.push(parse_publish(field, value)?),
         Flag::Volume => out.volumes.push(validate::volume(field, value)?),
@@ -296,14 +311,14 @@ fn apply(out: &mut DockerArgs, flag: Flag, name: &str, value: &str) -> Result<()
             )
         }
         Flag::Entrypoint => {
-            out.entrypoint = Some(vec![validate::no_control(field, "the entrypoint", value)?])
+            out.entrypoint = Some(vec![validate::no_nul(field, "the entrypoint", value)?])
         }
         Flag::Network => out.network = Some(validate::network(field, value)?),
         Flag::Label => {
             let (key, val) = value.split_once('=').unwrap_or((value, ""));
             out.labels.insert(
                 validate::label_key(field, key)?,
-                validate::no_control(field, "a label value", val)?,
+                validate::no_nul(field, "a label value", val)?,
             );
         }
         Flag::CapAdd => out.cap_add.push(validate::capability(field, value)?),

@@ -26,7 +26,12 @@ pub const NON_BLOCKING_BUFFER: &str = "1m";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DockerLog {
+    /// Docker's log driver name (`json-file`, `local`, `journald`, `syslog`, `none` or a plugin):
+    /// lower-case letters, digits and `-_./:`.
     pub driver: String,
+    /// Its `--log-opt`s with rundock's defaults filled in where not given (`mode`,
+    /// `max-buffer-size` when non-blocking, and for json-file `max-size`/`max-file`);
+    /// empty for the `none` driver.
     pub options: BTreeMap<String, String>,
 }
 

@@ -22,10 +22,12 @@ pub struct EtcdEndpoint {
 }
 
 impl EtcdEndpoint {
+    /// The normalised endpoint `scheme://host:port`, exactly the string the etcd client dials.
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
+    /// Whether the scheme is `https` (TLS options then apply to this endpoint).
     pub fn is_https(&self) -> bool {
         self.https
     }
@@ -35,7 +37,9 @@ impl EtcdEndpoint {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is not an etcd endpoint ({reason}): {ENDPOINT_FORM}")]
 pub struct EndpointError {
+    /// The refused string, as given.
     pub value: String,
+    /// Which part is wrong (scheme, host, port, a path...), for the message.
     pub reason: String,
 }
 

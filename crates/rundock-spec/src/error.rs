@@ -6,11 +6,16 @@ use std::fmt;
 /// `message` says what is wrong and what form is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecError {
+    /// The module option at fault, with a nested value's path when there is one
+    /// (`etcd.endpoints`, `health[1].port`).
     pub field: String,
+    /// What is wrong and which form is allowed, without the field name (`Display` puts
+    /// `FIELD: ` in front).
     pub message: String,
 }
 
 impl SpecError {
+    /// An error charged to `field`; `message` should name the allowed form.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         SpecError {
             field: field.into(),
@@ -39,4 +44,5 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
+/// Spec validation's result: [`SpecError`] unless a caller names another error.
 pub type Result<T, E = SpecError> = std::result::Result<T, E>;

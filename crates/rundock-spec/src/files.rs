@@ -67,8 +67,11 @@ impl std::fmt::Display for Untrusted {
 /// The facts [`strict_verdict`] decides on, for one path component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
+    /// The owning uid.
     pub uid: u32,
+    /// `st_mode`; only the permission bits (`& 0o7777`) are looked at.
     pub mode: u32,
+    /// Whether the component is a directory (a root-owned sticky directory may be world-writable).
     pub is_dir: bool,
 }
 

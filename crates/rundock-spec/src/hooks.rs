@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hook {
+    /// The argv, run directly (never through a shell); never empty, the first word is the program.
     pub command: Vec<String>,
     /// On the host instead of in the container (`docker exec`).
     pub on_host: bool,
@@ -23,11 +24,17 @@ pub struct Hook {
     pub timeout: u32,
 }
 
+/// A service's hooks, each optional; when each runs, and what its failure does, is
+/// the order in this module's doc.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hooks {
+    /// Run in the started container (or on the host); until it succeeds the record is not
+    /// announced, and its failure fails the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_start: Option<Hook>,
+    /// Run after the record is withdrawn and before the container stops; its failure is logged
+    /// and the stop goes on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_stop: Option<Hook>,
     /// Always on the host: the container is gone.
@@ -36,6 +43,7 @@ pub struct Hooks {
 }
 
 impl Hooks {
+    /// Whether the service has no hook at all.
     pub fn is_empty(&self) -> bool {
         self.post_start.is_none() && self.pre_stop.is_none() && self.post_stop.is_none()
     }
@@ -60,5 +68,6 @@ pub struct Requires {
     pub names: Vec<String>,
     /// Seconds to wait before `on_timeout` applies.
     pub timeout: u32,
+    /// What happens when the names have no record after `timeout` seconds.
     pub on_timeout: OnTimeout,
 }

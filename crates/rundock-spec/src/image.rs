@@ -35,10 +35,13 @@ pub struct ImageRef {
 pub struct ImageError(pub String);
 
 impl ImageRef {
+    /// The reference exactly as written (no `docker.io/library/` or `:latest` added), as Docker is
+    /// asked for it.
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
+    /// Everything before the tag or digest, e.g. `registry:5000/team/app` (`nginx` stays `nginx`).
     pub fn repository(&self) -> &str {
         &self.repository
     }

@@ -17,6 +17,8 @@ pub const REVISIONS_MODE: u32 = 0o600;
 pub struct Revisions {
     /// The number of the revision whose spec is the tree's `spec.json`.
     pub current: Option<u64>,
+    /// The kept revisions, oldest first (ascending numbers, with gaps where older ones were
+    /// dropped).
     pub revisions: Vec<Revision>,
 }
 
@@ -34,6 +36,7 @@ pub struct Revision {
     pub image_id: Option<String>,
     /// Unix seconds.
     pub applied_at: u64,
+    /// Who applied it.
     pub applied_by: AppliedBy,
     /// Set when this revision was made by rolling back to that one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,7 +50,10 @@ pub struct Revision {
 /// `become`, when known) and the controller's address from SSH, when it came over SSH.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AppliedBy {
+    /// The user name (`SUDO_USER`, else the user the module ran as, else `uid N`); never empty.
     pub user: String,
+    /// The controller's address (the client IP of `SSH_CONNECTION`/`SSH_CLIENT`); `None` when the
+    /// call did not come over SSH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<String>,
 }
@@ -57,6 +63,7 @@ pub struct AppliedBy {
 pub struct Outcome {
     /// [`HEALTHY`], [`FAILED`] or [`ROLLED_BACK`].
     pub result: String,
+    /// Why it failed or was rolled back, in words; `None` for a healthy revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Unix seconds.
@@ -76,6 +83,7 @@ pub enum RollbackTarget {
     /// The revision that ran before the newest one made by a deploy (not by a rollback):
     /// asking again after rolling back finds the same revision, so it is idempotent.
     Previous,
+    /// The revision with this number (at least 1); it must still be kept.
     Number(u64),
 }
 
@@ -110,10 +118,13 @@ impl Revisions {
         }
     }
 
+    /// The kept revision numbered `number`; `None` when it never existed or was dropped.
     pub fn get(&self, number: u64) -> Option<&Revision> {
         self.revisions.iter().find(|r| r.number == number)
     }
 
+    /// The revision the tree holds now; `None` before the first revision or when its number is no
+    /// longer kept.
     pub fn current_revision(&self) -> Option<&Revision> {
         self.current.and_then(|n| self.get(n))
     }

@@ -19,23 +19,37 @@ use serde::{Deserialize, Serialize};
 /// The record value, as SkyDNS and CoreDNS's etcd plugin read it (`msg.Service`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
+    /// The address or host name answers point to (A/AAAA, or the SRV target); empty when
+    /// the record carries none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host: String,
+    /// The port SRV answers carry; 0 (left out of the JSON) when the record has none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub port: u16,
+    /// SRV priority (lower is preferred); 0 (left out) when unset: the server applies its
+    /// own default.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: u16,
+    /// SRV weight among records of the same priority; 0 (left out) when unset: the server
+    /// applies its own default.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub weight: u16,
+    /// TXT data; free of control characters when decoded.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
     /// SkyDNS: this record also answers MX queries.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mail: bool,
+    /// Seconds a resolver may cache answers from this record; 0 (left out) when unset: the
+    /// server applies its own default.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub ttl: u32,
+    /// SkyDNS `targetstrip`: how many leading labels to strip from the name to make an SRV target;
+    /// 0 (left out) strips none.
     #[serde(default, rename = "targetstrip", skip_serializing_if = "is_zero")]
     pub target_strip: u16,
+    /// SkyDNS group: dot-separated labels; when set, only records of the same group answer
+    /// together. Empty when none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
 }
@@ -103,7 +117,8 @@ pub const MAX_LABEL_LEN: usize = 63;
 const LABEL_FORM: &str = "a DNS label: 1 to 63 of a-z, A-Z, 0-9, '-' and '_'";
 const HOST_FORM: &str =
     "an IPv4 or IPv6 address, or a host name of dot-separated DNS labels (a-z, A-Z, 0-9, '-', '_'; at most 253 characters)";
-const TEXT_FORM: &str = "text without control characters";
+/// The allowed form of a record's `text`, as error messages word it.
+pub const TEXT_FORM: &str = "text without control characters";
 const GROUP_FORM: &str = "dot-separated DNS labels (a-z, A-Z, 0-9, '-', '_')";
 
 /// Why a key or value under the prefix is not taken as a record.
@@ -112,7 +127,12 @@ pub enum RecordError {
     /// The key is not below the prefix (or is the prefix itself).
     OutsidePrefix,
     /// A key label (between two `/`) is not a DNS label, or the name is too long.
-    Key { label: String, form: &'static str },
+    Key {
+        /// The offending label, or the whole name when it is too long.
+        label: String,
+        /// What a label (or the name) must be.
+        form: &'static str,
+    },
     /// The value is longer than [`MAX_VALUE_BYTES`].
     TooLarge(usize),
     /// The value is not a SkyDNS record (not JSON, not an object, a field of the wrong
@@ -120,8 +140,11 @@ pub enum RecordError {
     Json(String),
     /// A field holds something outside its grammar.
     Field {
+        /// Which record field (`host`, `text`, `group`).
         field: &'static str,
+        /// What it held, as read.
         value: String,
+        /// The field's allowed form.
         form: &'static str,
     },
 }
@@ -226,6 +249,13 @@ pub fn decode_record(prefix: &str, key: &str, value: &[u8]) -> Result<Record, Re
     Ok(record)
 }
 
+/// Whether `text` may be a record's TXT text: no control characters (a tab or newline
+/// would reach the configuration files rendered from records). The module refuses such a
+/// `text` for the same reason readers skip a record holding one.
+pub fn is_record_text(text: &str) -> bool {
+    !text.chars().any(char::is_control)
+}
+
 impl Record {
     /// Checks the fields with a grammar of their own (the numbers are typed): `host`
     /// empty or [`is_host`], `text` without control characters, `group` labels.
@@ -237,7 +267,7 @@ impl Record {
                 form: HOST_FORM,
             });
         }
-        if self.text.chars().any(char::is_control) {
+        if !is_record_text(&self.text) {
             return Err(RecordError::Field {
                 field: "text",
                 value: self.text.clone(),

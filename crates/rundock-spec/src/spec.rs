@@ -17,18 +17,26 @@ pub const PRIVATE_IP_TOKEN: &str = "$PRIVATE_IP";
 /// Substituted at container start with the host's public address.
 pub const PUBLIC_IP_TOKEN: &str = "$PUBLIC_IP";
 
+/// Everything one service is, validated: what the module writes to `spec.json` and every process of
+/// the tree reads from it, and nothing else.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
+    /// Always [`SPEC_FORMAT`]; [`Spec::from_json`] refuses any other.
     pub format: u32,
     /// DNS label; the service, container and DNS names derive from it.
     pub name: String,
     /// This host's name as a DNS label: the record's instance label, the container's
     /// default hostname prefix and its `rundock.host` label.
     pub host_label: String,
+    /// The container the supervisor keeps running.
     pub container: ContainerSpec,
+    /// Where and how the service is published in etcd; `None` when it is not announced (no record,
+    /// no announcer).
     pub announce: Option<AnnounceSpec>,
+    /// Where the tree, its link and its logs live on this host.
     pub paths: Paths,
+    /// Which interfaces `private`, `public`, `$PRIVATE_IP` and `$PUBLIC_IP` resolve through.
     pub interfaces: Interfaces,
     /// Seconds between withdrawing the record and stopping the container.
     pub drain: u32,
@@ -102,10 +110,12 @@ pub enum DrainMode {
 }
 
 impl DrainMode {
+    /// Whether this is [`DrainMode::Fixed`], the default left out of `spec.json`.
     pub fn is_fixed(&self) -> bool {
         *self == DrainMode::Fixed
     }
 
+    /// The option's spelling: `fixed` or `idle`.
     pub fn as_str(self) -> &'static str {
         match self {
             DrainMode::Fixed => "fixed",
@@ -114,27 +124,47 @@ impl DrainMode {
     }
 }
 
+/// The container of a service, exactly as the supervisor creates it; its serialized form is what
+/// [`Spec::container_hash`] digests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerSpec {
+    /// The Docker container's name: `container_name`, else the service name.
     pub container_name: String,
+    /// The image reference, parsed and checked once (registry, repository, tag or digest).
     pub image: ImageRef,
+    /// When the supervisor pulls the image before a start.
     pub pull: PullPolicy,
     /// `None`: the image's own command.
     pub command: Option<Vec<String>>,
+    /// Replaces the image's entrypoint; `None` keeps it.
     pub entrypoint: Option<Vec<String>>,
     /// Values may be secrets: never logged, masked in diffs.
     pub env: BTreeMap<String, String>,
+    /// Published ports: those of `args -p`, then `ports`, then any mapping added for the
+    /// announced port.
     pub ports: Vec<PortMapping>,
+    /// Bind mounts and volumes, `SOURCE:TARGET[:OPTIONS]`, each validated.
     pub volumes: Vec<String>,
+    /// Containers whose volumes are mounted too, `NAME[:ro|:rw]`.
     pub volumes_from: Vec<String>,
+    /// Labels set on the container besides rundock's own ([`LABEL_SERVICE`], [`LABEL_SPEC`],
+    /// [`LABEL_HOST`]).
     pub labels: BTreeMap<String, String>,
+    /// The container's hostname; `None` leaves Docker's default.
     pub hostname: Option<String>,
+    /// `user`, `uid`, `user:group` or `uid:gid`; `None` runs as the image's user.
     pub user: Option<String>,
+    /// The working directory, an absolute path; `None` keeps the image's.
     pub workdir: Option<String>,
+    /// `host`, `bridge`, `none`, `container:NAME` or a network name; `None` is Docker's default
+    /// network.
     pub network: Option<String>,
+    /// Docker's `--privileged` (every capability and device); false unless asked for.
     pub privileged: bool,
+    /// Capabilities added, named without the `CAP_` prefix, or `ALL`.
     pub cap_add: Vec<String>,
+    /// Capabilities dropped, in the same form.
     pub cap_drop: Vec<String>,
     /// Bytes.
     pub memory: Option<u64>,
@@ -149,15 +179,20 @@ pub struct ContainerSpec {
     pub docker_log: Option<crate::dockerlog::DockerLog>,
 }
 
+/// When the supervisor pulls the image (`pull`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PullPolicy {
+    /// Before every start, so a moved tag is followed.
     Always,
+    /// Only when the image is not on the host.
     Missing,
+    /// Never: a missing image fails the start.
     Never,
 }
 
 impl PullPolicy {
+    /// The option's spelling: `always`, `missing` or `never`.
     pub fn as_str(self) -> &'static str {
         match self {
             PullPolicy::Always => "always",
@@ -167,14 +202,18 @@ impl PullPolicy {
     }
 }
 
+/// The protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    /// TCP, the default when a mapping names none.
     Tcp,
+    /// UDP (`/udp`).
     Udp,
 }
 
 impl Protocol {
+    /// Docker's spelling, as in `80/tcp`: `tcp` or `udp`.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
@@ -189,6 +228,7 @@ impl Protocol {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortMapping {
+    /// Where the port binds on the host; `None` binds every address.
     pub host_ip: Option<HostIp>,
     /// `None`: Docker picks a free port (from `host_port_range` when there is one).
     pub host_port: Option<u16>,
@@ -196,7 +236,9 @@ pub struct PortMapping {
     /// `None`: its ephemeral range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port_range: Option<PortRange>,
+    /// The container's port the host port forwards to (1-65535).
     pub container_port: u16,
+    /// TCP unless the mapping says `/udp`.
     pub protocol: Protocol,
 }
 
@@ -204,7 +246,9 @@ pub struct PortMapping {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortRange {
+    /// The lowest port of the range, at least 1.
     pub first: u16,
+    /// The highest port, not below `first`.
     pub last: u16,
 }
 
@@ -239,6 +283,8 @@ impl std::fmt::Display for PortRange {
     }
 }
 
+/// How a service is published in etcd: its record, the etcd it goes to, and the health checks that
+/// decide whether it exists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnnounceSpec {
@@ -252,9 +298,11 @@ pub struct AnnounceSpec {
     pub auto_port: bool,
     /// The container port it maps to.
     pub container_port: u16,
+    /// Which address the record carries, and where an announced port is published.
     pub announce_as: AnnounceAs,
     /// e.g. `s.prod.example.com`; the record answers for `NAME.DOMAIN`.
     pub domain: String,
+    /// The etcd the record is written to.
     pub etcd: EtcdSpec,
     /// Seconds a record outlives a dead announcer: the etcd lease TTL (v2: key TTL).
     pub ttl: u32,
@@ -263,9 +311,14 @@ pub struct AnnounceSpec {
     pub dns_ttl: u32,
     /// Seconds between refreshes; always < ttl.
     pub interval: u32,
+    /// Checks that must all pass before the record is published; empty: running is enough.
     pub health: Vec<HealthCheck>,
+    /// The record's SRV priority; `None` leaves it out of the record.
     pub priority: Option<u16>,
+    /// The record's SRV weight; `None` leaves it out of the record.
     pub weight: Option<u16>,
+    /// The record's TXT text, free of control characters
+    /// ([`crate::skydns::is_record_text`], which readers apply too); `None` leaves it out.
     pub text: Option<String>,
     /// Failed rounds of a health check in a row, after the container passed them all
     /// once, that make the announcer ask the supervisor to replace it; 0 never does.
@@ -289,31 +342,44 @@ fn is_default_unhealthy_after(rounds: &u32) -> bool {
     *rounds == DEFAULT_UNHEALTHY_AFTER
 }
 
+/// How to reach etcd: the endpoints, the protocol, TLS and authentication.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdSpec {
+    /// Tried in order (the client fails over); never empty.
     pub endpoints: Vec<EtcdEndpoint>,
+    /// Which etcd API the endpoints speak.
     pub api: EtcdApi,
     /// Key prefix, `/skydns` by default.
     pub prefix: String,
+    /// The CA that signed etcd's certificate; required with an `https` endpoint (no system roots
+    /// are trusted).
     pub ca_file: Option<PathBuf>,
+    /// A client certificate for TLS; given together with `key_file`.
     pub cert_file: Option<PathBuf>,
+    /// The client certificate's key; given together with `cert_file`.
     pub key_file: Option<PathBuf>,
+    /// The etcd user; `None` connects without authentication.
     pub username: Option<String>,
     /// A secret: masked in diffs, never logged.
     pub password: Option<String>,
 }
 
+/// The etcd API a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EtcdApi {
+    /// etcd v3 through its JSON gateway (`/v3/...`), with leases.
     V3,
+    /// The v2 keys API (`/v2/keys`), with key TTLs.
     V2,
 }
 
+/// One health check and how often it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
+    /// The probe: an HTTP GET, a TCP connect or a command in the container.
     pub check: CheckKind,
     /// Seconds between probes.
     pub interval: u32,
@@ -321,23 +387,40 @@ pub struct HealthCheck {
     pub timeout: u32,
 }
 
+/// What a health check probes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum CheckKind {
     /// 2xx from `http://<announced address>:<port><path>`.
-    Http { port: u16, path: String },
+    Http {
+        /// The port probed on the announced address; with `announce: auto`, naming the
+        /// container port probes the host port Docker chose for it.
+        port: u16,
+        /// The request path: starts with `/`, no spaces or control characters (`/` when
+        /// not given).
+        path: String,
+    },
     /// A TCP connect to `<announced address>:<port>`.
-    Tcp { port: u16 },
+    Tcp {
+        /// The port connected to, as for `Http`.
+        port: u16,
+    },
     /// A command run inside the container (`docker exec`); exit 0 passes.
-    Exec { command: Vec<String> },
+    Exec {
+        /// The argv, run without a shell; never empty.
+        command: Vec<String>,
+    },
 }
 
 /// Where things live on the host. Tests point these at temp dirs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Paths {
+    /// Where service trees are made (`/etc/sv` by default).
     pub sv_dir: PathBuf,
+    /// The directory runsvdir scans, where the enabling link goes (`/etc/service` by default).
     pub service_dir: PathBuf,
+    /// Where svlogd keeps the logs, one directory per service (`/var/log/rundock` by default).
     pub log_dir: PathBuf,
     /// The rundock binary the run scripts exec.
     pub runner: PathBuf,
@@ -349,6 +432,7 @@ pub struct Paths {
 pub struct Interfaces {
     /// Tried in order; the first that exists with an address wins.
     pub private: Vec<InterfaceChoice>,
+    /// Tried in order for `public` and `$PUBLIC_IP`, like `private`.
     pub public: Vec<InterfaceChoice>,
 }
 
@@ -432,14 +516,17 @@ impl Spec {
         format!("docker-{}", self.name)
     }
 
+    /// The service tree, `SV_DIR/docker-NAME`.
     pub fn tree_dir(&self) -> PathBuf {
         self.paths.sv_dir.join(self.service_name())
     }
 
+    /// The link that enables the tree, `SERVICE_DIR/docker-NAME`.
     pub fn link_path(&self) -> PathBuf {
         self.paths.service_dir.join(self.service_name())
     }
 
+    /// `SV_DIR/docker-NAME/spec.json`: the file every process of the tree reads.
     pub fn spec_path(&self) -> PathBuf {
         self.tree_dir().join(SPEC_FILE)
     }
@@ -452,12 +539,16 @@ impl Spec {
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The `spec.json` text: pretty JSON with a trailing newline; the same spec always gives the
+    /// same bytes.
     pub fn to_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("spec serializes");
         text.push('\n');
         text
     }
 
+    /// Reads a `spec.json` text; refuses JSON that does not match, unknown fields and any format
+    /// but [`SPEC_FORMAT`].
     pub fn from_json(text: &str) -> Result<Spec, String> {
         let spec: Spec = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if spec.format != SPEC_FORMAT {
@@ -469,6 +560,7 @@ impl Spec {
         Ok(spec)
     }
 
+    /// Reads and parses the file at `path`; the error names the file.
     pub fn load(path: &Path) -> Result<Spec, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -500,10 +592,15 @@ pub const DEFAULT_ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
 /// SkyDNS's key prefix.
 pub const DEFAULT_PREFIX: &str = "/skydns";
 
+/// The spec's file name in the tree.
 pub const SPEC_FILE: &str = "spec.json";
+/// What stands for a secret wherever a spec is shown.
 pub const MASK: &str = "********";
 
 /// Labels every rundock container carries, so leftovers can be found and removed.
 pub const LABEL_SERVICE: &str = "rundock.service";
+/// The label with the [`Spec::container_hash`] a container was made from; another value makes it
+/// stale.
 pub const LABEL_SPEC: &str = "rundock.spec";
+/// The label with the host label of the host that made the container.
 pub const LABEL_HOST: &str = "rundock.host";

@@ -49,6 +49,7 @@ pub const OUTPUT_STATE_FILE: &str = "rundock-output.json";
 pub struct OutputState {
     /// Lines dropped (a dropped chunk counts its newlines, at least one).
     pub dropped_lines: u64,
+    /// Bytes dropped, summed like the lines.
     pub dropped_bytes: u64,
     /// When the last drop happened (Unix seconds).
     #[serde(default)]
@@ -103,6 +104,7 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// The spelling in state files, status and metrics: `permanent` or `transient`.
     pub fn as_str(self) -> &'static str {
         match self {
             FailureKind::Permanent => "permanent",
@@ -130,6 +132,8 @@ pub enum FailureStage {
 }
 
 impl FailureStage {
+    /// The spelling in state files, status and metrics: `docker`, `image`, `create`, `start`,
+    /// `post_start` or `exit`.
     pub fn as_str(self) -> &'static str {
         match self {
             FailureStage::Docker => "docker",
@@ -146,10 +150,13 @@ impl FailureStage {
 /// and the module's `wait`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
+    /// Where in the start it failed.
     pub stage: FailureStage,
+    /// Whether it may pass without a change.
     pub kind: FailureKind,
     /// Docker's (or the registry's, or the hook's) own words.
     pub message: String,
+    /// When it happened (Unix seconds).
     pub at: u64,
     /// [`crate::Spec::container_hash`] of the spec it happened with, so a waiting module
     /// knows whether it is about the spec it just wrote.
@@ -179,7 +186,10 @@ pub struct AnnouncerState {
     /// Why nothing is published (`maintenance`, `container not running`, ...).
     #[serde(default)]
     pub withdrawn_because: Option<String>,
+    /// Maintenance mode is on (toggled by USR1): the record stays withdrawn whatever the checks
+    /// say.
     pub maintenance: bool,
+    /// The spec's health checks in their order, each as last probed; empty without checks.
     #[serde(default)]
     pub checks: Vec<CheckState>,
     /// The last successful put or keep-alive.
@@ -220,6 +230,7 @@ pub struct ReplaceRequest {
     pub container: String,
     /// Which check failed, how many rounds in a row, and its last error.
     pub reason: String,
+    /// When the announcer asked (Unix seconds).
     pub at: u64,
 }
 
@@ -229,12 +240,16 @@ pub struct ReplaceRequest {
 pub struct UpdateOutcome {
     /// [`crate::Spec::container_hash`] of the spec the update was to.
     pub spec: String,
+    /// True: the new container took over the record and the old one was retired; false: the update
+    /// failed and the old container kept serving.
     pub switched: bool,
     /// What happened; on failure, which check failed and why.
     pub message: String,
 }
 
 impl UpdateOutcome {
+    /// The outcome of an update whose new container took over; `spec` is the container hash it was
+    /// to.
     pub fn switched(spec: &str, message: String) -> UpdateOutcome {
         UpdateOutcome {
             spec: spec.into(),
@@ -243,6 +258,7 @@ impl UpdateOutcome {
         }
     }
 
+    /// The outcome of an update that failed; `message` says which check failed and why.
     pub fn failed(spec: &str, message: String) -> UpdateOutcome {
         UpdateOutcome {
             spec: spec.into(),
@@ -255,17 +271,21 @@ impl UpdateOutcome {
 /// The last run of a watch's check or reload command.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepState {
+    /// Whether the command exited 0.
     pub ok: bool,
     /// Why it failed, with what the command printed (its end).
     #[serde(default)]
     pub error: Option<String>,
+    /// When it ran (Unix seconds).
     pub at: u64,
 }
 
 /// One template of a watch as the watch process last saw it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TemplateState {
+    /// The template's path on the host, as the spec names it.
     pub template: String,
+    /// The rendered file's path on the host, as the spec names it.
     pub dest: String,
     /// When `dest` last matched a successful render (written, or already equal).
     #[serde(default)]
@@ -316,6 +336,7 @@ pub struct WatchState {
     /// The records were listed from etcd at least once (nothing renders before).
     #[serde(default)]
     pub records_loaded: bool,
+    /// The spec's templates in their order, each as last seen.
     #[serde(default)]
     pub templates: Vec<TemplateState>,
 }
@@ -323,6 +344,7 @@ pub struct WatchState {
 /// Present while `stop-tree` drains: the record is withdrawn, the container still runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DrainState {
+    /// When the drain began (Unix seconds): the record was withdrawn then.
     pub since: u64,
     /// When the container is stopped at the latest.
     pub until: u64,

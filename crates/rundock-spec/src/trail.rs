@@ -13,12 +13,15 @@ pub const TRAIL_PREFIX: &str = "/rundock/trail";
 /// Entries not sent yet (etcd unreachable), in the tree; sent by the service's next
 /// module call. 0600: entries name users and hosts.
 pub const PENDING_FILE: &str = "trail-pending.json";
+/// The pending file's mode, set explicitly (never from the umask).
 pub const PENDING_MODE: u32 = 0o600;
 
 /// The image a revision ran.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrailImage {
+    /// The image reference the revision named (a tag, or an id when a rollback pinned it).
     pub image: String,
+    /// The image id (`sha256:…`) it resolved to; `None` when it was not known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
 }
@@ -26,26 +29,34 @@ pub struct TrailImage {
 /// One revision change on one host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrailEntry {
+    /// The service name (its DNS label).
     pub service: String,
+    /// The announce domain; only announced services have a trail.
     pub domain: String,
     /// The host's name and its instance label.
     pub host: String,
+    /// The host's instance label, as in its record key.
     pub host_label: String,
     /// The revision installed, and the one it rolled back to when it is a rollback.
     pub revision: u64,
+    /// The revision rolled back to, when the entry is a rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<u64>,
     /// What ran before (`None` for the first revision on the host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<TrailImage>,
+    /// What runs now.
     pub to: TrailImage,
+    /// Who applied it, as in the revision's [`crate::revisions::AppliedBy`].
     pub user: String,
+    /// The controller's address; `None` when the call did not come over SSH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<String>,
     /// Unix milliseconds when the entry was made (the call's end); orders the trail.
     pub at_ms: u64,
     /// `healthy`, `failed`, `rolled back`, or `-` when nobody waited.
     pub outcome: String,
+    /// Why it failed or was rolled back; `None` when healthy or nobody waited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

@@ -6,21 +6,27 @@
 use crate::spec::{Spec, SPEC_FILE};
 use std::path::{Path, PathBuf};
 
+/// One file of a service tree: where it goes, what it holds and its mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeFile {
     /// Relative to the tree's root.
     pub path: PathBuf,
+    /// The file's bytes, exactly as written.
     pub contents: Vec<u8>,
+    /// The mode it is written with (set explicitly, never from the umask).
     pub mode: u32,
 }
 
+/// The mode of every run script: executable by all, writable by its owner alone.
 pub const SCRIPT_MODE: u32 = 0o755;
 /// spec.json may hold secrets (environment values, the etcd password).
 pub const SPEC_MODE: u32 = 0o600;
 
 /// Sibling services inside the tree, in the order they stop (announcer first).
 pub const CONTAINER_SERVICE: &str = "services/container";
+/// The announcer's sibling, present only when the spec announces.
 pub const ANNOUNCE_SERVICE: &str = "services/announce";
+/// The watch's sibling, present only when the spec has `watch`.
 pub const WATCH_SERVICE: &str = "services/watch";
 
 /// The files of the tree. Directories are implied by the paths.

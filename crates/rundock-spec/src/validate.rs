@@ -4,6 +4,7 @@
 use crate::error::{Result, SpecError};
 use std::path::{Path, PathBuf};
 
+/// The allowed form of a DNS label (service names, host labels), for error messages.
 pub const LABEL_FORM: &str =
     "a DNS label: 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit";
 
@@ -18,6 +19,8 @@ pub fn is_dns_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
+/// `value` when it is a DNS label ([`is_dns_label`]), else a refusal naming `field` and
+/// [`LABEL_FORM`].
 pub fn dns_label(field: &str, value: &str) -> Result<String> {
     accept(is_dns_label(value), field, value, LABEL_FORM)
 }
@@ -56,6 +59,7 @@ pub fn domain(field: &str, value: &str) -> Result<String> {
     })
 }
 
+/// A port from 1 to 65535; anything else is refused, naming `field`.
 pub fn port(field: &str, value: i64) -> Result<u16> {
     if (1..=65535).contains(&value) {
         Ok(value as u16)
@@ -67,6 +71,8 @@ pub fn port(field: &str, value: i64) -> Result<u16> {
     }
 }
 
+/// Whole seconds from `min` to `max` (inclusive); anything else is refused, naming `field` and the
+/// range.
 pub fn seconds(field: &str, value: i64, min: i64, max: i64) -> Result<u32> {
     if (min..=max).contains(&value) {
         Ok(value as u32)
@@ -183,7 +189,10 @@ fn is_name(value: &str, max_len: usize, first: impl Fn(u8) -> bool) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
-pub fn no_control(field: &str, what: &str, value: &str) -> Result<String> {
+/// `value` unchanged unless it holds a NUL character, which no C string (argv, the
+/// environment) can carry; other control characters pass (an environment value may hold
+/// a newline). The message names the value as `what`.
+pub fn no_nul(field: &str, what: &str, value: &str) -> Result<String> {
     if value.chars().any(|c| c == '\0') {
         Err(SpecError::new(
             field,
@@ -194,6 +203,7 @@ pub fn no_control(field: &str, what: &str, value: &str) -> Result<String> {
     }
 }
 
+/// A container label key: non-empty, without `=` or control characters.
 pub fn label_key(field: &str, value: &str) -> Result<String> {
     let ok = !value.is_empty() && !value.contains('=') && !value.chars().any(|c| c.is_control());
     accept(

@@ -16,7 +16,9 @@ use std::path::PathBuf;
 pub struct WatchSpec {
     /// The DNS domain the names are relative to (`web` is `web.DOMAIN`).
     pub domain: String,
+    /// The etcd the records are listed and watched in.
     pub etcd: EtcdSpec,
+    /// What is rendered, in order; never empty.
     pub templates: Vec<TemplateSpec>,
 }
 

@@ -37,6 +37,7 @@ pub fn info_call(args_file: &Path) -> Option<Map<String, Value>> {
 /// One service as the info module returns it: its status and its last output lines.
 #[derive(Debug, Serialize)]
 pub struct ServiceInfo {
+    /// Everything `rundock status --json` reports for the service, as fields of this object.
     #[serde(flatten)]
     pub status: ServiceStatus,
     /// The last lines of the container's output, svlogd's timestamp first, oldest first.

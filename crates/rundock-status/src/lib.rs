@@ -8,6 +8,8 @@
 //! it depends on all of them and none depends on it. The decisions are pure functions
 //! of plain facts ([`model::assemble`]); [`collect`] is the thin edge that reads them.
 
+#![warn(missing_docs)]
+
 pub mod collect;
 pub mod history;
 pub mod info;

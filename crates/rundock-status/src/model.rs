@@ -52,30 +52,47 @@ use std::path::PathBuf;
 /// Everything known about one service at one moment.
 #[derive(Debug, Clone)]
 pub struct Facts {
+    /// The service name (with a broken spec: the tree's directory name without `docker-`).
     pub name: String,
     /// This host's instance label (the spec's `host_label`).
     pub host_label: String,
+    /// The tree directory, `SV_DIR/docker-NAME`.
     pub tree: PathBuf,
+    /// When the facts were gathered (Unix seconds); every age and uptime is counted to it.
     pub now: u64,
     /// Why the tree's spec.json could not be read; nothing else is known then.
     pub spec_error: Option<String>,
+    /// The tree is linked into the service dir.
     pub linked: bool,
+    /// The Docker container's name per the spec; empty with a broken spec.
     pub container_name: String,
     /// Whether the spec has an announce section.
     pub announces: bool,
+    /// The etcd key of the service's own record; `None` without an announce section.
     pub record_key: Option<String>,
+    /// runsv of the tree itself; `None` counts as unsupervised.
     pub runit_tree: Option<Runsv>,
+    /// runsv of the `services/container` sibling (the supervisor); `None` counts as unsupervised.
     pub runit_container: Option<Runsv>,
+    /// runsv of the `services/announce` sibling; `None` without an announce section.
     pub runit_announce: Option<Runsv>,
+    /// The supervisor's state file; `None` when there is none yet (no failures known).
     pub supervisor: Option<SupervisorState>,
+    /// The announcer's state file as read; it counts only while the announce sibling runs.
     pub announcer: Option<AnnouncerState>,
+    /// `stop-tree`'s drain file; `None` when the tree is not draining (it counts only while the
+    /// container sibling runs).
     pub drain: Option<DrainState>,
+    /// Docker's view: `Ok(None)` when there is no such container, `Err` with Docker's words when
+    /// Docker could not be asked.
     pub container: Result<Option<ContainerFacts>, String>,
     /// The record as read from etcd: `Ok(None)` absent.
     pub record: Result<Option<RecordFacts>, String>,
     /// Whether the spec has a watch.
     pub watches: bool,
+    /// runsv of the `services/watch` sibling; `None` without a watch.
     pub runit_watch: Option<Runsv>,
+    /// The watch's state file as read; it counts only while the watch sibling runs.
     pub watch: Option<WatchState>,
     /// What the copy of the container's output had to drop.
     pub output: Option<OutputState>,
@@ -83,7 +100,6 @@ pub struct Facts {
     pub revision: Option<u64>,
 }
 
-/// What Docker says about the service's container.
 impl Default for Facts {
     fn default() -> Facts {
         Facts {
@@ -113,42 +129,78 @@ impl Default for Facts {
     }
 }
 
+/// What Docker says about the service's container (its inspect).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerFacts {
+    /// The full container id.
     pub id: String,
+    /// The image reference as the container's config names it.
     pub image: String,
+    /// The image id (`sha256:…`) the container runs.
     pub image_id: String,
+    /// Docker says the container is running.
     pub running: bool,
+    /// Docker's state word: `created`, `running`, `restarting`, `exited`, ...
     pub status: String,
+    /// When it last started (Unix seconds); `None` when it never did.
     pub started_at: Option<u64>,
+    /// Docker's exit code of the last run; `None` when Docker gives none.
     pub exit_code: Option<i64>,
 }
 
+/// The service's record as read from etcd (or, when etcd is not asked, as the announcer last
+/// published it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordFacts {
+    /// The key's value as stored: normally the SkyDNS record's JSON.
     pub value: String,
+    /// Seconds left before the key expires; `None` for a key without lease or TTL, or when etcd was
+    /// not asked.
     pub ttl: Option<u32>,
 }
 
+/// The status of one service: the stable JSON this module's doc describes field by field. Fields
+/// are only ever added.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceStatus {
+    /// The service name (a DNS label); with a broken spec, from the tree's directory name.
     pub name: String,
+    /// This host's instance label; empty when the spec is broken.
     pub host_label: String,
+    /// One word of [`STATES`]: the first that applies.
     pub state: &'static str,
+    /// Why the service is in `state`, in words, for people.
     pub reason: String,
+    /// The tree directory, `SV_DIR/docker-NAME`.
     pub tree: PathBuf,
+    /// The tree is linked into the service dir.
     pub enabled: bool,
+    /// runsv of the tree and of each sibling.
     pub runit: RunitStatus,
+    /// The container as Docker and the supervisor tell it.
     pub container: ContainerStatus,
+    /// The supervisor's crash-loop back-off.
     pub backoff: BackoffStatus,
+    /// Each health check as the announcer last probed it; empty without checks or while the
+    /// announcer does not run.
     pub health: Vec<CheckState>,
+    /// The service's own record; `None` without an announce section.
     pub record: Option<RecordStatus>,
+    /// The record is in etcd now.
     pub announced: bool,
+    /// Maintenance mode is on (USR1); known only while the announcer runs.
     pub maintenance: bool,
+    /// `stop-tree` is draining: the record is withdrawn and the container still runs.
     pub draining: bool,
+    /// When the draining container is stopped at the latest (Unix seconds); `None` when not
+    /// draining.
     pub drain_until: Option<u64>,
+    /// What the supervisor waits for before it starts the container (`requires` names, a watch's
+    /// first file); empty while the container runs.
     pub waiting_for: Vec<String>,
+    /// etcd as the announcer sees it.
     pub etcd: EtcdStatus,
+    /// The watch sibling and its templates; `None` without a watch.
     pub watch: Option<WatchStatus>,
     /// Lines of the container's output the log did not take (a full disk, a stalled
     /// svlogd): `{dropped_lines, dropped_bytes, last_drop_at}`, all 0 when none.
@@ -172,85 +224,141 @@ pub struct ReplacementStatus {
     pub backoff_until: Option<u64>,
 }
 
+/// runsv of a tree and its siblings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunitStatus {
+    /// The tree (`docker-NAME`) itself.
     pub tree: SvStatus,
+    /// `services/container`: the supervisor.
     pub container: SvStatus,
+    /// `services/announce`; `None` without an announce section.
     pub announce: Option<SvStatus>,
+    /// `services/watch`; `None` without a watch.
     pub watch: Option<SvStatus>,
 }
 
+/// The watch sibling as `rundock status` shows it; its state file counts only while it runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WatchStatus {
     /// The watch sibling runs (its file is current only then).
     pub running: bool,
+    /// The records were listed from etcd at least once (nothing renders before); false while the
+    /// watch does not run.
     pub records_loaded: bool,
+    /// When the watch started (Unix seconds); `None` while it does not run.
     pub started_at: Option<u64>,
+    /// Seconds since the template rendered longest ago last matched its `dest`; `None` while any
+    /// template has not rendered yet, or the watch does not run.
     pub last_render_secs_ago: Option<u64>,
     /// What fails, in words (`dest: step: why`); `None` while all templates follow.
     pub error: Option<String>,
+    /// Each template in the spec's order; empty while the watch does not run.
     pub templates: Vec<WatchTemplateStatus>,
 }
 
+/// One template of a watch: the watch's own record of it, with its age.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WatchTemplateStatus {
+    /// What the watch process recorded (its fields are this object's).
     #[serde(flatten)]
     pub state: TemplateState,
+    /// Seconds since `dest` last matched a successful render; `None` before the first.
     pub last_render_secs_ago: Option<u64>,
 }
 
+/// One runsv service directory, as `rundock status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SvStatus {
+    /// `run`, `down`, `finish`, or `unsupervised` when no runsv watches the directory.
     pub state: &'static str,
+    /// The process runsv runs (`run`/`finish`); `None` when there is none.
     pub pid: Option<u32>,
+    /// When the current state began (Unix seconds); `None` when unsupervised.
     pub since: Option<u64>,
+    /// Seconds in the current state (up or down), counted to the facts' time.
     pub uptime_secs: Option<u64>,
+    /// `up` or `down` while runsv is asked for the other state (`sv status`'s `want up`/`want
+    /// down`); `None` otherwise.
     pub want: Option<&'static str>,
+    /// A `down` file: runsvdir does not start the service by itself.
     pub normally_down: bool,
+    /// The process is stopped by `sv pause`.
     pub paused: bool,
 }
 
+/// The service's container, from Docker and the supervisor's state file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContainerStatus {
+    /// The container's name per the spec.
     pub name: String,
+    /// The full container id; `None` when there is no such container or Docker could not be asked.
     pub id: Option<String>,
+    /// The image reference it was created from; `None` as for `id`.
     pub image: Option<String>,
+    /// The image id (`sha256:…`); `None` as for `id`.
     pub image_id: Option<String>,
+    /// Docker reports it running (false when there is no such container or Docker could
+    /// not be asked).
     pub running: bool,
+    /// Docker's state word (`running`, `exited`, ...); `None` as for `id`.
     pub status: Option<String>,
+    /// When it last started (Unix seconds); `None` when it never did or is unknown.
     pub started_at: Option<u64>,
+    /// Seconds since it started; `None` unless it runs.
     pub uptime_secs: Option<u64>,
+    /// The code of the last exit the supervisor saw, else Docker's for a stopped container; `None`
+    /// when none is known.
     pub exit_code: Option<i64>,
+    /// Exits the supervisor saw: lives that ended on their own (not stopped by rundock).
     pub restarts: u64,
+    /// Attempts that failed before the container ran (pull, create, start, `post_start`).
     pub failed_starts: u64,
+    /// The supervisor's last recorded failure, kept until a container of the same spec has run
+    /// stably.
     pub failure: Option<Failure>,
+    /// What keeps the container from running now, in words (Docker's error, else the last failure);
+    /// `None` while it runs.
     pub error: Option<String>,
 }
 
+/// The supervisor's crash-loop back-off, from its state file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackoffStatus {
+    /// Short lives (or failed runs) in a row.
     pub failures: u32,
+    /// The delay the next start waits, in seconds.
     pub delay_secs: f64,
+    /// The next start does not begin before this time (Unix seconds); `None` when no delay was set.
     pub until: Option<u64>,
     /// The supervisor is waiting out the delay now.
     pub active: bool,
 }
 
+/// The service's own record in etcd, as read now.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordStatus {
+    /// The etcd key the announcer writes the record at.
     pub key: String,
     /// The record's JSON as in etcd (a string if it is not JSON).
     pub value: Option<Value>,
+    /// Seconds left before the key expires; `None` when the key has no lease or TTL, or is absent.
     pub ttl_secs: Option<u32>,
+    /// The key exists in etcd now (false also when etcd could not be read).
     pub present: bool,
+    /// Why etcd could not be read; `None` when it could.
     pub error: Option<String>,
 }
 
+/// etcd as the announcer sees it, from its state file (current only while it runs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EtcdStatus {
+    /// The announcer's current etcd error; `None` while etcd answers or the announcer does not run.
     pub error: Option<String>,
+    /// Failed etcd requests since the announcer started.
     pub errors: u64,
+    /// The last successful put or keep-alive (Unix seconds); `None` before the first.
     pub last_refresh_at: Option<u64>,
+    /// Seconds since then, counted to the facts' time.
     pub last_refresh_secs_ago: Option<u64>,
 }
 

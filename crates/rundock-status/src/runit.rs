@@ -27,10 +27,13 @@ pub struct Runsv {
     pub want: Option<&'static str>,
     /// A `down` file: the service is not started with runsvdir.
     pub normally_down: bool,
+    /// The process is stopped (`sv pause`, STOP sent) and runsv knows it.
     pub paused: bool,
 }
 
 impl Runsv {
+    /// A directory no runsv watches: state `unsupervised`, nothing else known but whether it has a
+    /// `down` file.
     pub fn unsupervised(normally_down: bool) -> Runsv {
         Runsv {
             state: "unsupervised",
@@ -42,6 +45,7 @@ impl Runsv {
         }
     }
 
+    /// The state is `run` (the process is up; `sv status` says `run`).
     pub fn is_running(&self) -> bool {
         self.state == "run"
     }

@@ -20,6 +20,7 @@
 //! Failures of the supervisor itself (Docker unreachable, image missing, create refused)
 //! are logged as one line on stderr and end the run with [`EXIT_FAILURE`], the code
 //! `docker run` uses for errors of the daemon; runit retries, with the same back-off.
+#![warn(missing_docs)]
 
 mod backoff;
 mod body;

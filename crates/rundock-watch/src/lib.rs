@@ -21,6 +21,7 @@
 //!
 //! This file owns loading the spec ([`load`]), what the module checks before it writes a
 //! watch ([`preflight`]) and the process lifecycle ([`run`], [`watch`]).
+#![warn(missing_docs)]
 
 pub mod render;
 pub mod target;
@@ -46,6 +47,9 @@ pub const QUIET: Duration = Duration::from_millis(50);
 pub const MAX_DELAY: Duration = Duration::from_millis(500);
 /// After a failure, the first retry without a change, doubling up to [`RETRY_MAX`].
 pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between retries while a failure lasts and nothing changes: the
+/// back-off stops doubling here, so a failed template is tried again at least this often.
+/// A successful round starts the next failure's back-off at [`RETRY_FIRST`] again.
 pub const RETRY_MAX: Duration = Duration::from_secs(60);
 /// The TTL given to [`Zones`]; only the instance list is used, never the TTL.
 const UNUSED_TTL: u32 = 300;
@@ -53,6 +57,8 @@ const UNUSED_TTL: u32 = 300;
 /// A loaded watch: what to follow, and where to report.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The watch, already validated: the `watch` of a tree's `spec.json`, or the whole
+    /// plain JSON file.
     pub spec: WatchSpec,
     /// The state file (`services/watch/rundock-watch.json` of a tree); `None` for a
     /// watch run from a plain JSON file.

@@ -29,7 +29,11 @@ pub struct Instance {
     pub instance: String,
     /// An address, or a host name when the record names a host outside the zones.
     pub host: String,
+    /// The port the record announces (the SRV port): where a proxy connects, not
+    /// necessarily the port the container listens on inside.
     pub port: u16,
+    /// The SRV priority: lower is preferred, higher ones are backups. Instances are
+    /// sorted by it first.
     pub priority: u16,
     /// Normalised as DNS answers it: the weights of one priority sum to about 100.
     pub weight: u16,
@@ -44,9 +48,14 @@ pub struct Instance {
 /// An instance whose fields fail the record rule; skipped, and logged by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
+    /// The etcd key of the refused record, as found (empty when DNS cannot tell it);
+    /// the message shows at most its first 200 characters.
     pub key: String,
+    /// The instance field that failed: `host`, `target`, `instance` or `key`.
     pub field: &'static str,
+    /// That field's value, whole; the message shows at most its first 64 characters.
     pub value: String,
+    /// The form the field must have, as the message's "expected FORM" says it.
     pub form: &'static str,
 }
 

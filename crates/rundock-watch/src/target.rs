@@ -40,7 +40,13 @@ pub enum Outcome {
     Unchanged,
     /// `dest` was written (or not, `written == false`, when only an owed check or
     /// reload ran) and the reload ran (or there is none).
-    Updated { written: bool, reloaded: bool },
+    Updated {
+        /// `dest` got new bytes in this update.
+        written: bool,
+        /// The reload command ran and succeeded; `false` when no reload was owed (no
+        /// reload configured, or the bytes it would load were already loaded).
+        reloaded: bool,
+    },
     /// Something failed; `dest` holds what it held before (or the new, checked bytes when
     /// only the reload failed, or the new unchecked bytes when there was nothing to put
     /// back). The message names what failed and what `dest` holds now.
@@ -51,14 +57,21 @@ pub enum Outcome {
 /// watch's state file is made of these).
 #[derive(Debug)]
 pub struct Target {
+    /// The template as configured (template, `dest`, names, check and reload argv);
+    /// updates never change it.
     pub spec: TemplateSpec,
     reload_owed: bool,
     /// `dest` holds bytes that have not passed the check.
     unchecked: bool,
+    /// What the updates so far found (last render, check, reload, instances, errors),
+    /// kept current by [`Target::update`]: the template's part of the watch's state file.
     pub state: TemplateState,
 }
 
 impl Target {
+    /// A target that has done nothing yet: no check or reload owed, a state naming only
+    /// the template and `dest`. Its first update compares the render with whatever
+    /// `dest` already holds, so an equal file is neither written nor reloaded.
     pub fn new(spec: TemplateSpec) -> Target {
         let state = TemplateState {
             template: spec.template.display().to_string(),
@@ -225,6 +238,10 @@ pub struct CommandError {
     /// The program ran and said no (a non-zero exit or a signal), as against: it could
     /// not be started or did not finish in time.
     pub ran: bool,
+    /// One line for logs and the state file: for a program that ran, `exit N` or
+    /// `killed by a signal`, then the end of what it printed (at most 600 characters,
+    /// stderr before stdout, lines joined by ` | `); otherwise why it could not start
+    /// or finish.
     pub message: String,
 }
 

@@ -9,7 +9,7 @@ use super::coerce::{parse_as, Params};
 use super::{etcd, health};
 use crate::options::{self, option, Scope};
 use rundock_spec::error::{Result, SpecError};
-use rundock_spec::validate;
+use rundock_spec::{skydns, validate};
 use rundock_spec::{
     AnnounceAs, AnnounceSpec, ContainerSpec, HostIp, PortMapping, PortRange, Protocol,
 };
@@ -58,7 +58,7 @@ pub(super) fn announce_spec(
         .map(|n| small("priority", n))
         .transpose()?;
     let weight = p.int("weight")?.map(|n| small("weight", n)).transpose()?;
-    let text = p.string("text")?;
+    let text = p.string("text")?.map(record_text).transpose()?;
     let unhealthy_after = health::unhealthy_after(p)?;
     Ok(Some(AnnounceSpec {
         port,
@@ -230,6 +230,18 @@ fn lease(p: &mut Params) -> Result<(u32, u32, u32)> {
     Ok((ttl, interval, dns_ttl))
 }
 
+/// The record's TXT text, held to the rule readers apply to records.
+fn record_text(text: String) -> Result<String> {
+    if skydns::is_record_text(&text) {
+        Ok(text)
+    } else {
+        Err(SpecError::new(
+            "text",
+            format!("{text:?} is not {}", skydns::TEXT_FORM),
+        ))
+    }
+}
+
 fn small(field: &str, n: i64) -> Result<u16> {
     u16::try_from(n).map_err(|_| {
         SpecError::new(
@@ -294,6 +306,26 @@ mod tests {
         .spec
         .unwrap();
         assert_eq!(explicit.container.ports[0].host_ip, None);
+    }
+
+    #[test]
+    fn a_text_readers_would_skip_is_refused_before_it_is_announced() {
+        for bad in ["a\nb", "tab\there", "bell\u{7}"] {
+            let err = announced(json!({"announce": 8086, "text": bad})).unwrap_err();
+            assert_eq!(err.field, "text", "{bad:?}");
+            assert!(
+                err.to_string().contains("without control characters"),
+                "{err}"
+            );
+        }
+        let spec = announced(json!({"announce": 8086, "text": "v=1 \"quoted\" ; {x}"}))
+            .unwrap()
+            .spec
+            .unwrap();
+        assert_eq!(
+            spec.announce.unwrap().text.as_deref(),
+            Some("v=1 \"quoted\" ; {x}")
+        );
     }
 
     #[test]

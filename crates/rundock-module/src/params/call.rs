@@ -11,16 +11,24 @@ use rundock_spec::Paths;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The module's `state`: what the call makes of the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Installs the tree without linking it (a linked service stays linked and is restarted if its
+    /// tree changed).
     Present,
+    /// Installs the tree and links it into `service_dir`, where runsvdir starts it.
     Enabled,
+    /// Stops the service and unlinks it; the tree stays.
     Disabled,
+    /// Stops the service, unlinks it, removes the tree, its containers and its record.
     Absent,
+    /// `Enabled`, then restarts the service.
     Restarted,
 }
 
 impl State {
+    /// The option's spelling: `present`, `enabled`, `disabled`, `absent` or `restarted`.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Present => "present",

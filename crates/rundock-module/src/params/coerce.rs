@@ -281,7 +281,7 @@ impl Params {
         .and_then(|words| {
             if let Some(words) = &words {
                 for w in words {
-                    validate::no_control(key, "a command word", w)?;
+                    validate::no_nul(key, "a command word", w)?;
                 }
             }
             Ok(words)

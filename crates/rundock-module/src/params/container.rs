@@ -113,7 +113,7 @@ fn env(p: &mut Params, mut env: BTreeMap<String, String>) -> Result<BTreeMap<Str
     if let Some(map) = p.dict("env")? {
         for (key, value) in map {
             let key = validate::env_name("env", &key)?;
-            let value = validate::no_control("env", "an environment value", &value)?;
+            let value = validate::no_nul("env", "an environment value", &value)?;
             merge_entry(&mut env, "env", key, value)?;
         }
     }

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 pub struct InfoRequest {
     /// The services asked for (names or tree paths); empty for all.
     pub names: Vec<String>,
+    /// Where the service trees are looked for (`sv_dir`, `/etc/sv` by default).
     pub sv_dir: PathBuf,
     /// Output lines per service.
     pub lines: usize,

@@ -23,7 +23,9 @@ choice!(OnFailure [Fail, Rollback] as_str);
 /// `play_lock`: what a call that only acts on a playbook's deploy lock does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlayLock {
+    /// Take the service's deploy lock in etcd for the whole playbook and return its token.
     Acquire,
+    /// Let the playbook's lock go (needs `lock_token`).
     Release,
 }
 
@@ -32,10 +34,15 @@ choice!(PlayLock { Acquire => "acquire", Release => "release" });
 /// A `play_lock` call: the service, where its tree is, how long to wait and the token.
 #[derive(Debug, Clone)]
 pub struct PlayLockCall {
+    /// Whether the call takes the playbook lock or lets it go.
     pub action: PlayLock,
+    /// The service name, a DNS label.
     pub name: String,
+    /// Where the service's tree is (the lock's etcd and domain come from its installed spec).
     pub sv_dir: std::path::PathBuf,
+    /// How long to wait for the lock held by another change (`lock_timeout`, 0 to 86,400 s).
     pub lock_timeout: std::time::Duration,
+    /// The `lock_token` an acquire returned; always `Some` for a release.
     pub token: Option<String>,
 }
 
