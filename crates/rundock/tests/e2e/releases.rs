@@ -5,6 +5,7 @@
 //! holder, and a SIGKILLed holder loses it within the lease's TTL.
 
 use crate::common;
+use crate::revisions::{image_id, running_image};
 use crate::start_first::{
     assert_one_announced, http_get, images, options, record_port, serving, update_under_traffic,
     Service, DOMAIN,
@@ -25,20 +26,6 @@ fn history(host: &Host, name: &str, json: bool) -> String {
     let out = kit::run(BIN, &args);
     assert!(out.status.success(), "{out:?}");
     kit::stdout(&out)
-}
-
-fn image_id(reference: &str) -> String {
-    kit::stdout(&kit::docker(&[
-        "image", "inspect", "-f", "{{.Id}}", reference,
-    ]))
-    .trim()
-    .to_string()
-}
-
-fn running_image(name: &str) -> String {
-    kit::stdout(&kit::docker(&["inspect", "-f", "{{.Image}}", name]))
-        .trim()
-        .to_string()
 }
 
 fn with(mut options: Value, extra: Value) -> Value {

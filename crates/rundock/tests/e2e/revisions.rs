@@ -30,7 +30,7 @@ fn build_version(name: &str, version: &str) -> String {
     local
 }
 
-fn image_id(reference: &str) -> String {
+pub(crate) fn image_id(reference: &str) -> String {
     kit::stdout(&kit::docker(&[
         "image", "inspect", "-f", "{{.Id}}", reference,
     ]))
@@ -39,7 +39,7 @@ fn image_id(reference: &str) -> String {
 }
 
 /// The image id the service's container was made from.
-fn running_image(name: &str) -> String {
+pub(crate) fn running_image(name: &str) -> String {
     kit::stdout(&kit::docker(&["inspect", "-f", "{{.Image}}", name]))
         .trim()
         .to_string()
@@ -393,11 +393,7 @@ fn rollback_playbook(host: &Host, name: &str, extra: &[&str]) -> (bool, String) 
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        kit::stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::output_text(&out);
     (out.status.success(), text)
 }
 

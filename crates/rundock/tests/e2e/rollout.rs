@@ -146,11 +146,7 @@ impl Cluster {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            kit::stdout(&out),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = common::output_text(&out);
         (out.status.success(), text)
     }
 

@@ -289,11 +289,7 @@ impl Site {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            kit::stdout(&out),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = common::output_text(&out);
         (out.status.success(), text)
     }
 

@@ -254,3 +254,13 @@ impl Drop for NginxFront {
         let _ = self.nginx.wait();
     }
 }
+
+/// What a finished command printed, stdout then stderr (Ansible's results and its
+/// warnings, for assertions and failure messages).
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        kit::stdout(out),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
