@@ -295,13 +295,16 @@ impl Haproxy {
              \x20   timeout connect 500ms\n\
              \x20   timeout client 10s\n\
              \x20   timeout server 10s\n\
+             \x20   retries 3\n\
+             \x20   retry-on conn-failure empty-response response-timeout 502 503\n\
+             \x20   option redispatch 1\n\
              resolvers rundock\n\
              \x20   nameserver rundock 127.0.0.1:{dns_port}\n\
              \x20   accepted_payload_size 1232\n\
              \x20   timeout resolve 200ms\n\
              \x20   timeout retry 200ms\n\
              \x20   hold valid 200ms\n\
-             \x20   hold obsolete 0s\n\
+             \x20   hold obsolete 1s\n\
              frontend web\n\
              \x20   bind 127.0.0.1:{port}\n\
              \x20   default_backend instances\n\
